@@ -1,0 +1,422 @@
+//! Message-level receive: which ids are open, and every bad-input policy of `PROTOCOL.md`.
+//!
+//! [`Demux`] sits on the [`Decoder`] and turns frames into message events. It keeps a
+//! fixed-capacity table of open messages (`N` entries, each with a caller value `T`, e.g. a
+//! buffer) and a short list of rejected ids whose later frames it consumes quietly, so that a
+//! bad message costs one error, not one per frame. Streaming receive (a message handled chunk
+//! by chunk, larger than any buffer) uses its events directly with `T = ()`.
+
+use core::ops::Range;
+
+use crate::decode::{Decoder, RawFrameEvent};
+use crate::error::ProtocolError;
+use crate::frame::FrameType;
+use crate::metrics::RxMetrics;
+
+/// How many rejected ids are remembered for quiet consumption of their later frames.
+pub const REJECTED_MEMORY: usize = 8;
+
+/// Receive limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Limits {
+    /// Largest message accepted (by its Start hint and by the data received).
+    pub max_message: u32,
+    /// Largest Data frame accepted; longer ones are skipped unread.
+    pub max_frame: u32,
+}
+
+impl Limits {
+    /// The Go reference's limit, 10 MiB, for both frames and messages (the std default).
+    pub const REFERENCE: Self = Self::new(10 * 1024 * 1024);
+
+    /// Frames and messages both limited to `max_message` bytes.
+    pub const fn new(max_message: u32) -> Self {
+        Self {
+            max_message,
+            max_frame: max_message,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::REFERENCE
+    }
+}
+
+/// A message-level receive event.
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event<'a, T> {
+    /// A message was opened.
+    Started {
+        /// Message id.
+        id: u32,
+        /// The Start frame's length field (0 from Optimized and Hybrid writers).
+        len_hint: u32,
+    },
+    /// Payload bytes of an open message, borrowed from the input. The message's value is
+    /// reachable with [`Demux::current_mut`] until the next step.
+    Data {
+        /// Message id.
+        id: u32,
+        /// The bytes.
+        chunk: &'a [u8],
+    },
+    /// A message completed; its value is handed back.
+    Completed {
+        /// Message id.
+        id: u32,
+        /// The value collected for it.
+        value: T,
+    },
+    /// The peer aborted a message; its value is handed back to be released.
+    Aborted {
+        /// Message id.
+        id: u32,
+        /// The value collected for it.
+        value: T,
+    },
+    /// A protocol error; `dropped` is the value of a message it ended, if any.
+    Error {
+        /// What went wrong.
+        error: ProtocolError,
+        /// The value of the message this error dropped.
+        dropped: Option<T>,
+    },
+}
+
+/// An [`Event`] whose chunk is a range of the input (lets drivers borrow their buffer late).
+#[derive(Debug)]
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub enum RawEvent<T> {
+    Started {
+        id: u32,
+        len_hint: u32,
+    },
+    Data {
+        id: u32,
+        chunk: Range<usize>,
+    },
+    Completed {
+        id: u32,
+        value: T,
+    },
+    Aborted {
+        id: u32,
+        value: T,
+    },
+    Error {
+        error: ProtocolError,
+        dropped: Option<T>,
+    },
+}
+
+impl<T> RawEvent<T> {
+    #[inline]
+    pub(crate) fn view(self, input: &[u8]) -> Event<'_, T> {
+        match self {
+            Self::Started { id, len_hint } => Event::Started { id, len_hint },
+            Self::Data { id, chunk } => Event::Data {
+                id,
+                chunk: &input[chunk],
+            },
+            Self::Completed { id, value } => Event::Completed { id, value },
+            Self::Aborted { id, value } => Event::Aborted { id, value },
+            Self::Error { error, dropped } => Event::Error { error, dropped },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    id: u32,
+    received: u32,
+    value: T,
+}
+
+/// The message-level receiver. `N` is the number of messages that may be open at once; `T`
+/// the value kept per open message (`()` for streaming receive).
+#[derive(Debug)]
+pub struct Demux<T, const N: usize> {
+    decoder: Decoder,
+    limits: Limits,
+    open: heapless::Vec<Slot<T>, N>,
+    rejected: heapless::Vec<u32, REJECTED_MEMORY>,
+    pending_start: Option<(u32, u32)>,
+    current: usize,
+    metrics: RxMetrics,
+}
+
+impl<T: Default, const N: usize> Default for Demux<T, N> {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
+}
+
+impl<T: Default, const N: usize> Demux<T, N> {
+    /// A receiver with the given limits and an empty table.
+    pub const fn new(limits: Limits) -> Self {
+        Self {
+            decoder: Decoder::new(limits.max_frame),
+            limits,
+            open: heapless::Vec::new(),
+            rejected: heapless::Vec::new(),
+            pending_start: None,
+            current: 0,
+            metrics: RxMetrics {
+                messages: 0,
+                bytes: 0,
+                aborted: 0,
+                errors: crate::metrics::ErrorCounts {
+                    unknown_type: 0,
+                    unknown_id: 0,
+                    frame_too_large: 0,
+                    message_too_large: 0,
+                    duplicate_start: 0,
+                    too_many_streams: 0,
+                    pool_exhausted: 0,
+                    truncated: 0,
+                    unfinished: 0,
+                },
+            },
+        }
+    }
+
+    /// The limits in force.
+    pub const fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Counters of what was received.
+    pub const fn metrics(&self) -> &RxMetrics {
+        &self.metrics
+    }
+
+    /// Number of messages open now.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Whether the stream sits between frames with nothing open (it may end here cleanly).
+    pub fn is_idle(&self) -> bool {
+        self.decoder.is_idle() && self.open.is_empty() && self.pending_start.is_none()
+    }
+
+    /// Decodes from the front of `input`: bytes consumed and the event completed, if any.
+    /// Call again with the rest of the input (an event may come with 0 bytes consumed).
+    ///
+    /// ```
+    /// use mux_nostd::{Demux, Event, Limits, encode_into, Optimized};
+    /// let mut wire = [0u8; 64];
+    /// let n = encode_into(&Optimized, 3, b"abc", &mut wire).unwrap();
+    /// let mut rx: Demux<(), 4> = Demux::new(Limits::new(1024));
+    /// let mut input = &wire[..n];
+    /// let mut got = heapless::Vec::<u8, 8>::new();
+    /// while !input.is_empty() {
+    ///     let (used, ev) = rx.feed(input);
+    ///     if let Some(Event::Data { chunk, .. }) = ev { got.extend_from_slice(chunk).unwrap(); }
+    ///     if let Some(Event::Completed { id, .. }) = ev { assert_eq!(id, 3); }
+    ///     input = &input[used..];
+    /// }
+    /// assert_eq!(got.as_slice(), b"abc");
+    /// ```
+    #[inline]
+    pub fn feed<'a>(&mut self, input: &'a [u8]) -> (usize, Option<Event<'a, T>>) {
+        let (n, raw) = self.step(input);
+        (n, raw.map(|r| r.view(input)))
+    }
+
+    /// The value of the message the last [`Event::Data`] belonged to.
+    pub fn current_mut(&mut self) -> Option<&mut T> {
+        self.open.get_mut(self.current).map(|s| &mut s.value)
+    }
+
+    /// Drops the message the last [`Event::Data`] belonged to, because its data could not be
+    /// kept (`error`, e.g. [`ProtocolError::PoolExhausted`]): its value is handed back and its
+    /// later frames are consumed quietly.
+    pub fn drop_current(&mut self, error: ProtocolError) -> Option<T> {
+        if self.current >= self.open.len() {
+            return None;
+        }
+        let slot = self.open.swap_remove(self.current);
+        self.reject(slot.id);
+        self.metrics.errors.record(&error);
+        Some(slot.value)
+    }
+
+    /// Called at end of stream, repeatedly until it returns `None`: reports a truncated frame,
+    /// then each message still open ([`ProtocolError::Unfinished`], with its value). Leaves the
+    /// receiver empty, ready for a new stream.
+    pub fn finish(&mut self) -> Option<Event<'static, T>> {
+        self.finish_raw().map(|r| r.view(&[]))
+    }
+
+    pub(crate) fn finish_raw(&mut self) -> Option<RawEvent<T>> {
+        if let Some((id, len_hint)) = self.pending_start.take() {
+            return Some(RawEvent::Started { id, len_hint });
+        }
+        if let Err(error) = self.decoder.finish() {
+            return Some(self.error(error, None));
+        }
+        self.rejected.clear();
+        let slot = self.open.pop()?;
+        Some(self.error(ProtocolError::Unfinished { id: slot.id }, Some(slot.value)))
+    }
+
+    #[inline]
+    pub(crate) fn step(&mut self, input: &[u8]) -> (usize, Option<RawEvent<T>>) {
+        if let Some((id, len_hint)) = self.pending_start.take() {
+            return (0, Some(RawEvent::Started { id, len_hint }));
+        }
+        let (n, frame) = self.decoder.step(input);
+        (n, frame.and_then(|f| self.on_frame(f)))
+    }
+
+    #[inline]
+    fn find(&self, id: u32) -> Option<usize> {
+        if self.open.get(self.current).is_some_and(|s| s.id == id) {
+            return Some(self.current);
+        }
+        self.open.iter().position(|s| s.id == id)
+    }
+
+    fn is_rejected(&self, id: u32) -> bool {
+        self.rejected.iter().any(|&r| r == id)
+    }
+
+    fn forget_rejected(&mut self, id: u32) -> bool {
+        match self.rejected.iter().position(|&r| r == id) {
+            Some(i) => {
+                self.rejected.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn reject(&mut self, id: u32) {
+        if self.is_rejected(id) {
+            return;
+        }
+        if self.rejected.is_full() {
+            self.rejected.remove(0); // forget the oldest
+        }
+        // Cannot fail: a place was just made.
+        let _ = self.rejected.push(id);
+    }
+
+    fn error(&mut self, error: ProtocolError, dropped: Option<T>) -> RawEvent<T> {
+        self.metrics.errors.record(&error);
+        crate::log::debug!("mux: {}", error.kind_name());
+        RawEvent::Error { error, dropped }
+    }
+
+    #[inline]
+    fn on_frame(&mut self, frame: RawFrameEvent) -> Option<RawEvent<T>> {
+        match frame {
+            RawFrameEvent::Data {
+                id,
+                chunk,
+                offset,
+                frame_len,
+            } => {
+                let Some(i) = self.find(id) else {
+                    if offset == 0 && !self.is_rejected(id) {
+                        let kind = FrameType::Data;
+                        return Some(self.error(ProtocolError::UnknownId { id, kind }, None));
+                    }
+                    return None;
+                };
+                self.current = i;
+                let slot = &mut self.open[i];
+                if offset == 0 {
+                    let size = slot.received.saturating_add(frame_len);
+                    if size > self.limits.max_message {
+                        let max = self.limits.max_message;
+                        let slot = self.open.swap_remove(i);
+                        self.reject(id);
+                        let e = ProtocolError::MessageTooLarge { id, size, max };
+                        return Some(self.error(e, Some(slot.value)));
+                    }
+                }
+                if chunk.is_empty() {
+                    return None;
+                }
+                slot.received += chunk.len() as u32;
+                self.metrics.bytes += chunk.len() as u64;
+                Some(RawEvent::Data { id, chunk })
+            }
+            RawFrameEvent::Start { id, len_hint } => self.on_start(id, len_hint),
+            RawFrameEvent::End { id } => self.on_close(id, FrameType::End),
+            RawFrameEvent::Abort { id } => self.on_close(id, FrameType::Abort),
+            RawFrameEvent::Error(error) => {
+                let id = match error {
+                    ProtocolError::FrameTooLarge { id, .. } => id,
+                    _ => return Some(self.error(error, None)),
+                };
+                if let Some(i) = self.find(id) {
+                    let slot = self.open.swap_remove(i);
+                    self.reject(id);
+                    Some(self.error(error, Some(slot.value)))
+                } else if self.is_rejected(id) {
+                    None
+                } else {
+                    Some(self.error(error, None))
+                }
+            }
+        }
+    }
+
+    fn on_start(&mut self, id: u32, len_hint: u32) -> Option<RawEvent<T>> {
+        self.forget_rejected(id);
+        let open = self.find(id);
+        if len_hint > self.limits.max_message {
+            let dropped = open.map(|i| self.open.swap_remove(i).value);
+            self.reject(id);
+            let max = self.limits.max_message;
+            let e = ProtocolError::MessageTooLarge {
+                id,
+                size: len_hint,
+                max,
+            };
+            return Some(self.error(e, dropped));
+        }
+        if let Some(i) = open {
+            let slot = &mut self.open[i];
+            slot.received = 0;
+            let stale = core::mem::take(&mut slot.value);
+            self.pending_start = Some((id, len_hint));
+            return Some(self.error(ProtocolError::DuplicateStart { id }, Some(stale)));
+        }
+        let slot = Slot {
+            id,
+            received: 0,
+            value: T::default(),
+        };
+        if self.open.push(slot).is_err() {
+            self.reject(id);
+            return Some(self.error(ProtocolError::TooManyStreams { id }, None));
+        }
+        Some(RawEvent::Started { id, len_hint })
+    }
+
+    fn on_close(&mut self, id: u32, kind: FrameType) -> Option<RawEvent<T>> {
+        match self.find(id) {
+            Some(i) => {
+                let Slot { value, .. } = self.open.swap_remove(i);
+                if kind == FrameType::End {
+                    self.metrics.messages += 1;
+                    Some(RawEvent::Completed { id, value })
+                } else {
+                    self.metrics.aborted += 1;
+                    Some(RawEvent::Aborted { id, value })
+                }
+            }
+            None if self.forget_rejected(id) => None,
+            None => Some(self.error(ProtocolError::UnknownId { id, kind }, None)),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Async reader and writer over [`embedded_io_async::Read`] and [`embedded_io_async::Write`].
+//!
+//! Cancel-safe: dropping a send future mid-message leaves its progress in the writer, and the
+//! next operation settles it (completes the frame in flight with filler, then writes Abort for
+//! that id) before writing anything else.
+
+use embedded_io_async::{Read, Write};
+
+use super::{Next, Pump, Receive, TxState};
+use crate::encode::Outgoing;
+use crate::error::SendError;
+use crate::metrics::TxMetrics;
+use crate::strategy::Strategy;
+
+/// Sends messages over an async byte sink with strategy `S`.
+///
+/// A send interrupted by an I/O error leaves what it owes in the writer; the next call settles
+/// it first (finishes the frame in flight, then writes Abort for that id).
+#[derive(Debug)]
+pub struct AsyncWriter<W, S> {
+    io: W,
+    tx: TxState<S>,
+}
+
+impl<W: Write, S: Strategy> AsyncWriter<W, S> {
+    /// A writer whose automatic ids start at 1.
+    pub const fn new(io: W, strategy: S) -> Self {
+        Self {
+            io,
+            tx: TxState::new(strategy),
+        }
+    }
+
+    /// Sends `payload` with the next automatic id (1, 2, …, wrapping) and returns that id.
+    #[inline]
+    pub async fn send(&mut self, payload: &[u8]) -> Result<u32, SendError<W::Error>> {
+        let id = self.tx.take_id();
+        self.send_with_id(id, payload).await.map(|()| id)
+    }
+
+    /// Sends `payload` as message `id`.
+    #[inline]
+    pub async fn send_with_id(
+        &mut self,
+        id: u32,
+        payload: &[u8],
+    ) -> Result<(), SendError<W::Error>> {
+        self.send_cancellable(id, payload, || false).await
+    }
+
+    /// Sends `payload` as message `id`, asking `cancel` before each frame whether to stop. A
+    /// message cancelled after its Start was written ends with Abort; one cancelled before
+    /// writes nothing. Either way the result is [`SendError::Cancelled`].
+    #[inline]
+    pub async fn send_cancellable(
+        &mut self,
+        id: u32,
+        payload: &[u8],
+        mut cancel: impl FnMut() -> bool,
+    ) -> Result<(), SendError<W::Error>> {
+        self.settle().await?;
+        let out = self.tx.begin(id, payload.len())?;
+        let r = drive(&mut self.io, out, payload, &mut cancel).await;
+        self.tx.end(r)
+    }
+
+    /// Writes what an interrupted send still owes (a no-op when nothing is owed).
+    #[inline]
+    pub async fn settle(&mut self) -> Result<(), SendError<W::Error>> {
+        let Some(out) = self.tx.owed_for_settle() else {
+            return Ok(());
+        };
+        let r = drive(&mut self.io, out, &[], &mut || false).await;
+        self.tx.end_settle(r)
+    }
+
+    /// Settles, then flushes the sink.
+    pub async fn flush(&mut self) -> Result<(), SendError<W::Error>> {
+        self.settle().await?;
+        self.io.flush().await.map_err(SendError::Io)
+    }
+
+    /// Counters of what was sent.
+    pub const fn metrics(&self) -> &TxMetrics {
+        &self.tx.metrics
+    }
+
+    /// The strategy.
+    pub const fn strategy(&self) -> &S {
+        &self.tx.strategy
+    }
+
+    /// Whether an interrupted send still owes bytes to the wire.
+    pub const fn owes(&self) -> bool {
+        self.tx.owed.is_some()
+    }
+
+    /// The sink.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.io
+    }
+
+    /// The sink, by shared reference.
+    pub const fn get_ref(&self) -> &W {
+        &self.io
+    }
+
+    /// The sink back (anything owed is lost; call [`settle`](Self::settle) first).
+    pub fn into_inner(self) -> W {
+        self.io
+    }
+}
+
+#[inline]
+async fn drive<W: Write>(
+    io: &mut W,
+    out: &mut Outgoing,
+    payload: &[u8],
+    cancel: &mut impl FnMut() -> bool,
+) -> Result<(), SendError<W::Error>> {
+    while let Some(buf) = out.next_bytes(payload, cancel) {
+        match io.write(buf).await {
+            Ok(0) => return Err(SendError::WriteZero),
+            Ok(n) => out.advance(n),
+            Err(e) => return Err(SendError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Receives over an async byte source, into a caller-provided buffer, with a receive core:
+/// a [`Reassembler`](crate::Reassembler) for whole messages or a [`Demux`](crate::Demux) for
+/// streaming events.
+#[derive(Debug)]
+pub struct AsyncReader<'b, R, P> {
+    io: R,
+    pump: Pump<'b, P>,
+}
+
+impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P> {
+    /// A reader over `io`, reading into `rx` (any size ≥ 1; 64–512 bytes suit a UART).
+    pub fn new(io: R, rx: &'b mut [u8], core: P) -> Self {
+        Self {
+            io,
+            pump: Pump::new(core, rx),
+        }
+    }
+
+    /// The next item: `Ok(None)` once the stream has ended and everything was reported. An
+    /// I/O error is returned once; after it the reader reports what was open and closes.
+    pub async fn next(&mut self) -> Result<Option<P::Item<'_>>, R::Error> {
+        loop {
+            match self.pump.advance() {
+                Next::Item(raw, base) => return Ok(Some(self.pump.view(raw, base))),
+                Next::Closed => return Ok(None),
+                Next::Read => match self.io.read(self.pump.space()).await {
+                    Ok(n) => self.pump.filled(n),
+                    Err(e) => {
+                        self.pump.failed();
+                        return Err(e);
+                    }
+                },
+            }
+        }
+    }
+
+    /// The receive core (for its metrics).
+    pub const fn core(&self) -> &P {
+        &self.pump.core
+    }
+
+    /// The source.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.io
+    }
+}

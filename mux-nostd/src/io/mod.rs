@@ -1,0 +1,259 @@
+//! Drivers: the sans-IO core pumped over `embedded-io` (blocking) and `embedded-io-async`.
+//!
+//! Both drivers share everything but the `.await`: [`Outgoing`](crate::Outgoing) holds the
+//! send progress and [`Pump`] the receive buffer state, so each driver is a short loop.
+
+pub mod asynch;
+pub mod blocking;
+
+use crate::demux::{Demux, Event, RawEvent};
+use crate::encode::Outgoing;
+use crate::error::SendError;
+use crate::metrics::TxMetrics;
+use crate::reassembly::{Reassembler, Received};
+use crate::strategy::Strategy;
+
+/// A receive core that drivers can pump: [`Demux`] (streaming, chunk events) or
+/// [`Reassembler`] (whole messages).
+pub trait Receive {
+    /// An item whose payload, if any, is a range of the input.
+    #[doc(hidden)]
+    type Raw;
+    /// What the driver hands out; may borrow the driver's receive buffer.
+    type Item<'a>
+    where
+        Self: 'a;
+    /// One decoding step over `input`.
+    #[doc(hidden)]
+    fn step(&mut self, input: &[u8]) -> (usize, Option<Self::Raw>);
+    /// At end of stream, repeatedly until `None`.
+    #[doc(hidden)]
+    fn finish(&mut self) -> Option<Self::Raw>;
+    /// Resolves a raw item against the input it came from.
+    #[doc(hidden)]
+    fn view<'a>(raw: Self::Raw, input: &'a [u8]) -> Self::Item<'a>
+    where
+        Self: 'a;
+}
+
+impl<T: Default, const N: usize> Receive for Demux<T, N> {
+    type Raw = RawEvent<T>;
+    type Item<'a>
+        = Event<'a, T>
+    where
+        Self: 'a;
+    #[inline]
+    fn step(&mut self, input: &[u8]) -> (usize, Option<Self::Raw>) {
+        Demux::step(self, input)
+    }
+    fn finish(&mut self) -> Option<Self::Raw> {
+        self.finish_raw()
+    }
+    #[inline]
+    fn view<'a>(raw: Self::Raw, input: &'a [u8]) -> Event<'a, T>
+    where
+        Self: 'a,
+    {
+        raw.view(input)
+    }
+}
+
+impl<'p, const N: usize, const B: usize, const S: usize> Receive for Reassembler<'p, N, B, S> {
+    type Raw = Received<'p, B, S>;
+    type Item<'a>
+        = Received<'p, B, S>
+    where
+        Self: 'a;
+    #[inline]
+    fn step(&mut self, input: &[u8]) -> (usize, Option<Self::Raw>) {
+        self.feed(input)
+    }
+    fn finish(&mut self) -> Option<Self::Raw> {
+        Reassembler::finish(self)
+    }
+    #[inline]
+    fn view<'a>(raw: Self::Raw, _input: &'a [u8]) -> Self::Raw
+    where
+        Self: 'a,
+    {
+        raw
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RxState {
+    Open,
+    Finishing,
+    Closed,
+}
+
+/// What the receive loop needs next.
+#[doc(hidden)]
+pub enum Next<R> {
+    /// An item, decoded from `rx[base..]`.
+    Item(R, usize),
+    /// The buffer is spent: read more into [`Pump::space`].
+    Read,
+    /// End of stream, all reported.
+    Closed,
+}
+
+/// The receive state shared by the blocking and async readers: a buffer, a cursor, and the
+/// end-of-stream sequence (truncation, unfinished messages, then closed).
+#[derive(Debug)]
+#[doc(hidden)]
+pub struct Pump<'b, P> {
+    pub(crate) core: P,
+    rx: &'b mut [u8],
+    pos: usize,
+    end: usize,
+    state: RxState,
+}
+
+impl<'b, P: Receive> Pump<'b, P> {
+    pub(crate) fn new(core: P, rx: &'b mut [u8]) -> Self {
+        assert!(!rx.is_empty(), "receive buffer must not be empty");
+        Self {
+            core,
+            rx,
+            pos: 0,
+            end: 0,
+            state: RxState::Open,
+        }
+    }
+
+    /// Runs the core until it yields an item or needs input.
+    #[inline]
+    pub fn advance(&mut self) -> Next<P::Raw> {
+        loop {
+            match self.state {
+                RxState::Open => {
+                    let base = self.pos;
+                    let (n, raw) = self.core.step(&self.rx[base..self.end]);
+                    self.pos += n;
+                    if let Some(raw) = raw {
+                        return Next::Item(raw, base);
+                    }
+                    if self.pos == self.end {
+                        self.pos = 0;
+                        self.end = 0;
+                        return Next::Read;
+                    }
+                }
+                RxState::Finishing => match self.core.finish() {
+                    Some(raw) => return Next::Item(raw, 0),
+                    None => self.state = RxState::Closed,
+                },
+                RxState::Closed => return Next::Closed,
+            }
+        }
+    }
+
+    /// Resolves an item against the buffer.
+    #[inline]
+    pub fn view(&self, raw: P::Raw, base: usize) -> P::Item<'_> {
+        P::view(raw, &self.rx[base..self.end])
+    }
+
+    /// Where the next read goes.
+    #[inline]
+    pub fn space(&mut self) -> &mut [u8] {
+        &mut self.rx[self.end..]
+    }
+
+    /// Records a read of `n` bytes; 0 is end of stream.
+    #[inline]
+    pub fn filled(&mut self, n: usize) {
+        if n == 0 {
+            self.state = RxState::Finishing;
+        } else {
+            self.end += n;
+        }
+    }
+
+    /// Records a failed read: the error goes to the caller once, then the stream is finished
+    /// (what was open is reported unfinished) and closed; the reader never spins on a broken
+    /// source.
+    pub fn failed(&mut self) {
+        self.state = RxState::Finishing;
+    }
+
+    /// Whether the end of the stream has been reached and fully reported.
+    pub fn is_closed(&self) -> bool {
+        self.state == RxState::Closed
+    }
+}
+
+/// The send state shared by the blocking and async writers: strategy, id counter, what an
+/// interrupted send still owes, and counters.
+#[derive(Debug)]
+pub(crate) struct TxState<S> {
+    pub(crate) strategy: S,
+    next_id: u32,
+    pub(crate) owed: Option<Outgoing>,
+    pub(crate) metrics: TxMetrics,
+}
+
+impl<S: Strategy> TxState<S> {
+    pub(crate) const fn new(strategy: S) -> Self {
+        Self {
+            strategy,
+            next_id: 1,
+            owed: None,
+            metrics: TxMetrics {
+                messages: 0,
+                bytes: 0,
+                aborted: 0,
+            },
+        }
+    }
+
+    /// The next automatic id: 1, 2, …, wrapping.
+    #[inline]
+    pub(crate) fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = id.wrapping_add(1);
+        id
+    }
+
+    /// Records a new message as owed and returns its progress.
+    #[inline]
+    pub(crate) fn begin<E>(&mut self, id: u32, len: usize) -> Result<&mut Outgoing, SendError<E>> {
+        debug_assert!(self.owed.is_none(), "settle before beginning a message");
+        Ok(self.owed.insert(Outgoing::new(&self.strategy, id, len)?))
+    }
+
+    /// The progress of an interrupted send, switched to settling, if one is owed.
+    pub(crate) fn owed_for_settle(&mut self) -> Option<&mut Outgoing> {
+        let out = self.owed.as_mut()?;
+        out.settle();
+        Some(out)
+    }
+
+    /// Ends a send: on success the message is no longer owed and is counted.
+    #[inline]
+    pub(crate) fn end<E>(&mut self, r: Result<(), SendError<E>>) -> Result<(), SendError<E>> {
+        r?;
+        let Some(out) = self.owed.take() else {
+            return Ok(());
+        };
+        if out.is_cancelled() {
+            self.metrics.aborted += 1;
+            return Err(SendError::Cancelled);
+        }
+        self.metrics.messages += 1;
+        self.metrics.bytes += u64::from(out.total());
+        Ok(())
+    }
+
+    /// Ends a settle: a cancellation that was owed is not an error of the new operation.
+    pub(crate) fn end_settle<E>(
+        &mut self,
+        r: Result<(), SendError<E>>,
+    ) -> Result<(), SendError<E>> {
+        match self.end(r) {
+            Err(SendError::Cancelled) => Ok(()),
+            r => r,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Counters readable without std: plain integers owned by each reader and writer.
+
+use crate::error::ProtocolError;
+
+/// Protocol errors seen, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ErrorCounts {
+    /// [`ProtocolError::UnknownType`].
+    pub unknown_type: u32,
+    /// [`ProtocolError::UnknownId`].
+    pub unknown_id: u32,
+    /// [`ProtocolError::FrameTooLarge`].
+    pub frame_too_large: u32,
+    /// [`ProtocolError::MessageTooLarge`].
+    pub message_too_large: u32,
+    /// [`ProtocolError::DuplicateStart`].
+    pub duplicate_start: u32,
+    /// [`ProtocolError::TooManyStreams`].
+    pub too_many_streams: u32,
+    /// [`ProtocolError::PoolExhausted`].
+    pub pool_exhausted: u32,
+    /// [`ProtocolError::Truncated`].
+    pub truncated: u32,
+    /// [`ProtocolError::Unfinished`].
+    pub unfinished: u32,
+}
+
+impl ErrorCounts {
+    /// Counts one error.
+    pub fn record(&mut self, e: &ProtocolError) {
+        let c = match e {
+            ProtocolError::UnknownType { .. } => &mut self.unknown_type,
+            ProtocolError::UnknownId { .. } => &mut self.unknown_id,
+            ProtocolError::FrameTooLarge { .. } => &mut self.frame_too_large,
+            ProtocolError::MessageTooLarge { .. } => &mut self.message_too_large,
+            ProtocolError::DuplicateStart { .. } => &mut self.duplicate_start,
+            ProtocolError::TooManyStreams { .. } => &mut self.too_many_streams,
+            ProtocolError::PoolExhausted { .. } => &mut self.pool_exhausted,
+            ProtocolError::Truncated { .. } => &mut self.truncated,
+            ProtocolError::Unfinished { .. } => &mut self.unfinished,
+        };
+        *c = c.saturating_add(1);
+    }
+
+    /// All errors together.
+    pub fn total(&self) -> u32 {
+        [
+            self.unknown_type,
+            self.unknown_id,
+            self.frame_too_large,
+            self.message_too_large,
+            self.duplicate_start,
+            self.too_many_streams,
+            self.pool_exhausted,
+            self.truncated,
+            self.unfinished,
+        ]
+        .iter()
+        .fold(0u32, |a, b| a.saturating_add(*b))
+    }
+}
+
+/// What a receiver has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RxMetrics {
+    /// Messages completed (End received).
+    pub messages: u32,
+    /// Payload bytes received for open messages.
+    pub bytes: u64,
+    /// Messages aborted by the peer.
+    pub aborted: u32,
+    /// Protocol errors by kind.
+    pub errors: ErrorCounts,
+}
+
+/// What a writer has sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TxMetrics {
+    /// Messages completed (End written).
+    pub messages: u32,
+    /// Payload bytes of completed messages.
+    pub bytes: u64,
+    /// Messages ended with Abort (cancelled or interrupted).
+    pub aborted: u32,
+}

@@ -1,0 +1,379 @@
+//! A static block pool shared between interrupt handlers and thread mode.
+//!
+//! `Pool<BLOCKS, SIZE>` holds `BLOCKS` blocks of `SIZE` bytes and is meant to be declared
+//! `static`: its constructor is `const` and its all-zero initial state lands in `.bss`, so it
+//! costs RAM only (`BLOCKS × SIZE` bytes plus `2 × BLOCKS + 12` bytes of bookkeeping) and no
+//! flash. Bookkeeping is guarded by [`critical_section`], which works on every target
+//! including `thumbv6m` (no atomic compare-and-swap). A [`Chain`] owns a linked list of blocks
+//! and gives them back when dropped, so a leak is a bug the counters show.
+//!
+//! This is the only module with `unsafe` code: handing out the bytes of a block to the one
+//! chain that owns it.
+
+#![allow(unsafe_code)]
+
+use core::cell::{RefCell, UnsafeCell};
+
+use critical_section::Mutex;
+
+const NIL: u16 = u16::MAX;
+
+/// Counters of a pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PoolStats {
+    /// Blocks in the pool.
+    pub blocks: u16,
+    /// Bytes per block.
+    pub block_size: u32,
+    /// Blocks handed out now.
+    pub in_use: u16,
+    /// Most blocks ever handed out at once.
+    pub high_water: u16,
+    /// Requests refused because no block was free.
+    pub exhausted: u32,
+}
+
+impl PoolStats {
+    /// Blocks free now.
+    pub const fn free(&self) -> u16 {
+        self.blocks - self.in_use
+    }
+}
+
+struct Meta<const BLOCKS: usize> {
+    /// For a free block: the next free block. For a block in a chain: the next in the chain.
+    link: [u16; BLOCKS],
+    /// Head of the list of returned blocks.
+    free_head: u16,
+    /// Blocks `fresh..BLOCKS` were never handed out (so an all-zero state is a full pool).
+    fresh: u16,
+    in_use: u16,
+    high_water: u16,
+    exhausted: u32,
+}
+
+/// A pool of `BLOCKS` blocks of `SIZE` bytes. See the [module docs](self).
+///
+/// ```
+/// use mux_nostd::{Chain, Pool};
+/// static POOL: Pool<8, 64> = Pool::new();
+/// let mut c = Chain::new(&POOL);
+/// c.extend_from_slice(&[7u8; 100]).unwrap(); // two blocks
+/// assert_eq!(POOL.stats().in_use, 2);
+/// drop(c);
+/// assert_eq!(POOL.stats().in_use, 0);
+/// ```
+pub struct Pool<const BLOCKS: usize, const SIZE: usize> {
+    data: [UnsafeCell<[u8; SIZE]>; BLOCKS],
+    meta: Mutex<RefCell<Meta<BLOCKS>>>,
+}
+
+// SAFETY: the bookkeeping is behind a critical-section mutex. The bytes of a block are only
+// reached through the one `Chain` that owns it (the pool never hands a block to two owners
+// until it is given back), and a `Chain` needs `&mut self` to write them, so sharing the pool
+// between threads or interrupt handlers cannot create aliasing mutable access.
+unsafe impl<const BLOCKS: usize, const SIZE: usize> Sync for Pool<BLOCKS, SIZE> {}
+
+impl<const BLOCKS: usize, const SIZE: usize> core::fmt::Debug for Pool<BLOCKS, SIZE> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl<const BLOCKS: usize, const SIZE: usize> Default for Pool<BLOCKS, SIZE> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const BLOCKS: usize, const SIZE: usize> Pool<BLOCKS, SIZE> {
+    /// RAM taken by the pool: the blocks and the bookkeeping.
+    pub const RAM_BYTES: usize = core::mem::size_of::<Self>();
+
+    /// A full pool. `const`, so it can initialise a `static`.
+    pub const fn new() -> Self {
+        assert!(BLOCKS < NIL as usize, "a pool holds at most 65534 blocks");
+        assert!(
+            SIZE > 0 && SIZE <= u32::MAX as usize,
+            "block size must fit u32"
+        );
+        Self {
+            data: [const { UnsafeCell::new([0; SIZE]) }; BLOCKS],
+            meta: Mutex::new(RefCell::new(Meta {
+                link: [0; BLOCKS],
+                free_head: NIL,
+                fresh: 0,
+                in_use: 0,
+                high_water: 0,
+                exhausted: 0,
+            })),
+        }
+    }
+
+    /// The pool's counters.
+    pub fn stats(&self) -> PoolStats {
+        critical_section::with(|cs| {
+            let m = self.meta.borrow_ref(cs);
+            PoolStats {
+                blocks: BLOCKS as u16,
+                block_size: SIZE as u32,
+                in_use: m.in_use,
+                high_water: m.high_water,
+                exhausted: m.exhausted,
+            }
+        })
+    }
+
+    /// Takes a free block, linking it after `prev` (if any).
+    fn alloc_after(&self, prev: u16) -> Option<u16> {
+        critical_section::with(|cs| {
+            let mut m = self.meta.borrow_ref_mut(cs);
+            let block = if m.free_head != NIL {
+                let b = m.free_head;
+                m.free_head = m.link[b as usize];
+                b
+            } else if (m.fresh as usize) < BLOCKS {
+                m.fresh += 1;
+                m.fresh - 1
+            } else {
+                m.exhausted = m.exhausted.saturating_add(1);
+                return None;
+            };
+            m.link[block as usize] = NIL;
+            if prev != NIL {
+                m.link[prev as usize] = block;
+            }
+            m.in_use += 1;
+            m.high_water = m.high_water.max(m.in_use);
+            Some(block)
+        })
+    }
+
+    /// Gives back a whole chain of blocks starting at `head`.
+    fn free_chain(&self, head: u16) {
+        critical_section::with(|cs| {
+            let mut m = self.meta.borrow_ref_mut(cs);
+            let mut b = head;
+            while b != NIL {
+                let next = m.link[b as usize];
+                m.link[b as usize] = m.free_head;
+                m.free_head = b;
+                m.in_use -= 1;
+                b = next;
+            }
+        })
+    }
+
+    fn next_of(&self, block: u16) -> u16 {
+        critical_section::with(|cs| self.meta.borrow_ref(cs).link[block as usize])
+    }
+}
+
+/// A message body held in a linked list of pool blocks; given back to the pool when dropped.
+pub struct Chain<'p, const BLOCKS: usize, const SIZE: usize> {
+    pool: &'p Pool<BLOCKS, SIZE>,
+    head: u16,
+    tail: u16,
+    len: u32,
+}
+
+impl<const BLOCKS: usize, const SIZE: usize> core::fmt::Debug for Chain<'_, BLOCKS, SIZE> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Chain")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool had no free block for a [`Chain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Exhausted;
+
+impl<'p, const BLOCKS: usize, const SIZE: usize> Chain<'p, BLOCKS, SIZE> {
+    /// An empty chain (takes no block until data is added).
+    pub const fn new(pool: &'p Pool<BLOCKS, SIZE>) -> Self {
+        Self {
+            pool,
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        }
+    }
+
+    /// Bytes held.
+    pub const fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether no byte is held.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `data`, taking blocks from the pool as needed. On `Err` the chain may hold part
+    /// of `data`; drop it to give its blocks back.
+    pub fn extend_from_slice(&mut self, mut data: &[u8]) -> Result<(), Exhausted> {
+        while !data.is_empty() {
+            let used = self.len as usize % SIZE;
+            if used == 0 {
+                let b = self.pool.alloc_after(self.tail).ok_or(Exhausted)?;
+                if self.head == NIL {
+                    self.head = b;
+                }
+                self.tail = b;
+            }
+            let take = (SIZE - used).min(data.len());
+            // SAFETY: `tail` was handed to this chain by `alloc_after` and is only given back
+            // by `Drop`; no other chain can hold it, and `&mut self` excludes readers of this
+            // chain, so this is the only reference to the block's bytes.
+            let block = unsafe { &mut *self.pool.data[self.tail as usize].get() };
+            block[used..used + take].copy_from_slice(&data[..take]);
+            self.len += take as u32;
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    /// The bytes, block by block.
+    pub fn chunks(&self) -> ChainChunks<'_, 'p, BLOCKS, SIZE> {
+        ChainChunks {
+            chain: self,
+            block: self.head,
+            left: self.len as usize,
+        }
+    }
+
+    /// The bytes as one slice, when they fit one block (always true for messages up to `SIZE`
+    /// bytes).
+    pub fn as_slice(&self) -> Option<&[u8]> {
+        match self.len as usize {
+            0 => Some(&[]),
+            n if n <= SIZE => self.chunks().next(),
+            _ => None,
+        }
+    }
+
+    /// Copies the bytes into `out`, returning how many were copied (`min(len, out.len())`).
+    pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        let mut at = 0;
+        for c in self.chunks() {
+            let n = c.len().min(out.len() - at);
+            out[at..at + n].copy_from_slice(&c[..n]);
+            at += n;
+            if at == out.len() {
+                break;
+            }
+        }
+        at
+    }
+
+    /// Whether the bytes equal `other`.
+    pub fn eq_slice(&self, mut other: &[u8]) -> bool {
+        if other.len() != self.len() {
+            return false;
+        }
+        for c in self.chunks() {
+            if other[..c.len()] != *c {
+                return false;
+            }
+            other = &other[c.len()..];
+        }
+        true
+    }
+}
+
+impl<const BLOCKS: usize, const SIZE: usize> Drop for Chain<'_, BLOCKS, SIZE> {
+    fn drop(&mut self) {
+        if self.head != NIL {
+            self.pool.free_chain(self.head);
+        }
+    }
+}
+
+/// Iterator over the blocks of a [`Chain`].
+pub struct ChainChunks<'c, 'p, const BLOCKS: usize, const SIZE: usize> {
+    chain: &'c Chain<'p, BLOCKS, SIZE>,
+    block: u16,
+    left: usize,
+}
+
+impl<'c, const BLOCKS: usize, const SIZE: usize> Iterator for ChainChunks<'c, '_, BLOCKS, SIZE> {
+    type Item = &'c [u8];
+
+    fn next(&mut self) -> Option<&'c [u8]> {
+        if self.left == 0 || self.block == NIL {
+            return None;
+        }
+        let n = self.left.min(SIZE);
+        // SAFETY: `block` belongs to the chain borrowed for `'c`; writes need `&mut Chain`, so
+        // none can happen while this shared borrow lives.
+        let bytes = unsafe { &*self.chain.pool.data[self.block as usize].get() };
+        self.left -= n;
+        self.block = if self.left > 0 {
+            self.chain.pool.next_of(self.block)
+        } else {
+            NIL
+        };
+        Some(&bytes[..n])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_recycle_blocks_and_count() {
+        let pool: Pool<4, 8> = Pool::new();
+        let mut a = Chain::new(&pool);
+        a.extend_from_slice(b"0123456789").unwrap();
+        let mut b = Chain::new(&pool);
+        b.extend_from_slice(b"abcdefghijklmnop").unwrap();
+        assert_eq!(pool.stats().in_use, 4);
+        let mut c = Chain::new(&pool);
+        assert_eq!(c.extend_from_slice(b"x"), Err(Exhausted));
+        assert!(a.eq_slice(b"0123456789"));
+        assert!(b.eq_slice(b"abcdefghijklmnop"));
+        assert_eq!(a.as_slice(), None);
+        drop(a);
+        c.extend_from_slice(b"xyz").unwrap();
+        assert_eq!(c.as_slice(), Some(&b"xyz"[..]));
+        let mut out = [0u8; 20];
+        assert_eq!(b.copy_to(&mut out), 16);
+        assert_eq!(&out[..16], b"abcdefghijklmnop");
+        drop((b, c));
+        let s = pool.stats();
+        assert_eq!(
+            (s.in_use, s.high_water, s.exhausted, s.free()),
+            (0, 4, 1, 4)
+        );
+    }
+
+    #[test]
+    fn static_pool_shared_across_threads() {
+        static POOL: Pool<16, 32> = Pool::new();
+        let threads: heapless::Vec<_, 4> = (0..4u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..200u32 {
+                        let mut c = Chain::new(&POOL);
+                        let data = [t.wrapping_add(i as u8); 40];
+                        if c.extend_from_slice(&data).is_ok() {
+                            assert!(c.eq_slice(&data));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = POOL.stats();
+        assert_eq!(s.in_use, 0);
+        assert!(s.high_water >= 2 && s.high_water <= 16);
+    }
+}

@@ -1,0 +1,143 @@
+//! Whole-message receive: the [`Demux`] with each open message collected in a pool [`Chain`].
+
+use crate::demux::{Demux, Limits, RawEvent};
+use crate::error::ProtocolError;
+use crate::metrics::RxMetrics;
+use crate::pool::{Chain, Pool, PoolStats};
+
+/// A complete message. Its blocks go back to the pool when it is dropped.
+#[derive(Debug)]
+pub struct Message<'p, const BLOCKS: usize, const SIZE: usize> {
+    id: u32,
+    body: Chain<'p, BLOCKS, SIZE>,
+}
+
+impl<'p, const BLOCKS: usize, const SIZE: usize> Message<'p, BLOCKS, SIZE> {
+    /// The message id.
+    pub const fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The payload.
+    pub const fn body(&self) -> &Chain<'p, BLOCKS, SIZE> {
+        &self.body
+    }
+
+    /// Payload size.
+    pub const fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the payload is empty.
+    pub const fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+}
+
+/// What a [`Reassembler`] delivers.
+#[derive(Debug)]
+pub enum Received<'p, const BLOCKS: usize, const SIZE: usize> {
+    /// A complete message.
+    Message(Message<'p, BLOCKS, SIZE>),
+    /// The peer aborted this message; what had arrived of it was released.
+    Aborted {
+        /// The message id.
+        id: u32,
+    },
+    /// A protocol error (the stream stays in sync).
+    Error(ProtocolError),
+}
+
+/// Collects whole messages: up to `N` open at once, their bytes in a shared [`Pool`].
+///
+/// RAM: the pool (see [`Pool::RAM_BYTES`]) plus `size_of::<Reassembler<..>>()`, about
+/// `12 × N + 80` bytes on 32-bit targets.
+#[derive(Debug)]
+pub struct Reassembler<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> {
+    demux: Demux<Option<Chain<'p, BLOCKS, SIZE>>, N>,
+    pool: &'p Pool<BLOCKS, SIZE>,
+}
+
+impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p, N, BLOCKS, SIZE> {
+    /// A reassembler drawing buffers from `pool`.
+    pub const fn new(pool: &'p Pool<BLOCKS, SIZE>, limits: Limits) -> Self {
+        Self {
+            demux: Demux::new(limits),
+            pool,
+        }
+    }
+
+    /// Receive counters.
+    pub const fn metrics(&self) -> &RxMetrics {
+        self.demux.metrics()
+    }
+
+    /// The pool's counters.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Messages open now.
+    pub fn open_count(&self) -> usize {
+        self.demux.open_count()
+    }
+
+    /// Decodes from the front of `input`: bytes consumed and what they completed, if anything.
+    #[inline]
+    pub fn feed(&mut self, input: &[u8]) -> (usize, Option<Received<'p, BLOCKS, SIZE>>) {
+        let (n, ev) = self.demux.step(input);
+        (n, ev.and_then(|ev| self.on_event(ev, input)))
+    }
+
+    /// Feeds all of `input`, calling `on` for everything received.
+    pub fn feed_all(&mut self, mut input: &[u8], mut on: impl FnMut(Received<'p, BLOCKS, SIZE>)) {
+        while !input.is_empty() {
+            let (n, item) = self.feed(input);
+            input = &input[n..];
+            if let Some(item) = item {
+                on(item);
+            }
+        }
+    }
+
+    /// At end of stream, repeatedly until `None`: a truncation error, then one
+    /// [`ProtocolError::Unfinished`] per message still open (its buffers released).
+    pub fn finish(&mut self) -> Option<Received<'p, BLOCKS, SIZE>> {
+        loop {
+            let ev = self.demux.finish_raw()?;
+            if let Some(r) = self.on_event(ev, &[]) {
+                return Some(r);
+            }
+        }
+    }
+
+    #[inline]
+    fn on_event(
+        &mut self,
+        ev: RawEvent<Option<Chain<'p, BLOCKS, SIZE>>>,
+        input: &[u8],
+    ) -> Option<Received<'p, BLOCKS, SIZE>> {
+        match ev {
+            RawEvent::Started { .. } => None,
+            RawEvent::Data { id, chunk } => {
+                let pool = self.pool;
+                let body = self
+                    .demux
+                    .current_mut()?
+                    .get_or_insert_with(|| Chain::new(pool));
+                if body.extend_from_slice(&input[chunk]).is_ok() {
+                    return None;
+                }
+                let error = ProtocolError::PoolExhausted { id };
+                drop(self.demux.drop_current(error));
+                Some(Received::Error(error))
+            }
+            RawEvent::Completed { id, value } => {
+                let body = value.unwrap_or_else(|| Chain::new(self.pool));
+                Some(Received::Message(Message { id, body }))
+            }
+            RawEvent::Aborted { id, .. } => Some(Received::Aborted { id }),
+            RawEvent::Error { error, .. } => Some(Received::Error(error)),
+        }
+    }
+}
