@@ -179,14 +179,14 @@ impl Decoder {
     pub(crate) fn step(&mut self, input: &[u8]) -> (usize, Option<RawFrameEvent>) {
         match &mut self.state {
             State::Header { buf, have } => {
-                if *have == 0 {
-                    if let Some(bytes) = input.first_chunk::<HEADER_LEN>() {
-                        // Fast path: a whole header in the input, no copy.
-                        return match self.on_header(bytes) {
-                            AfterHeader::Payload(p) => self.step_payload(input, HEADER_LEN, p),
-                            AfterHeader::Done(ev) => (HEADER_LEN, Some(ev)),
-                        };
-                    }
+                if *have == 0
+                    && let Some(bytes) = input.first_chunk::<HEADER_LEN>()
+                {
+                    // Fast path: a whole header in the input, no copy.
+                    return match self.on_header(bytes) {
+                        AfterHeader::Payload(p) => self.step_payload(input, HEADER_LEN, p),
+                        AfterHeader::Done(ev) => (HEADER_LEN, Some(ev)),
+                    };
                 }
                 let take = (HEADER_LEN - *have as usize).min(input.len());
                 buf[*have as usize..*have as usize + take].copy_from_slice(&input[..take]);

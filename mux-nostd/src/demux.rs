@@ -284,7 +284,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
     }
 
     fn is_rejected(&self, id: u32) -> bool {
-        self.rejected.iter().any(|&r| r == id)
+        self.rejected.contains(&id)
     }
 
     fn forget_rejected(&mut self, id: u32) -> bool {

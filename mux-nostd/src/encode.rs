@@ -269,6 +269,10 @@ impl Outgoing {
     /// The bytes to write next: the rest of the current header, then the rest of its body.
     /// Both empty means nothing is owed any more. `payload` is the message's payload (ignored
     /// while settling).
+    ///
+    /// # Panics
+    /// If `payload` is shorter than the size the message was planned with (a caller bug; the
+    /// crate's drivers always pass the message's own payload).
     #[inline]
     pub fn pending<'a>(&'a self, payload: &'a [u8]) -> (&'a [u8], &'a [u8]) {
         if self.phase == Phase::Done {
@@ -276,6 +280,7 @@ impl Outgoing {
         }
         let head = &self.header[self.header_done as usize..];
         let body = match self.phase {
+            Phase::Sending if self.body_done == self.body_len => &[],
             Phase::Sending => {
                 let from = (self.body_offset + self.body_done) as usize;
                 let to = (self.body_offset + self.body_len) as usize;

@@ -510,9 +510,9 @@ fn row_a_failing_source_returns_its_error_once_and_the_reader_does_not_spin() {
     let mut rx = [0u8; 16];
     let core: Reassembler<'_, 4, 4, 16> = Reassembler::new(&pool, small_limits());
     let mut r = Reader::new(Broken { reads: 0 }, &mut rx, core);
-    assert!(r.next().is_err());
+    assert!(r.recv().is_err());
     for _ in 0..1000 {
-        assert!(matches!(r.next(), Ok(None)));
+        assert!(matches!(r.recv(), Ok(None)));
     }
     assert_eq!(r.get_mut().reads, 1);
 }
@@ -542,12 +542,12 @@ fn reader_reports_open_messages_after_an_io_error() {
     let mut rx = [0u8; 64];
     let core: Reassembler<'_, 4, 4, 16> = Reassembler::new(&pool, small_limits());
     let mut r = Reader::new(Once(&wire, false), &mut rx, core);
-    assert!(r.next().is_err());
+    assert!(r.recv().is_err());
     assert!(matches!(
-        r.next(),
+        r.recv(),
         Ok(Some(Received::Error(P::Unfinished { id: 3 })))
     ));
-    assert!(matches!(r.next(), Ok(None)));
+    assert!(matches!(r.recv(), Ok(None)));
     assert_eq!(pool.stats().in_use, 0);
 }
 

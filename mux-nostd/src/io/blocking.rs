@@ -140,7 +140,7 @@ impl<'b, R: Read, P: Receive> Reader<'b, R, P> {
 
     /// The next item: `Ok(None)` once the stream has ended and everything was reported. An
     /// I/O error is returned once; after it the reader reports what was open and closes.
-    pub fn next(&mut self) -> Result<Option<P::Item<'_>>, R::Error> {
+    pub fn recv(&mut self) -> Result<Option<P::Item<'_>>, R::Error> {
         loop {
             match self.pump.advance() {
                 Next::Item(raw, base) => return Ok(Some(self.pump.view(raw, base))),
