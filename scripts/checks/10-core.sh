@@ -13,5 +13,9 @@ for t in thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-elf; 
   cargo build -p mux-nostd --locked --target "$t" --features defmt
   cargo clippy -p mux-nostd --locked --target "$t" --features defmt -- -D warnings
 done
-# Miri: the core's unit tests (the pool's unsafe code) and its protocol tests.
-MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p mux-nostd --lib --locked
+# Miri: everything that reaches the pool's unsafe code: the unit tests (pool, codec), the
+# bad-input rows (reassembly into pool chains) and the cancel-safety tests.
+export MIRIFLAGS="-Zmiri-strict-provenance"
+cargo +nightly miri test -p mux-nostd --locked --lib
+cargo +nightly miri test -p mux-nostd --locked --test bad_input -- row_
+cargo +nightly miri test -p mux-nostd --locked --test cancel

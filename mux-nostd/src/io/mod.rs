@@ -1,6 +1,6 @@
 //! Drivers: the sans-IO core pumped over `embedded-io` (blocking) and `embedded-io-async`.
 //!
-//! Both drivers share everything but the `.await`: [`Outgoing`](crate::Outgoing) holds the
+//! Both drivers share everything but the `.await`: [`Outgoing`] holds the
 //! send progress and [`Pump`] the receive buffer state, so each driver is a short loop.
 
 pub mod asynch;
