@@ -1,1 +1,23 @@
-//! Placeholder, filled by a later issue.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod node;
+pub mod pool;
+pub mod rx;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+pub mod tx;
+
+pub use config::{Config, TABLE_CAPACITY};
+pub use error::{RecvError, SendError, TryRecvError};
+pub use node::{CloseReport, Iter, Metrics, Node, Receiver};
+pub use pool::{Buffer, BufferPool, PoolStats};
+pub use rx::{Message, Received, RxCounts};
+pub use tx::{CancelToken, SendOptions, Sender, TxCounts};
+
+pub use mux_nostd::{
+    AnyStrategy, ErrorCounts, Hybrid, Hybrid8k, Limits, Optimized, Original, ProtocolError,
+    Strategy,
+};

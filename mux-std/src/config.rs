@@ -1,0 +1,89 @@
+//! Configuration, with safe defaults.
+
+use mux_nostd::{AnyStrategy, Limits};
+
+/// Most messages the receive table can hold open at once; [`Config::max_in_flight`] may be
+/// set lower, not higher.
+pub const TABLE_CAPACITY: usize = 1024;
+
+/// Node configuration. Start from [`Config::default`] and change what you need:
+///
+/// ```
+/// use mux_std::{Config, AnyStrategy, Limits};
+/// let cfg = Config {
+///     strategy: "hybrid8k".parse::<AnyStrategy>().unwrap(),
+///     limits: Limits::new(1 << 20),
+///     ..Config::default()
+/// };
+/// assert_eq!(cfg.max_in_flight, 256);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How messages are cut into frames when the caller does not say (default: Hybrid, threshold
+    /// 4096, the Go library's default).
+    pub strategy: AnyStrategy,
+    /// Receive limits: largest message and largest Data frame (default: the Go reference's
+    /// 10 MiB for both).
+    pub limits: Limits,
+    /// Most incoming messages open at once (default 256, at most [`TABLE_CAPACITY`]); a Start
+    /// beyond it is refused with
+    /// [`ProtocolError::TooManyStreams`](mux_nostd::ProtocolError::TooManyStreams).
+    pub max_in_flight: usize,
+    /// Most receive buffers that may exist at once: open messages plus delivered ones the
+    /// application still holds (default 4096). Past it, a message is dropped with
+    /// [`ProtocolError::PoolExhausted`](mux_nostd::ProtocolError::PoolExhausted).
+    pub max_buffers: usize,
+    /// Idle buffers larger than this are freed instead of kept (default 4 MiB).
+    pub retain_capacity: usize,
+    /// Received items queued for the application before the reader waits (default 1024).
+    pub queue_depth: usize,
+    /// Size of the reader's buffer (default 256 KiB).
+    pub read_buffer: usize,
+    /// Frames up to this many bytes (header included) are copied into a shared write buffer
+    /// and sent together with other senders' frames in one write; larger frames go to the OS
+    /// straight from the caller's slice in a vectored write. 0 turns coalescing off
+    /// (default 2048).
+    pub coalesce_frame: usize,
+    /// Size of the shared write buffer (default 64 KiB).
+    pub write_buffer: usize,
+    /// Deliver messages as they arrive, chunk by chunk ([`Received::Started`],
+    /// [`Received::Chunk`], [`Received::Ended`]) instead of whole (default `false`).
+    ///
+    /// [`Received::Started`]: crate::Received::Started
+    /// [`Received::Chunk`]: crate::Received::Chunk
+    /// [`Received::Ended`]: crate::Received::Ended
+    pub streaming: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            strategy: AnyStrategy::default(),
+            limits: Limits::REFERENCE,
+            max_in_flight: 256,
+            max_buffers: 4096,
+            retain_capacity: 4 << 20,
+            queue_depth: 1024,
+            read_buffer: 256 << 10,
+            coalesce_frame: 2048,
+            write_buffer: 64 << 10,
+            streaming: false,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration with another default strategy.
+    pub fn with_strategy(strategy: impl Into<AnyStrategy>) -> Self {
+        Self {
+            strategy: strategy.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The same configuration in streaming mode (see [`Config::streaming`]).
+    pub fn streaming(mut self) -> Self {
+        self.streaming = true;
+        self
+    }
+}

@@ -1,0 +1,625 @@
+//! The send side: a thread-safe [`Sender`] over any `std::io::Write`.
+//!
+//! Encoding is the core's [`Outgoing`]: a sender keeps its message's progress on its own
+//! stack and takes the write lock for one *hold* at a time — the frames up to and including
+//! one Data chunk (plus a header-only End right after it) — so frames of different messages
+//! interleave at frame boundaries and a small message waits for at most one chunk of a large
+//! one. Small frames are copied into a shared buffer that the last sender out of the lock
+//! writes (several threads' frames leave in one write); a larger frame goes to the OS in one
+//! vectored write of buffered bytes, its header and the caller's payload slice (no copy).
+
+use std::fmt;
+use std::io::{self, IoSlice, Write};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use mux_nostd::{AnyStrategy, FrameType, Header, Outgoing};
+
+use crate::config::Config;
+use crate::error::SendError;
+
+/// A cancel switch for sends in flight, shared by clones.
+///
+/// Checked before each write-lock hold (so within one chunk); a message cancelled after its
+/// Start was written ends with Abort on the wire, one cancelled before writes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token not yet cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels every send that uses this token.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Options of [`Sender::send_with`]. `Default` is: automatic id, the node's strategy, no
+/// cancel token, no deadline.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// The message id (default: the next automatic id).
+    pub id: Option<u32>,
+    /// The strategy (default: the node's, [`Config::strategy`]).
+    pub strategy: Option<AnyStrategy>,
+    /// Cancels the message when triggered.
+    pub cancel: Option<CancelToken>,
+    /// Cancels the message when passed ([`SendError::TimedOut`]).
+    pub deadline: Option<Instant>,
+}
+
+/// Send counters (a part of [`Metrics`](crate::Metrics)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxCounts {
+    /// Messages completed (End written).
+    pub messages: u64,
+    /// Payload bytes of completed messages.
+    pub bytes: u64,
+    /// Messages ended with Abort (cancelled, timed out, or cut by close).
+    pub aborted: u64,
+    /// Write calls made to the sink.
+    pub writes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    Open,
+    Broken,
+    Closed,
+}
+
+/// The shared write buffer: small frames are copied here, written by the last sender out.
+#[derive(Debug)]
+pub(crate) struct Coalescer {
+    buf: Vec<u8>,
+    off: usize,
+    frame_max: usize,
+}
+
+impl Coalescer {
+    pub(crate) fn new(config: &Config) -> Self {
+        let cap = if config.coalesce_frame == 0 {
+            0
+        } else {
+            config.write_buffer.max(config.coalesce_frame)
+        };
+        Self {
+            buf: Vec::with_capacity(cap),
+            off: 0,
+            frame_max: config.coalesce_frame,
+        }
+    }
+
+    /// Copies the rest of the current frame if it is small and fits; advances `out`.
+    #[inline]
+    pub(crate) fn try_copy(&mut self, out: &mut Outgoing, payload: &[u8]) -> bool {
+        let (h, b) = out.pending(payload);
+        let n = h.len() + b.len();
+        if n > self.frame_max || self.buf.len() + n > self.buf.capacity() {
+            return false;
+        }
+        self.buf.extend_from_slice(h);
+        self.buf.extend_from_slice(b);
+        out.advance(n);
+        true
+    }
+
+    /// Buffered bytes, then the rest of the current frame.
+    #[inline]
+    pub(crate) fn slices<'a>(&'a self, out: &'a Outgoing, payload: &'a [u8]) -> [IoSlice<'a>; 3] {
+        let (h, b) = out.pending(payload);
+        [
+            IoSlice::new(&self.buf[self.off..]),
+            IoSlice::new(h),
+            IoSlice::new(b),
+        ]
+    }
+
+    /// Records `n` bytes of [`slices`](Self::slices) written; returns how many of them were
+    /// the frame's (the rest were buffered bytes).
+    #[inline]
+    pub(crate) fn consumed(&mut self, out: &mut Outgoing, n: usize) -> usize {
+        let from_buf = n.min(self.buf.len() - self.off);
+        self.sent(from_buf);
+        out.advance(n - from_buf);
+        n - from_buf
+    }
+
+    /// Buffered bytes not yet written.
+    #[inline]
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.off..]
+    }
+
+    /// Records `n` buffered bytes written.
+    #[inline]
+    pub(crate) fn sent(&mut self, n: usize) {
+        self.off += n;
+        if self.off == self.buf.len() {
+            self.buf.clear();
+            self.off = 0;
+        }
+    }
+
+    /// Buffers an Abort header (for messages cut by close).
+    pub(crate) fn push_abort(&mut self, id: u32) {
+        self.buf
+            .extend_from_slice(&Header::new(FrameType::Abort, id, 0).to_bytes());
+    }
+}
+
+/// Whether a hold should end after the frame just written: once it wrote a Data body, it
+/// stops before the next Data frame (an End right after is still written).
+#[inline]
+pub(crate) fn hold_ends(out: &Outgoing, payload: &[u8], wrote_body: bool) -> bool {
+    out.is_done()
+        || (wrote_body && out.pending(payload).0.first() == Some(&(FrameType::Data as u8)))
+}
+
+/// Whether the frame about to be written carries a body.
+#[inline]
+pub(crate) fn frame_has_body(out: &Outgoing, payload: &[u8]) -> bool {
+    !out.pending(payload).1.is_empty()
+}
+
+/// The state behind the write lock.
+pub(crate) struct TxInner<W> {
+    pub(crate) io: Option<W>,
+    pub(crate) co: Coalescer,
+    pub(crate) link: Link,
+    /// Ids of messages whose Start is written and whose last frame is not.
+    pub(crate) sending: Vec<u32>,
+    pub(crate) counts: TxCounts,
+    /// Async sends only: the message of a hold in progress. If its future is dropped mid-hold
+    /// this stays set, and the next holder settles it (finishes the frame, writes Abort).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) owed: Option<Outgoing>,
+}
+
+impl<W> TxInner<W> {
+    pub(crate) fn new(io: W, config: &Config) -> Self {
+        Self {
+            io: Some(io),
+            co: Coalescer::new(config),
+            link: Link::Open,
+            sending: Vec::new(),
+            counts: TxCounts::default(),
+            owed: None,
+        }
+    }
+
+    /// Checks the link before a hold; on failure the message is no longer under way.
+    pub(crate) fn usable(&mut self, id: u32, started: bool) -> Result<(), SendError> {
+        let e = match self.link {
+            Link::Open => return Ok(()),
+            Link::Broken => SendError::Broken,
+            Link::Closed => SendError::Closed,
+        };
+        if started {
+            self.forget(id);
+        }
+        Err(e)
+    }
+
+    pub(crate) fn forget(&mut self, id: u32) {
+        if let Some(i) = self.sending.iter().position(|&x| x == id) {
+            self.sending.swap_remove(i);
+        }
+    }
+
+    /// Bookkeeping after a message's last frame.
+    pub(crate) fn finished(&mut self, out: &Outgoing) {
+        self.forget(out.id());
+        if out.is_cancelled() {
+            self.counts.aborted += 1;
+        } else {
+            self.counts.messages += 1;
+            self.counts.bytes += u64::from(out.total());
+        }
+    }
+
+    /// A write failed: the error goes to the caller, the link is broken for everyone else.
+    pub(crate) fn broke(&mut self, id: u32, e: io::Error) -> SendError {
+        self.link = Link::Broken;
+        self.forget(id);
+        SendError::Io(e)
+    }
+
+    /// Before closing: Abort for every message under way (they are all at frame boundaries,
+    /// since a hold always ends on one).
+    pub(crate) fn abort_all(&mut self) -> Vec<u32> {
+        let ids = std::mem::take(&mut self.sending);
+        for &id in &ids {
+            self.co.push_abort(id);
+            self.counts.aborted += 1;
+        }
+        ids
+    }
+}
+
+impl<W: Write> TxInner<W> {
+    /// Writes one hold of `out`: whole frames up to one Data body.
+    #[inline]
+    fn hold(&mut self, out: &mut Outgoing, payload: &[u8]) -> io::Result<()> {
+        let Self { io, co, counts, .. } = self;
+        let Some(io) = io.as_mut() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let mut wrote_body = false;
+        loop {
+            wrote_body |= frame_has_body(out, payload);
+            // One whole frame. Before its first byte the writer is also "at a boundary", so
+            // only a boundary reached after some of the frame was written ends it.
+            let mut progressed = false;
+            loop {
+                if co.try_copy(out, payload) {
+                    progressed = true;
+                } else {
+                    let n = write_some(io, &co.slices(out, payload), &mut counts.writes)?;
+                    progressed |= co.consumed(out, n) > 0;
+                }
+                if out.is_done() || (progressed && out.at_frame_boundary()) {
+                    break;
+                }
+            }
+            if hold_ends(out, payload, wrote_body) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes the shared buffer out.
+    fn flush_buf(&mut self) -> io::Result<()> {
+        let Self { io, co, counts, .. } = self;
+        let Some(io) = io.as_mut() else {
+            return Ok(());
+        };
+        while !co.pending().is_empty() {
+            let n = write_some(io, &[IoSlice::new(co.pending())], &mut counts.writes)?;
+            co.sent(n);
+        }
+        Ok(())
+    }
+}
+
+#[inline]
+fn write_some<W: Write>(io: &mut W, iov: &[IoSlice<'_>], writes: &mut u64) -> io::Result<usize> {
+    loop {
+        *writes += 1;
+        match io.write_vectored(iov) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Run on the sink by [`Sender::close`] before it is dropped.
+pub type Closer<W> = Box<dyn FnOnce(&mut W) -> io::Result<()> + Send>;
+
+struct Shared<W> {
+    inner: Mutex<TxInner<W>>,
+    /// Senders waiting for the lock: while any waits, a holder leaves the shared buffer for
+    /// the next one to write.
+    waiting: AtomicUsize,
+    next_id: AtomicU32,
+    strategy: AnyStrategy,
+    closer: Mutex<Option<Closer<W>>>,
+}
+
+/// The thread-safe sending half of a node, over any `std::io::Write`. Clones share the link.
+///
+/// ```
+/// use mux_std::{Config, Sender};
+/// let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let tx = Sender::new(a, &Config::default());
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| tx.send(b"ping").unwrap());
+///     }
+/// });
+/// tx.close().unwrap();
+/// let mut wire = Vec::new();
+/// std::io::Read::read_to_end(&mut b, &mut wire).unwrap();
+/// assert_eq!(wire.len(), 4 * (9 + 9 + 4 + 9)); // Start, Data "ping", End
+/// ```
+pub struct Sender<W> {
+    shared: Arc<Shared<W>>,
+}
+
+impl<W> Clone for Sender<W> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<W> fmt::Debug for Sender<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("strategy", &self.shared.strategy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send> Sender<W> {
+    /// A sender over `io`; automatic ids start at 1.
+    pub fn new(io: W, config: &Config) -> Self {
+        Self::with_closer(io, config, None)
+    }
+
+    /// A sender whose [`close`](Self::close) runs `closer` on the sink before dropping it
+    /// (e.g. `shutdown(Write)` of a socket whose read half lives on).
+    pub fn with_closer(io: W, config: &Config, closer: Option<Closer<W>>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                inner: Mutex::new(TxInner::new(io, config)),
+                waiting: AtomicUsize::new(0),
+                next_id: AtomicU32::new(1),
+                strategy: config.strategy,
+                closer: Mutex::new(closer),
+            }),
+        }
+    }
+
+    /// Takes the next automatic id (1, 2, …, wrapping), e.g. to know it before sending.
+    pub fn next_id(&self) -> u32 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `payload` with the next automatic id and returns the id.
+    #[inline]
+    pub fn send(&self, payload: &[u8]) -> Result<u32, SendError> {
+        let id = self.next_id();
+        self.send_cancellable(id, payload, None, || None)
+            .map(|()| id)
+    }
+
+    /// Sends `payload` as message `id`.
+    #[inline]
+    pub fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
+        self.send_cancellable(id, payload, None, || None)
+    }
+
+    /// Sends with [`SendOptions`] (id, strategy, cancel token, deadline); returns the id.
+    pub fn send_with(&self, payload: &[u8], opts: &SendOptions) -> Result<u32, SendError> {
+        let id = opts.id.unwrap_or_else(|| self.next_id());
+        let cancel = opts.cancel.as_ref();
+        let deadline = opts.deadline;
+        self.send_cancellable(id, payload, opts.strategy, || {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                Some(SendError::Cancelled)
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                Some(SendError::TimedOut)
+            } else {
+                None
+            }
+        })
+        .map(|()| id)
+    }
+
+    /// Sends `payload` as message `id` with `strategy` (the node's if `None`), asking `stop`
+    /// before each write-lock hold whether to give up; the error it returns is the send's.
+    /// Cancelled after its Start was written, the message ends with Abort.
+    pub fn send_cancellable(
+        &self,
+        id: u32,
+        payload: &[u8],
+        strategy: Option<AnyStrategy>,
+        mut stop: impl FnMut() -> Option<SendError>,
+    ) -> Result<(), SendError> {
+        let strategy = strategy.unwrap_or(self.shared.strategy);
+        let mut out = Outgoing::new(&strategy, id, payload.len())?;
+        let mut why = None;
+        let mut started = false;
+        loop {
+            if why.is_none() {
+                why = stop();
+                if why.is_some() {
+                    out.settle();
+                }
+            }
+            if out.is_done() {
+                break;
+            }
+            let mut g = self.lock();
+            g.usable(id, started)?;
+            if !started {
+                g.sending.push(id);
+                started = true;
+            }
+            if let Err(e) = g.hold(&mut out, payload) {
+                return Err(g.broke(id, e));
+            }
+            if out.is_done() {
+                g.finished(&out);
+            }
+            if self.shared.waiting.load(Ordering::Relaxed) == 0
+                && let Err(e) = g.flush_buf()
+            {
+                return Err(g.broke(id, e));
+            }
+        }
+        why.map_or(Ok(()), Err)
+    }
+
+    /// Writes whatever is buffered and flushes the sink.
+    pub fn flush(&self) -> Result<(), SendError> {
+        let mut g = self.lock();
+        g.usable(0, false)?;
+        let r = g.flush_buf().and_then(|()| match g.io.as_mut() {
+            Some(io) => io.flush(),
+            None => Ok(()),
+        });
+        r.map_err(|e| g.broke(0, e))
+    }
+
+    /// Closes the sending side: writes Abort for every message other threads are still
+    /// sending (they get [`SendError::Closed`]), flushes, runs the closer, drops the sink (the
+    /// peer sees end of stream). Returns the aborted ids. Later sends fail with `Closed`.
+    pub fn close(&self) -> Result<Vec<u32>, SendError> {
+        let mut g = self.lock();
+        match g.link {
+            Link::Closed => return Ok(Vec::new()),
+            Link::Broken => {
+                g.link = Link::Closed;
+                g.io = None;
+                return Ok(std::mem::take(&mut g.sending));
+            }
+            Link::Open => {}
+        }
+        let ids = g.abort_all();
+        let closer = self
+            .shared
+            .closer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let r = g.flush_buf().and_then(|()| match g.io.as_mut() {
+            Some(io) => io.flush().and_then(|()| closer.map_or(Ok(()), |c| c(io))),
+            None => Ok(()),
+        });
+        g.link = Link::Closed;
+        g.io = None;
+        r.map_err(SendError::Io)?;
+        Ok(ids)
+    }
+
+    /// Send counters.
+    pub fn counts(&self) -> TxCounts {
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .counts
+    }
+
+    /// Whether a write failed (later sends fail with [`SendError::Broken`]).
+    pub fn is_broken(&self) -> bool {
+        let g = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.link == Link::Broken
+    }
+
+    /// The default strategy.
+    pub fn strategy(&self) -> AnyStrategy {
+        self.shared.strategy
+    }
+
+    #[inline]
+    fn lock(&self) -> MutexGuard<'_, TxInner<W>> {
+        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
+        let g = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
+        g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mux_nostd::{Hybrid, Original, encode_into};
+
+    /// A sink that takes at most `step` bytes per call (and records the calls).
+    struct Trickle {
+        out: Arc<Mutex<Vec<u8>>>,
+        step: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step);
+            self.out.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn payload(n: usize) -> Vec<u8> {
+        (0..n).map(|i| ((i * 31 + 7) % 251) as u8).collect()
+    }
+
+    #[test]
+    fn any_write_sizes_and_coalescing_give_the_core_bytes() {
+        for (step, coalesce) in [(1, 0), (7, 2048), (4096, 0), (1 << 20, 2048), (5, 100)] {
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let cfg = Config {
+                coalesce_frame: coalesce,
+                write_buffer: 300,
+                ..Config::with_strategy(Original)
+            };
+            let tx = Sender::new(
+                Trickle {
+                    out: out.clone(),
+                    step,
+                },
+                &cfg,
+            );
+            let mut want = vec![0u8; 1 << 16];
+            let mut at = 0;
+            for (id, n) in [(1, 0), (2, 1), (3, 1000), (4, 3000), (5, 50)] {
+                let p = payload(n);
+                tx.send_with_id(id, &p).unwrap();
+                at += encode_into(&Original, id, &p, &mut want[at..]).unwrap();
+            }
+            tx.close().unwrap();
+            assert_eq!(out.lock().unwrap().as_slice(), &want[..at], "step {step}");
+        }
+    }
+
+    #[test]
+    fn cancel_before_start_writes_nothing_after_start_aborts() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Trickle {
+            out: out.clone(),
+            step: usize::MAX,
+        };
+        let tx = Sender::new(sink, &Config::with_strategy(Hybrid::<4096>));
+        let p = payload(10_000); // S0 D4096 D4096 D1808 E0: holds S+D, D, D+E
+        let r = tx.send_cancellable(1, &p, None, || Some(SendError::Cancelled));
+        assert!(matches!(r, Err(SendError::Cancelled)));
+        assert!(out.lock().unwrap().is_empty());
+        let mut calls = 0;
+        let r = tx.send_cancellable(2, &p, None, || {
+            calls += 1;
+            (calls == 2).then_some(SendError::TimedOut)
+        });
+        assert!(matches!(r, Err(SendError::TimedOut)));
+        let wire = out.lock().unwrap().clone();
+        assert_eq!(wire.len(), 9 + 9 + 4096 + 9);
+        assert_eq!(&wire[wire.len() - 9..], &[6, 0, 0, 0, 2, 0, 0, 0, 0]);
+        let c = tx.counts();
+        assert_eq!((c.messages, c.aborted), (0, 1));
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_once_then_broken() {
+        struct Failing;
+        impl Write for Failing {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let tx = Sender::new(Failing, &Config::default());
+        assert!(
+            matches!(tx.send(b"x"), Err(SendError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe)
+        );
+        assert!(matches!(tx.send(b"x"), Err(SendError::Broken)));
+        assert!(tx.is_broken());
+    }
+}
