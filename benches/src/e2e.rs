@@ -1,0 +1,162 @@
+//! End to end: messages between two threads over a Unix socket pair (`socketpair(2)`), with
+//! the raw pair as the floor.
+//!
+//! Every run creates a fresh pair with the system's default buffer sizes, starts the receiver
+//! thread, then the clock and the sender thread(s); the clock stops when the receiver has
+//! taken the last byte. The receiver checks what it got.
+
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Instant;
+
+use embedded_io_adapters::std::FromStd;
+use mux_nostd::{Hybrid, Limits, Pool, Reader, Reassembler, Received, Writer};
+
+/// Receive buffer of every receiver (raw and ours): one `read(2)` takes at most this much.
+pub const RX_BUF: usize = 64 * 1024;
+/// The sender's `BufWriter` capacity: small frames (headers, 1 KiB messages) are gathered
+/// into writes of about this size.
+pub const TX_BUF: usize = 64 * 1024;
+
+/// Block size of the end-to-end receiver's pool.
+pub const BLOCK: usize = 16 * 1024;
+/// Blocks of the end-to-end receiver's pool: room for 9 messages of 1 MiB in flight.
+pub const BLOCKS: usize = 9 * 64 + 16;
+
+/// The pool the end-to-end receiver reassembles into.
+pub static E2E_POOL: Pool<BLOCKS, BLOCK> = Pool::new();
+
+/// What one run moved, and how long it took.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Run {
+    /// Messages received.
+    pub messages: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Seconds from the first send to the last byte received.
+    pub secs: f64,
+}
+
+impl Run {
+    /// Messages per second.
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.messages as f64 / self.secs
+    }
+
+    /// Payload bytes per second.
+    pub fn bytes_per_sec(&self) -> f64 {
+        self.bytes as f64 / self.secs
+    }
+}
+
+/// The raw pair: `total` bytes written `write_len` at a time, read [`RX_BUF`] at a time.
+/// `messages` is `total / write_len`.
+pub fn raw(total: usize, write_len: usize) -> Run {
+    let (mut tx, mut rx) = UnixStream::pair().expect("socketpair");
+    let receiver = thread::spawn(move || {
+        let mut buf = vec![0u8; RX_BUF];
+        let mut got = 0usize;
+        loop {
+            match rx.read(&mut buf).expect("read") {
+                0 => break,
+                n => got += n,
+            }
+        }
+        (got, Instant::now())
+    });
+    let data = crate::payload(write_len);
+    let start = Instant::now();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(write_len);
+        tx.write_all(&data[..n]).expect("write");
+        left -= n;
+    }
+    drop(tx);
+    let (got, end) = receiver.join().expect("receiver");
+    assert_eq!(got, total, "raw pair lost bytes");
+    Run {
+        messages: (total / write_len) as u64,
+        bytes: got as u64,
+        secs: (end - start).as_secs_f64(),
+    }
+}
+
+/// The receiving half of our runs: mux-nostd's blocking [`Reader`] over the socket with a
+/// [`Reassembler`] collecting whole messages in [`E2E_POOL`]. Returns messages, bytes and the
+/// time the last one arrived.
+pub fn nostd_receiver(sock: UnixStream, msg_len: usize) -> (u64, u64, Instant) {
+    let mut buf = vec![0u8; RX_BUF];
+    let core: Reassembler<'static, 16, BLOCKS, BLOCK> =
+        Reassembler::new(&E2E_POOL, Limits::REFERENCE);
+    let mut rx = Reader::new(FromStd::new(sock), &mut buf, core);
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    while let Some(item) = rx.recv().expect("read") {
+        match item {
+            Received::Message(m) => {
+                assert_eq!(m.len(), msg_len, "message size");
+                messages += 1;
+                bytes += m.len() as u64;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (messages, bytes, Instant::now())
+}
+
+/// Our sender type over the socket: mux-nostd's blocking [`Writer`] (Hybrid, threshold 4096)
+/// over a [`TX_BUF`]-byte `BufWriter`.
+pub type NostdWriter = Writer<FromStd<BufWriter<UnixStream>>, Hybrid<4096>>;
+
+/// mux-nostd end to end: `count` messages of `msg_len` bytes from `senders` threads sharing one
+/// blocking [`Writer`] (behind a mutex, one whole message per lock) to one [`Reader`].
+pub fn nostd(msg_len: usize, count: usize, senders: usize) -> Run {
+    let (tx, rx) = UnixStream::pair().expect("socketpair");
+    let receiver = thread::spawn(move || nostd_receiver(rx, msg_len));
+    let payload = Arc::new(crate::payload(msg_len));
+    let writer: NostdWriter = Writer::new(
+        FromStd::new(BufWriter::with_capacity(TX_BUF, tx)),
+        Hybrid::<4096>,
+    );
+    let start = Instant::now();
+    if senders <= 1 {
+        let mut w = writer;
+        for _ in 0..count {
+            w.send(&payload).expect("send");
+        }
+        w.flush().expect("flush");
+    } else {
+        let w = Arc::new(Mutex::new(writer));
+        let threads: Vec<_> = (0..senders)
+            .map(|t| {
+                let (w, payload) = (Arc::clone(&w), Arc::clone(&payload));
+                let n = count / senders + usize::from(t < count % senders);
+                thread::spawn(move || {
+                    for _ in 0..n {
+                        w.lock().expect("writer lock").send(&payload).expect("send");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("sender");
+        }
+        let mut w = w.lock().expect("writer lock");
+        w.flush().expect("flush");
+        // Closing the socket ends the receiver's stream.
+        w.get_mut()
+            .inner()
+            .get_ref()
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+    }
+    let (messages, bytes, end) = receiver.join().expect("receiver");
+    assert_eq!(messages, count as u64, "messages lost");
+    Run {
+        messages,
+        bytes,
+        secs: (end - start).as_secs_f64(),
+    }
+}
