@@ -20,13 +20,16 @@ pub enum FrameEvent<'a> {
         /// The length field (a size hint; 0 from the Optimized and Hybrid writers).
         len_hint: u32,
     },
-    /// Payload bytes of a Data frame. A frame's payload may come in several chunks; a
-    /// zero-length frame gives one empty chunk.
+    /// Payload bytes of a Data frame. A frame gives one or more of these: the first as soon
+    /// as its header is complete (with whatever payload came with it, possibly none), the
+    /// others as more payload arrives.
     Data {
         /// Message id.
         id: u32,
         /// The bytes, borrowed from the input.
         chunk: &'a [u8],
+        /// Whether this is the frame's first event (its header was just read).
+        first: bool,
         /// Offset of `chunk` within the frame's payload.
         offset: u32,
         /// The frame's length field.
@@ -58,6 +61,7 @@ pub(crate) enum RawFrameEvent {
     Data {
         id: u32,
         chunk: Range<usize>,
+        first: bool,
         offset: u32,
         frame_len: u32,
     },
@@ -78,11 +82,13 @@ impl RawFrameEvent {
             Self::Data {
                 id,
                 chunk,
+                first,
                 offset,
                 frame_len,
             } => FrameEvent::Data {
                 id,
                 chunk: &input[chunk],
+                first,
                 offset,
                 frame_len,
             },
@@ -184,7 +190,7 @@ impl Decoder {
                 {
                     // Fast path: a whole header in the input, no copy.
                     return match self.on_header(bytes) {
-                        AfterHeader::Payload(p) => self.step_payload(input, HEADER_LEN, p),
+                        AfterHeader::Payload(p) => self.step_payload(input, HEADER_LEN, true, p),
                         AfterHeader::Done(ev) => (HEADER_LEN, Some(ev)),
                     };
                 }
@@ -196,11 +202,11 @@ impl Decoder {
                 }
                 let bytes = *buf;
                 match self.on_header(&bytes) {
-                    AfterHeader::Payload(p) => self.step_payload(input, take, p),
+                    AfterHeader::Payload(p) => self.step_payload(input, take, true, p),
                     AfterHeader::Done(ev) => (take, Some(ev)),
                 }
             }
-            State::Payload { .. } => self.step_payload(input, 0, None),
+            State::Payload { .. } => self.step_payload(input, 0, false, None),
         }
     }
 
@@ -254,13 +260,14 @@ impl Decoder {
         AfterHeader::Done(ev)
     }
 
-    /// Continues a payload at `input[at..]`. `pending` is an event produced by the header just
-    /// read (the oversize error), which takes precedence over payload bytes.
+    /// Continues a payload at `input[at..]`. `first`: the header was just read; `pending` is
+    /// an event it produced (the oversize error), which takes precedence over payload bytes.
     #[inline]
     fn step_payload(
         &mut self,
         input: &[u8],
         at: usize,
+        first: bool,
         pending: Option<RawFrameEvent>,
     ) -> (usize, Option<RawFrameEvent>) {
         let State::Payload {
@@ -289,12 +296,13 @@ impl Decoder {
             // The oversize error: skip what payload is already here, report the error.
             return (at + take, Some(ev));
         }
-        if skip || (take == 0 && len != 0) {
+        if skip || (take == 0 && !first) {
             return (at + take, None);
         }
         let ev = RawFrameEvent::Data {
             id,
             chunk: at..at + take,
+            first,
             offset,
             frame_len: len,
         };
@@ -336,8 +344,10 @@ mod tests {
         let whole = all_events(&mut Decoder::new(100), &wire[..n], n);
         assert_eq!(whole.as_slice(), &[(1, 4, 11), (3, 4, 11), (2, 4, 0)]);
         let bytewise = all_events(&mut Decoder::new(100), &wire[..n], 1);
-        assert_eq!(bytewise.len(), 2 + 11);
-        assert!(bytewise[1..12].iter().all(|e| *e == (3, 4, 1)));
+        // Start, the Data header's event (no payload yet), 11 one-byte chunks, End.
+        assert_eq!(bytewise.len(), 2 + 1 + 11);
+        assert_eq!(bytewise[1], (3, 4, 0));
+        assert!(bytewise[2..13].iter().all(|e| *e == (3, 4, 1)));
     }
 
     #[test]

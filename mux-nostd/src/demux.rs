@@ -320,11 +320,12 @@ impl<T: Default, const N: usize> Demux<T, N> {
             RawFrameEvent::Data {
                 id,
                 chunk,
-                offset,
+                first,
                 frame_len,
+                ..
             } => {
                 let Some(i) = self.find(id) else {
-                    if offset == 0 && !self.is_rejected(id) {
+                    if first && !self.is_rejected(id) {
                         let kind = FrameType::Data;
                         return Some(self.error(ProtocolError::UnknownId { id, kind }, None));
                     }
@@ -332,7 +333,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
                 };
                 self.current = i;
                 let slot = &mut self.open[i];
-                if offset == 0 {
+                if first {
                     let size = slot.received.saturating_add(frame_len);
                     if size > self.limits.max_message {
                         let max = self.limits.max_message;

@@ -581,3 +581,21 @@ fn writer_counts_messages_and_cancellations() {
     // What went out for message 9: Start, one 1024-byte Data frame, Abort.
     assert_eq!(used, (5 * 9 + 3000) + (9 + 9 + 1024 + 9));
 }
+
+#[test]
+fn data_header_for_unknown_id_is_reported_even_without_payload_bytes() {
+    // Found by the `model` fuzz target: the error used to wait for the first payload byte.
+    let wire = header(FrameType::Data, 11, 90);
+    for cut in CUTS {
+        assert_eq!(
+            decode_small(&wire, cut),
+            [
+                E(P::UnknownId {
+                    id: 11,
+                    kind: FrameType::Data
+                }),
+                E(P::Truncated { missing: 90 })
+            ]
+        );
+    }
+}
