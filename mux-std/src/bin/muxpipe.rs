@@ -216,10 +216,14 @@ fn frames() -> Result<(), String> {
                     chunk,
                     offset,
                     frame_len,
+                    ..
                 } => {
+                    // A frame may come in several events; a new one starts when none is
+                    // under way.
+                    let new_frame = data.is_none();
                     let got = offset + chunk.len() as u32;
                     data = (got < frame_len).then_some((id, frame_len, got));
-                    if offset == 0 {
+                    if new_frame {
                         let token = format!("D{frame_len}");
                         match open.get_mut(&id) {
                             Some(line) => push_token(line, token),

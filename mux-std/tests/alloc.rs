@@ -1,0 +1,89 @@
+//! Steady state allocates nothing per message: a counting global allocator watches sending
+//! and receiving (both nodes, their reader threads, the channel) over a real socket pair.
+//!
+//! One test in this binary, so nothing else allocates while it counts.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mux_std::{Config, Node, Received};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Sends `rounds × batch` messages of `size` bytes and receives them all; returns the
+/// allocations counted meanwhile.
+fn exchange<W: std::io::Write + Send + 'static>(
+    tx: &Node<W>,
+    rx: &Node<W>,
+    payload: &[u8],
+    rounds: usize,
+    batch: usize,
+) -> u64 {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..rounds {
+        for _ in 0..batch {
+            tx.send(payload).unwrap();
+        }
+        for _ in 0..batch {
+            match rx.recv().unwrap() {
+                Received::Message(m) => assert_eq!(m.len(), payload.len()),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    ALLOCS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn steady_state_send_and_receive_allocate_nothing_per_message() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let a = Node::unix(a, Config::default()).unwrap();
+    let b = Node::unix(b, Config::default()).unwrap();
+    let mut report = Vec::new();
+    for (size, rounds, batch) in [(1024, 200, 50), (100, 200, 50), (256 << 10, 50, 4)] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 31 + 7) as u8).collect();
+        // Warm-up: the pool and the channel grow to what this traffic needs.
+        exchange(&a, &b, &payload, rounds / 4, batch);
+        let n = exchange(&a, &b, &payload, rounds, batch);
+        let messages = (rounds * batch) as u64;
+        println!(
+            "{size}-byte messages: {n} allocations for {messages} messages sent and received \
+             ({:.4} per message)",
+            n as f64 / messages as f64
+        );
+        report.push((size, n, messages));
+    }
+    for (size, n, _) in report {
+        assert_eq!(
+            n, 0,
+            "{size}-byte messages allocated {n} times in steady state"
+        );
+    }
+    let m = b.metrics();
+    assert_eq!(m.pool.in_use, 0);
+    println!("receiver pool: {:?}", m.pool);
+}
