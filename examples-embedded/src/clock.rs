@@ -1,0 +1,67 @@
+//! A millisecond clock on SysTick.
+//!
+//! QEMU's `lm3s6965evb` runs the core at 12 MHz, so a reload of 12 000 gives 1 ms ticks (checked
+//! against the host's wall clock: 5000 ticks took 4.9 s). The tick counter is an `AtomicU32`
+//! written only by the SysTick handler with plain load/store, which also works on Cortex-M0
+//! (no compare-and-swap there).
+
+use core::future::poll_fn;
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::task::Poll;
+
+use cortex_m::peripheral::SYST;
+use cortex_m::peripheral::syst::SystClkSource;
+use embassy_sync::waitqueue::AtomicWaker;
+
+/// Core clock of the emulated board.
+pub const CORE_HZ: u32 = 12_000_000;
+
+static MILLIS: AtomicU32 = AtomicU32::new(0);
+static WAKER: AtomicWaker = AtomicWaker::new();
+
+/// Starts the 1 ms tick.
+pub fn start(mut syst: SYST) {
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(CORE_HZ / 1000 - 1);
+    syst.clear_current();
+    syst.enable_interrupt();
+    syst.enable_counter();
+}
+
+/// Milliseconds since [`start`] (wraps after 49 days).
+pub fn now_ms() -> u32 {
+    MILLIS.load(Ordering::Relaxed)
+}
+
+/// Whether `deadline` (a [`now_ms`] value) has passed, robust to wrapping.
+pub fn reached(deadline: u32) -> bool {
+    now_ms().wrapping_sub(deadline) < u32::MAX / 2
+}
+
+/// Waits until [`now_ms`] reaches `deadline`. Woken by the tick interrupt; one task at a time
+/// may wait (the async firmware has one timed task).
+pub async fn wait_until(deadline: u32) {
+    poll_fn(|cx| {
+        if reached(deadline) {
+            return Poll::Ready(());
+        }
+        WAKER.register(cx.waker());
+        if reached(deadline) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// To be called from the firmware's SysTick handler: counts a millisecond and wakes the
+/// waiting task.
+pub fn on_tick() {
+    // Only the SysTick handler writes the counter, so load + store cannot lose a tick.
+    MILLIS.store(
+        MILLIS.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+    WAKER.wake();
+}

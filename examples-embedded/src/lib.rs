@@ -1,0 +1,17 @@
+//! Shared pieces of the firmware examples for the QEMU `lm3s6965evb` board (Cortex-M3):
+//!
+//! - [`uart`]: a small polled/interrupt-driven driver for UART0 implementing
+//!   `embedded_io::{Read, Write}` and `embedded_io_async::{Read, Write}`;
+//! - [`clock`]: a 1 ms SysTick clock (and an async wait on it);
+//! - [`app`]: the sensor-node protocol spoken with the host demo (commands, replies,
+//!   readings, the log dump sent frame by frame);
+//! - [`exit`]: leaving QEMU through semihosting, and the panic handler.
+//!
+//! Everything is static: no heap, no allocator.
+
+#![no_std]
+
+pub mod app;
+pub mod clock;
+pub mod exit;
+pub mod uart;
