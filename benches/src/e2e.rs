@@ -160,3 +160,62 @@ pub fn nostd(msg_len: usize, count: usize, senders: usize) -> Run {
         secs: (end - start).as_secs_f64(),
     }
 }
+
+/// mux-std end to end: `count` messages of `msg_len` bytes from `senders` threads sharing one
+/// thread-safe [`mux_std::Sender`] (default configuration: Hybrid, coalescing of small frames,
+/// vectored writes of large ones) to a [`mux_std::Receiver`] (its reader thread, pooled heap
+/// buffers) drained by one consumer thread.
+pub fn std_node(msg_len: usize, count: usize, senders: usize) -> Run {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let cfg = mux_std::Config::default();
+    let rx = mux_std::Receiver::spawn(b, &cfg).expect("reader thread");
+    let receiver = thread::spawn(move || {
+        let (mut messages, mut bytes, mut end) = (0u64, 0u64, Instant::now());
+        loop {
+            match rx.recv() {
+                Ok(mux_std::Received::Message(m)) => {
+                    assert_eq!(m.body().len(), msg_len, "message size");
+                    messages += 1;
+                    bytes += msg_len as u64;
+                    if messages == count as u64 {
+                        end = Instant::now();
+                    }
+                }
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(mux_std::RecvError::Closed) => break,
+                Err(e) => panic!("receive: {e}"),
+            }
+        }
+        (messages, bytes, end)
+    });
+    let payload = crate::payload(msg_len);
+    let closer: mux_std::tx::Closer<UnixStream> =
+        Box::new(|s: &mut UnixStream| s.shutdown(std::net::Shutdown::Write));
+    let tx = mux_std::Sender::with_closer(a, &cfg, Some(closer));
+    let start = Instant::now();
+    if senders <= 1 {
+        for _ in 0..count {
+            tx.send(&payload).expect("send");
+        }
+    } else {
+        thread::scope(|s| {
+            for t in 0..senders {
+                let (tx, payload) = (&tx, &payload);
+                let n = count / senders + usize::from(t < count % senders);
+                s.spawn(move || {
+                    for _ in 0..n {
+                        tx.send(payload).expect("send");
+                    }
+                });
+            }
+        });
+    }
+    tx.close().expect("close");
+    let (messages, bytes, end) = receiver.join().expect("receiver");
+    assert_eq!(messages, count as u64, "messages lost");
+    Run {
+        messages,
+        bytes,
+        secs: (end - start).as_secs_f64(),
+    }
+}

@@ -3,8 +3,9 @@
 //! buffer.
 
 use std::hint::black_box;
+use std::io::{self, IoSlice, Write};
 
-use mux_nostd::{Frames, Original, Strategy, Writer, encode_into};
+use mux_nostd::{AnyStrategy, Frames, Original, Strategy, Writer, encode_into};
 
 /// The message id every benchmark message carries.
 pub const ID: u32 = 7;
@@ -61,5 +62,111 @@ impl WriteBench {
             .expect("the buffer holds the whole message");
         black_box(&mut self.buf);
         n
+    }
+}
+
+/// An in-memory `std::io::Write` sink of exactly one message's wire size that starts over at
+/// its beginning once full: a sink owned by a mux-std [`Sender`](mux_std::Sender) that is
+/// "reset each iteration" without reaching into the sender.
+#[derive(Debug)]
+pub struct CycleSink {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl CycleSink {
+    /// A sink of `len` bytes.
+    pub fn new(len: usize) -> Self {
+        Self {
+            buf: vec![0; len.max(1)],
+            pos: 0,
+        }
+    }
+}
+
+impl Write for CycleSink {
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.pos = 0;
+        }
+        let n = data.len().min(self.buf.len() - self.pos);
+        self.buf[self.pos..self.pos + n].copy_from_slice(&data[..n]);
+        self.pos += n;
+        Ok(n)
+    }
+
+    #[inline]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut total = 0;
+        for b in bufs {
+            let n = self.write(b)?;
+            total += n;
+            if n < b.len() {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One message framed by mux-std's thread-safe [`Sender`](mux_std::Sender) (default
+/// configuration but the strategy) into a [`CycleSink`] of exactly its wire size.
+pub struct StdWrite {
+    /// The message payload.
+    pub payload: Vec<u8>,
+    sender: mux_std::Sender<CycleSink>,
+}
+
+impl std::fmt::Debug for StdWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdWrite")
+            .field("len", &self.payload.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StdWrite {
+    /// A bench for `len`-byte messages sent with `strategy`. Checks once that the sender's
+    /// bytes equal the sans-IO encoder's.
+    pub fn new(len: usize, strategy: impl Into<AnyStrategy>) -> Self {
+        let strategy = strategy.into();
+        let payload = crate::payload(len);
+        let cfg = mux_std::Config::with_strategy(strategy);
+        let wire = Frames::new(&strategy, ID, &payload)
+            .expect("message fits u32")
+            .wire_len();
+        let mut check = Vec::new();
+        {
+            let tx = mux_std::Sender::new(&mut check, &cfg);
+            tx.send_with_id(ID, &payload).expect("send");
+            tx.flush().expect("flush");
+        }
+        let mut want = vec![0; wire];
+        encode_into(&strategy, ID, &payload, &mut want).expect("fits");
+        assert!(
+            check == want,
+            "mux-std's Sender output differs from encode_into"
+        );
+        Self {
+            payload,
+            sender: mux_std::Sender::new(CycleSink::new(wire), &cfg),
+        }
+    }
+
+    /// Sends the payload as one message (the sender writes it to the sink before returning).
+    #[inline(always)]
+    pub fn send(&mut self) {
+        if self
+            .sender
+            .send_with_id(ID, black_box(&self.payload[..]))
+            .is_err()
+        {
+            panic!("an in-memory sink cannot fail");
+        }
     }
 }
