@@ -1,0 +1,779 @@
+//! The host side of the embedded demo: a `mux-std` node on a loopback TCP port, wired to UART0
+//! of a Cortex-M firmware running under QEMU (`lm3s6965evb`).
+//!
+//! ```text
+//! demo_host --firmware examples-embedded/target/thumbv7m-none-eabi/release/sensor_node [--check]
+//! ```
+//!
+//! It listens on `127.0.0.1:0`, starts QEMU with `-serial tcp:127.0.0.1:PORT`, and runs a fixed
+//! exchange while printing it: readings as they arrive, each command's round trip and latency,
+//! the log dump's progress (with the readings that arrive between its frames), a cancelled log
+//! dump, a message the host aborts, then `bye`. It then checks that nothing was lost or
+//! corrupted (every reading's sequence number, every reply's id and text, the log's bytes, the
+//! firmware's own counters and exit status) and exits 1 if anything failed.
+//!
+//! The protocol is described in `examples-embedded/src/app.rs`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mux_std::{AnyStrategy, Config, Node, Received, RecvError, SendError, TryRecvError};
+
+/// First id of the messages the firmware originates (its readings).
+const NODE_ID_BASE: u32 = 0x8000_0000;
+/// Size of the firmware's log dump.
+const LOG_LEN: usize = 20 * 1024;
+/// Longest wait for any one expected item.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Line `i` of the firmware's log (the rule of `examples-embedded/src/app.rs`).
+fn expected_log() -> Vec<u8> {
+    let mut out = Vec::with_capacity(LOG_LEN);
+    for i in 0..LOG_LEN / 32 {
+        out.extend_from_slice(format!("L{:04} ", i % 10_000).as_bytes());
+        out.extend((0..25).map(|k| b'a' + ((i + k) % 26) as u8));
+        out.push(b'\n');
+    }
+    out
+}
+
+struct Options {
+    firmware: String,
+    qemu: String,
+    check: bool,
+    timeout: Duration,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        firmware: String::new(),
+        qemu: "qemu-system-arm".into(),
+        check: false,
+        timeout: Duration::from_secs(60),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--firmware" => o.firmware = args.next().ok_or("--firmware needs a path")?,
+            "--qemu" => o.qemu = args.next().ok_or("--qemu needs a program")?,
+            "--check" => o.check = true,
+            "--timeout" => {
+                let s = args.next().ok_or("--timeout needs seconds")?;
+                o.timeout = Duration::from_secs(s.parse().map_err(|_| "bad --timeout")?);
+            }
+            "-h" | "--help" => {
+                return Err(
+                    "usage: demo_host --firmware ELF [--qemu PROG] [--check] [--timeout S]".into(),
+                );
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.firmware.is_empty() {
+        return Err("--firmware ELF is required".into());
+    }
+    Ok(o)
+}
+
+/// What the firmware printed over semihosting, and its exit status.
+#[derive(Default)]
+struct NodeOutput {
+    lines: Vec<String>,
+}
+
+/// A reply to one command.
+struct Reply {
+    text: String,
+    at: Instant,
+}
+
+/// The log dump being received.
+struct LogRx {
+    id: u32,
+    announced: u32,
+    body: Vec<u8>,
+    started: Instant,
+    readings_during: u32,
+    done: Option<Instant>,
+    aborted: bool,
+}
+
+struct Demo {
+    node: Node<std::net::TcpStream>,
+    t0: Instant,
+    next_id: u32,
+    check: bool,
+    /// Messages open (streaming mode): id → bytes so far.
+    open: HashMap<u32, Vec<u8>>,
+    readings: BTreeSet<u32>,
+    reading_faults: Vec<String>,
+    last_reading: Option<Instant>,
+    replies: HashMap<u32, Reply>,
+    logs: Vec<LogRx>,
+    aborted: Vec<u32>,
+    errors: Vec<String>,
+    closed: bool,
+    failures: Vec<String>,
+    rtts: Vec<Duration>,
+}
+
+impl Demo {
+    fn stamp(&self) -> String {
+        format!("[{:7.3}s]", self.t0.elapsed().as_secs_f64())
+    }
+
+    fn fail(&mut self, what: impl Into<String>) {
+        let what = what.into();
+        println!("{} FAIL {what}", self.stamp());
+        self.failures.push(what);
+    }
+
+    fn log_mut(&mut self, id: u32) -> Option<&mut LogRx> {
+        self.logs.iter_mut().find(|l| l.id == id)
+    }
+
+    /// Handles one received item.
+    fn on_item(&mut self, item: Received) {
+        match item {
+            Received::Started { id, len_hint } => {
+                if self.open.insert(id, Vec::new()).is_some() {
+                    self.fail(format!("message {id} started twice"));
+                }
+                let stamp = self.stamp();
+                if let Some(log) = self.log_mut(id) {
+                    log.announced = len_hint;
+                    log.started = Instant::now();
+                    println!("{stamp} log {id}: started, {len_hint} bytes announced");
+                }
+            }
+            Received::Chunk { id, data } => {
+                let Some(buf) = self.open.get_mut(&id) else {
+                    self.fail(format!("chunk for message {id} that is not open"));
+                    return;
+                };
+                let before = buf.len();
+                buf.extend_from_slice(&data);
+                let got = buf.len();
+                let stamp = self.stamp();
+                // One progress line per KiB (chunks arrive as the socket delivers them).
+                if got / 1024 == before / 1024 && got != LOG_LEN {
+                    return;
+                }
+                if let Some(log) = self.log_mut(id) {
+                    let total = log.announced.max(1) as usize;
+                    let pct = got * 100 / total;
+                    let bar: String = (0..20)
+                        .map(|i| if i * 5 < pct { '#' } else { '.' })
+                        .collect();
+                    println!("{stamp} log {id}: [{bar}] {got:>5}/{total} bytes ({pct:>3}%)");
+                }
+            }
+            Received::Ended { id } => {
+                let body = self.open.remove(&id).unwrap_or_default();
+                self.on_message(id, body);
+            }
+            Received::Message(m) => {
+                let id = m.id();
+                self.on_message(id, m.body().to_vec());
+            }
+            Received::Aborted { id } => {
+                let partial = self.open.remove(&id).unwrap_or_default();
+                let stamp = self.stamp();
+                match self.log_mut(id) {
+                    Some(log) => {
+                        log.aborted = true;
+                        log.body = partial;
+                        println!(
+                            "{stamp} log {id}: ABORTED by the node after {} bytes",
+                            log.body.len()
+                        );
+                    }
+                    None => self.fail(format!("unexpected Abort for message {id}")),
+                }
+                self.aborted.push(id);
+            }
+            Received::Error(e) => {
+                self.errors.push(e.to_string());
+                self.fail(format!("protocol error: {e}"));
+            }
+        }
+    }
+
+    fn on_message(&mut self, id: u32, body: Vec<u8>) {
+        let now = Instant::now();
+        let stamp = self.stamp();
+        if id >= NODE_ID_BASE {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let seq = id - NODE_ID_BASE;
+            let ok = text
+                .strip_prefix("reading seq=")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|s| s.parse::<u32>().ok())
+                == Some(seq);
+            if !ok {
+                self.reading_faults.push(format!("id {id:#x}: {text:?}"));
+                self.fail(format!("reading {id:#x} is malformed: {text:?}"));
+            }
+            if !self.readings.insert(seq) {
+                self.fail(format!("reading {seq} received twice"));
+            }
+            let since = self
+                .last_reading
+                .map(|t| format!("  (+{:.0} ms)", (now - t).as_secs_f64() * 1000.0))
+                .unwrap_or_default();
+            self.last_reading = Some(now);
+            let mut during = String::new();
+            for log in &mut self.logs {
+                if log.done.is_none()
+                    && !log.aborted
+                    && !self.open.get(&log.id).is_none_or(Vec::is_empty)
+                {
+                    log.readings_during += 1;
+                    during = format!("  [between frames of log {}]", log.id);
+                }
+            }
+            println!("{stamp} <- {text}{since}{during}");
+            return;
+        }
+        if let Some(log) = self.log_mut(id) {
+            log.body = body;
+            log.done = Some(now);
+            let (n, secs) = (log.body.len(), (now - log.started).as_secs_f64());
+            println!(
+                "{stamp} log {id}: complete, {n} bytes in {:.0} ms",
+                secs * 1000.0
+            );
+            return;
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if self.replies.insert(id, Reply { text, at: now }).is_some() {
+            self.fail(format!("second reply for command {id}"));
+        }
+    }
+
+    /// Receives until `done` holds, failing after `STEP_TIMEOUT`.
+    fn pump_until(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.fail(format!("timed out waiting for {what}"));
+                return false;
+            }
+            match self.node.recv_timeout(left) {
+                Ok(item) => self.on_item(item),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Recv(RecvError::Closed)) => {
+                    self.closed = true;
+                    if !done(self) {
+                        self.fail(format!("stream closed while waiting for {what}"));
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    self.fail(format!("receive failed while waiting for {what}: {e}"));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn send(&mut self, text: &str) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Err(e) = self.node.send_with_id(id, text.as_bytes()) {
+            self.fail(format!("send {text:?} failed: {e}"));
+        }
+        id
+    }
+
+    /// Sends a command and waits for its reply; returns the reply text and the round trip.
+    fn command(&mut self, text: &str) -> Option<(String, Duration)> {
+        let t = Instant::now();
+        let id = self.send(text);
+        println!("{} -> {text}  (id {id})", self.stamp());
+        if !self.pump_until(&format!("the reply to {text:?} (id {id})"), |d| {
+            d.replies.contains_key(&id)
+        }) {
+            return None;
+        }
+        let r = &self.replies[&id];
+        let rtt = r.at - t;
+        let reply = r.text.clone();
+        println!(
+            "{} <- {reply}  (id {id}, round trip {:.2} ms)",
+            self.stamp(),
+            rtt.as_secs_f64() * 1000.0
+        );
+        Some((reply, rtt))
+    }
+
+    /// A command whose reply must be exactly `want` (or start with it, for `prefix`).
+    fn expect(&mut self, text: &str, want: &str, prefix: bool) -> Option<String> {
+        let (reply, rtt) = self.command(text)?;
+        let ok = if prefix {
+            reply.starts_with(want)
+        } else {
+            reply == want
+        };
+        if !ok {
+            self.fail(format!("{text:?} answered {reply:?}, expected {want:?}"));
+        }
+        if text == "ping" {
+            self.rtts.push(rtt);
+        }
+        Some(reply)
+    }
+}
+
+fn spawn_qemu(o: &Options, port: u16, out: Arc<Mutex<NodeOutput>>) -> std::io::Result<Child> {
+    let mut child = Command::new(&o.qemu)
+        .args(["-cpu", "cortex-m3", "-machine", "lm3s6965evb", "-nographic"])
+        .args([
+            "-monitor",
+            "none",
+            "-semihosting-config",
+            "enable=on,target=native",
+        ])
+        // nodelay: QEMU writes the UART's bytes one by one; without it Nagle's algorithm and
+        // delayed ACKs add ~40 ms to every reply.
+        .args(["-serial", &format!("tcp:127.0.0.1:{port},nodelay=on")])
+        .args(["-kernel", &o.firmware])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let t0 = Instant::now();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if line.contains("Timer with period zero") {
+                    continue; // QEMU's harmless start-up notice
+                }
+                println!("[{:7.3}s] [node] {line}", t0.elapsed().as_secs_f64());
+                out.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .lines
+                    .push(line);
+            }
+        });
+    }
+    Ok(child)
+}
+
+fn accept(listener: &TcpListener, child: &mut Child) -> Result<std::net::TcpStream, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).map_err(|e| e.to_string())?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("QEMU exited before connecting: {status}"));
+        }
+        if Instant::now() > deadline {
+            return Err("QEMU did not connect within 15 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for QEMU to exit (the firmware exits through semihosting), killing it at `deadline`.
+fn wait_exit(child: &mut Child, deadline: Instant) -> Option<i32> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.code(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+fn run(o: &Options) -> Result<bool, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let fw_name = o
+        .firmware
+        .rsplit('/')
+        .next()
+        .unwrap_or(&o.firmware)
+        .to_string();
+    println!(
+        "demo: {fw_name} on QEMU lm3s6965evb (Cortex-M3), UART0 <-> mux-std node on 127.0.0.1:{port}{}",
+        if o.check { " (check mode)" } else { "" }
+    );
+    let out = Arc::new(Mutex::new(NodeOutput::default()));
+    let mut child =
+        spawn_qemu(o, port, out.clone()).map_err(|e| format!("start {}: {e}", o.qemu))?;
+    let hard_deadline = Instant::now() + o.timeout;
+    let stream = match accept(&listener, &mut child) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let config = Config {
+        limits: mux_std::Limits::new(1 << 20),
+        ..Config::with_strategy(mux_std::Hybrid::<4096>)
+    }
+    .streaming();
+    let node = Node::tcp(stream, config).map_err(|e| format!("node: {e}"))?;
+    let mut d = Demo {
+        node,
+        t0: Instant::now(),
+        next_id: 1,
+        check: o.check,
+        open: HashMap::new(),
+        readings: BTreeSet::new(),
+        reading_faults: Vec::new(),
+        last_reading: None,
+        replies: HashMap::new(),
+        logs: Vec::new(),
+        aborted: Vec::new(),
+        errors: Vec::new(),
+        closed: false,
+        failures: Vec::new(),
+        rtts: Vec::new(),
+    };
+    println!(
+        "{} connected; the node sends a reading every 100 ms",
+        d.stamp()
+    );
+
+    let bye = script(&mut d);
+
+    // The node exits after `bye`: its stream ends, then QEMU exits with its status.
+    d.pump_until("the end of the node's stream", |d| d.closed);
+    let code = wait_exit(
+        &mut child,
+        hard_deadline.max(Instant::now() + Duration::from_secs(5)),
+    );
+    std::thread::sleep(Duration::from_millis(50)); // let the output threads print the last lines
+    let lines = out.lock().unwrap_or_else(|e| e.into_inner()).lines.clone();
+    Ok(summary(&mut d, bye.as_deref(), code, &lines))
+}
+
+/// The fixed exchange. Returns the `bye` reply.
+fn script(d: &mut Demo) -> Option<String> {
+    d.pump_until("3 readings", |d| d.readings.len() >= 3);
+    for _ in 0..5 {
+        d.expect("ping", "pong", false);
+    }
+    d.expect("set-interval 40", "ok interval=40", false);
+
+    // A configuration upload (1500 bytes, two Data frames), acknowledged with its checksum.
+    let config = config_blob(1500);
+    let want = format!("ok config bytes=1500 fnv={:08x}", fnv1a(&config));
+    let t = Instant::now();
+    let id = d.next_id;
+    d.next_id += 1;
+    println!(
+        "{} -> config upload, {} bytes  (id {id})",
+        d.stamp(),
+        config.len()
+    );
+    if let Err(e) = d.node.send_with_id(id, &config) {
+        d.fail(format!("config upload failed: {e}"));
+    }
+    if d.pump_until("the config acknowledgement", |d| {
+        d.replies.contains_key(&id)
+    }) {
+        let reply = d.replies[&id].text.clone();
+        let ms = (d.replies[&id].at - t).as_secs_f64() * 1000.0;
+        println!("{} <- {reply}  (id {id}, round trip {ms:.2} ms)", d.stamp());
+        if reply != want {
+            d.fail(format!(
+                "config upload answered {reply:?}, expected {want:?}"
+            ));
+        }
+    }
+
+    // A second upload that the host aborts after its first Data frame: the node must drop
+    // the partial message (its pool blocks go back) and answer `aborted` on its id.
+    let config = config_blob(2000);
+    let id = d.next_id;
+    d.next_id += 1;
+    let mut holds = 0;
+    let r = d.node.send_cancellable(
+        id,
+        &config,
+        Some(AnyStrategy::Hybrid { threshold: 4096 }),
+        || {
+            holds += 1;
+            (holds > 1).then_some(SendError::Cancelled)
+        },
+    );
+    println!(
+        "{} -> config upload, 2000 bytes  (id {id}), aborted by the host after its first frame",
+        d.stamp()
+    );
+    if !matches!(r, Err(SendError::Cancelled)) {
+        d.fail(format!("the host abort did not happen: {r:?}"));
+    }
+    let t = Instant::now();
+    if d.pump_until("the node's answer to the aborted message", |d| {
+        d.replies.contains_key(&id)
+    }) {
+        let reply = d.replies[&id].text.clone();
+        let ms = (d.replies[&id].at - t).as_secs_f64() * 1000.0;
+        println!("{} <- {reply}  (id {id}, {ms:.2} ms)", d.stamp());
+        if reply != "aborted" {
+            d.fail(format!("aborted message {id} answered {reply:?}"));
+        }
+    }
+    d.expect("status", "status interval=40 ", true);
+
+    // The log dump, with readings (and a ping) going out between its frames.
+    let log_id = d.send("get-log");
+    println!("{} -> get-log  (id {log_id})", d.stamp());
+    d.logs.push(LogRx {
+        id: log_id,
+        announced: 0,
+        body: Vec::new(),
+        started: Instant::now(),
+        readings_during: 0,
+        done: None,
+        aborted: false,
+    });
+    d.pump_until("the log's first bytes", |d| {
+        d.open.get(&log_id).is_some_and(|b| b.len() >= 4096)
+    });
+    d.expect("ping", "pong", false);
+    d.pump_until("the end of the log", |d| {
+        d.logs[0].done.is_some() || d.logs[0].aborted
+    });
+
+    // A second dump, cancelled part way: the node ends it with Abort.
+    let log2 = d.send("get-log");
+    println!("{} -> get-log  (id {log2}), to be cancelled", d.stamp());
+    d.logs.push(LogRx {
+        id: log2,
+        announced: 0,
+        body: Vec::new(),
+        started: Instant::now(),
+        readings_during: 0,
+        done: None,
+        aborted: false,
+    });
+    d.pump_until("the second log's first bytes", |d| {
+        d.open.get(&log2).is_some_and(|b| b.len() >= 3072)
+    });
+    d.expect("cancel-log", &format!("ok cancelled={log2}"), false);
+    d.pump_until("the Abort of the second log", |d| d.logs[1].aborted);
+    d.expect("dance", "err unknown-command", false);
+    d.expect("ping", "pong", false);
+    d.expect("bye", "bye ", true)
+}
+
+/// A `config` upload of `len` bytes: the word `config ` then printable filler.
+fn config_blob(len: usize) -> Vec<u8> {
+    let mut v = b"config ".to_vec();
+    v.extend((0..len - v.len()).map(|i| b'!' + (i * 7 % 90) as u8));
+    v
+}
+
+/// FNV-1a, 32 bits (the node's checksum of a `config` upload).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811C_9DC5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn field(text: &str, key: &str) -> Option<u32> {
+    text.split(' ')
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+fn summary(d: &mut Demo, bye: Option<&str>, code: Option<i32>, node_lines: &[String]) -> bool {
+    println!();
+    println!("summary");
+    let row = |ok: bool, what: &str, detail: String| {
+        println!(
+            "  {:<4} {what:<16} {detail}",
+            if ok { "ok" } else { "FAIL" }
+        );
+        ok
+    };
+    let mut all = true;
+
+    let n = d.readings.len() as u32;
+    let contiguous = d.readings.iter().copied().eq(0..n);
+    let node_sent = bye.and_then(|b| field(b, "readings"));
+    // The node may send a reading after its `bye` reply: it must still have arrived.
+    let ok = contiguous
+        && n > 0
+        && node_sent.is_some_and(|s| s <= n && n <= s + 1)
+        && d.reading_faults.is_empty();
+    all &= row(
+        ok,
+        "readings",
+        format!(
+            "{n} received, sequence 0..{} without a gap, node counted {node_sent:?} at bye",
+            n.saturating_sub(1)
+        ),
+    );
+
+    let sent = d.next_id - 1;
+    let answered = (1..d.next_id)
+        .filter(|id| d.replies.contains_key(id) || d.logs.iter().any(|l| l.id == *id))
+        .count();
+    all &= row(
+        answered as u32 == sent,
+        "commands",
+        format!("{sent} sent, {answered} answered with their own id"),
+    );
+
+    let mut rtts = d.rtts.clone();
+    rtts.sort();
+    if !rtts.is_empty() {
+        let ms = |x: Duration| x.as_secs_f64() * 1000.0;
+        let med = rtts[rtts.len() / 2];
+        let avg = rtts.iter().sum::<Duration>() / rtts.len() as u32;
+        row(
+            true,
+            "ping latency",
+            format!(
+                "n={} min {:.2} ms, median {:.2} ms, mean {:.2} ms, max {:.2} ms (one during the log dump)",
+                rtts.len(),
+                ms(rtts[0]),
+                ms(med),
+                ms(avg),
+                ms(rtts[rtts.len() - 1])
+            ),
+        );
+    }
+
+    let want = expected_log();
+    match d.logs.first() {
+        Some(l) => {
+            let ok = l.done.is_some()
+                && l.body == want
+                && l.announced as usize == LOG_LEN
+                && l.readings_during > 0;
+            let secs = l.done.map(|t| (t - l.started).as_secs_f64()).unwrap_or(0.0);
+            all &= row(
+                ok,
+                "log dump",
+                format!(
+                    "{} of {} bytes, content {}, {:.0} ms, {} readings arrived between its frames",
+                    l.body.len(),
+                    LOG_LEN,
+                    if l.body == want {
+                        "identical"
+                    } else {
+                        "DIFFERENT"
+                    },
+                    secs * 1000.0,
+                    l.readings_during
+                ),
+            );
+        }
+        None => all &= row(false, "log dump", "not received".into()),
+    }
+    match d.logs.get(1) {
+        Some(l) => {
+            all &= row(
+                l.aborted && l.done.is_none(),
+                "cancelled log",
+                format!(
+                    "Abort received for id {} after {} of {} bytes",
+                    l.id,
+                    l.body.len(),
+                    LOG_LEN
+                ),
+            )
+        }
+        None => all &= row(false, "cancelled log", "not run".into()),
+    }
+    let host_aborts = bye.and_then(|b| field(b, "aborted"));
+    all &= row(
+        host_aborts == Some(1),
+        "host abort",
+        format!("node saw {host_aborts:?} aborted message(s), expected 1"),
+    );
+    let node_errors = bye.and_then(|b| field(b, "errors"));
+    all &= row(
+        d.errors.is_empty() && node_errors == Some(0),
+        "protocol errors",
+        format!(
+            "{} at the host, {node_errors:?} at the node",
+            d.errors.len()
+        ),
+    );
+    all &= row(
+        d.open.is_empty()
+            || d.open
+                .keys()
+                .all(|id| d.logs.iter().any(|l| l.id == *id && l.aborted)),
+        "open at the end",
+        format!("{} message(s) left open", d.open.len()),
+    );
+    let done_line = node_lines
+        .iter()
+        .find(|l| l.contains(": done:"))
+        .cloned()
+        .unwrap_or_default();
+    all &= row(
+        code == Some(0),
+        "firmware exit",
+        format!("QEMU exit status {code:?}; {done_line}"),
+    );
+    if !d.failures.is_empty() {
+        all = false;
+        println!("  failures:");
+        for f in &d.failures {
+            println!("    - {f}");
+        }
+    }
+    println!();
+    println!("{}", if all { "RESULT: PASS" } else { "RESULT: FAIL" });
+    let _ = d.check;
+    all
+}
+
+fn main() -> ExitCode {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&o) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
