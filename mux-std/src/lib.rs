@@ -18,6 +18,6 @@ pub use rx::{Message, Received, RxCounts};
 pub use tx::{CancelToken, SendOptions, Sender, TxCounts};
 
 pub use mux_nostd::{
-    AnyStrategy, ErrorCounts, Hybrid, Hybrid8k, Limits, Optimized, Original, ProtocolError,
-    Strategy,
+    AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, Optimized, Original,
+    ProtocolError, Strategy,
 };

@@ -1,0 +1,385 @@
+//! The blocking node against the golden vectors and over real sockets and pipes: byte-exact
+//! sending, typed receive outcomes of the bad-input captures, cancellation, deadlines,
+//! streaming, close reports, a broken link.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mux_std::{
+    AnyStrategy, CancelToken, Config, FrameType, Node, ProtocolError, Received, Receiver,
+    RecvError, SendError, SendOptions, Sender,
+};
+
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
+}
+
+fn rule_r(size: usize) -> Vec<u8> {
+    (0..size).map(|i| ((i * 31 + 7) % 251) as u8).collect()
+}
+
+/// What a receiver delivers, as comparable values.
+#[derive(Debug, PartialEq, Eq)]
+enum Out {
+    Ok(u32, Vec<u8>),
+    Aborted(u32),
+    Err(ProtocolError),
+}
+
+fn receive_file(name: &str) -> Vec<Out> {
+    let file = File::open(vectors().join(name)).unwrap();
+    let rx = Receiver::spawn(file, &Config::default()).unwrap();
+    let out = collect(&rx);
+    assert!(rx.pool().stats().is_full());
+    out
+}
+
+fn collect(rx: &Receiver) -> Vec<Out> {
+    rx.iter()
+        .map(|item| match item.unwrap() {
+            Received::Message(m) => Out::Ok(m.id(), m.body().to_vec()),
+            Received::Aborted { id } => Out::Aborted(id),
+            Received::Error(e) => Out::Err(e),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+fn ok9() -> Out {
+    Out::Ok(9, b"ok".to_vec())
+}
+
+#[test]
+fn sending_is_byte_exact_with_the_golden_vectors() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(vectors()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some((strategy, size)) = name.strip_suffix(".bin").and_then(|s| s.split_once('-'))
+        else {
+            continue;
+        };
+        let (Ok(strategy), Ok(size)) = (strategy.parse::<AnyStrategy>(), size.parse::<usize>())
+        else {
+            continue;
+        };
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut wire = Vec::new();
+            b.read_to_end(&mut wire).unwrap();
+            wire
+        });
+        let tx = Sender::new(a, &Config::with_strategy(strategy));
+        tx.send_with_id(7, &rule_r(size)).unwrap();
+        tx.close().unwrap();
+        let want = std::fs::read(vectors().join(&name)).unwrap();
+        assert!(reader.join().unwrap() == want, "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 43);
+}
+
+#[test]
+fn receiving_the_golden_vectors() {
+    let r = |n| rule_r(n);
+    assert_eq!(
+        receive_file("hybrid-1048577.bin"),
+        [Out::Ok(7, r(1_048_577))]
+    );
+    assert_eq!(
+        receive_file("interleaved-hybrid.bin"),
+        [
+            Out::Ok(3, vec![]),
+            Out::Ok(2, r(5000)),
+            Out::Ok(1, r(70_000))
+        ]
+    );
+    assert_eq!(receive_file("abort-partial.bin"), [Out::Aborted(5), ok9()]);
+    assert_eq!(
+        receive_file("bad-duplicate-start-of-9.bin"),
+        [Out::Err(ProtocolError::DuplicateStart { id: 9 }), ok9()]
+    );
+    assert_eq!(
+        receive_file("bad-start-huge-len.bin"),
+        [
+            Out::Err(ProtocolError::MessageTooLarge {
+                id: 5,
+                size: u32::MAX,
+                max: 10 << 20
+            }),
+            ok9()
+        ]
+    );
+    assert_eq!(
+        receive_file("bad-data-unknown-id.bin"),
+        [
+            Out::Err(ProtocolError::UnknownId {
+                id: 5,
+                kind: FrameType::Data
+            }),
+            ok9()
+        ]
+    );
+    assert_eq!(
+        receive_file("bad-eof-pending.bin"),
+        [ok9(), Out::Err(ProtocolError::Unfinished { id: 5 })]
+    );
+    assert_eq!(
+        receive_file("bad-truncated-payload.bin"),
+        [
+            ok9(),
+            Out::Err(ProtocolError::Truncated { missing: 60 }),
+            Out::Err(ProtocolError::Unfinished { id: 5 })
+        ]
+    );
+    assert_eq!(
+        receive_file("edge-ids-0-and-max.bin"),
+        [
+            Out::Ok(0, b"zero".to_vec()),
+            Out::Ok(u32::MAX, b"max".to_vec()),
+            ok9()
+        ]
+    );
+    assert_eq!(receive_file("bad-reserved-types.bin")[4..], [ok9()]);
+}
+
+/// Starts sending 8 MiB as message `id` over a socket nobody reads yet, lets `during` run
+/// while the sender is stuck mid-message, then reads the socket: what arrived, and the send's
+/// result.
+fn stuck_send(
+    id: u32,
+    opts: impl FnOnce() -> SendOptions + Send,
+    during: impl FnOnce(),
+) -> (Vec<Out>, Result<u32, SendError>) {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Sender::new(a, &Config::default());
+    let payload = rule_r(8 << 20);
+    let (rx, r) = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            tx.send_with(
+                &payload,
+                &SendOptions {
+                    id: Some(id),
+                    ..opts()
+                },
+            )
+        });
+        // Long enough for the sender to fill the socket buffer and block (a few writes).
+        std::thread::sleep(Duration::from_millis(200));
+        during();
+        let rx = Receiver::spawn(b, &Config::default()).unwrap();
+        (rx, h.join().unwrap())
+    });
+    tx.send_with_id(id + 1, b"next").unwrap();
+    tx.close().unwrap();
+    (collect(&rx), r)
+}
+
+#[test]
+fn cancel_token_and_deadline_abort_on_the_wire() {
+    // Cancelled before it starts: nothing is written.
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let tx = Sender::new(a, &Config::default());
+    let token = CancelToken::new();
+    token.cancel();
+    let opts = SendOptions {
+        cancel: Some(token),
+        ..SendOptions::default()
+    };
+    assert!(matches!(
+        tx.send_with(&rule_r(1 << 20), &opts),
+        Err(SendError::Cancelled)
+    ));
+    let past = SendOptions {
+        deadline: Some(Instant::now()),
+        ..SendOptions::default()
+    };
+    assert!(matches!(
+        tx.send_with(b"late", &past),
+        Err(SendError::TimedOut)
+    ));
+    tx.close().unwrap();
+    let mut wire = Vec::new();
+    b.read_to_end(&mut wire).unwrap();
+    assert!(wire.is_empty());
+    assert_eq!(
+        tx.next_id(),
+        3,
+        "each refused send still took an automatic id"
+    );
+
+    // Cancelled mid-way by another thread while the sender is stuck in the socket.
+    let token = CancelToken::new();
+    let t2 = token.clone();
+    let (got, r) = stuck_send(
+        77,
+        move || SendOptions {
+            cancel: Some(t2),
+            ..SendOptions::default()
+        },
+        || token.cancel(),
+    );
+    assert!(matches!(r, Err(SendError::Cancelled)), "{r:?}");
+    assert_eq!(got, [Out::Aborted(77), Out::Ok(78, b"next".to_vec())]);
+
+    // A deadline that passes while it is stuck.
+    let (got, r) = stuck_send(
+        88,
+        || SendOptions {
+            deadline: Some(Instant::now() + Duration::from_millis(20)),
+            ..SendOptions::default()
+        },
+        || {},
+    );
+    assert!(matches!(r, Err(SendError::TimedOut)), "{r:?}");
+    assert_eq!(got, [Out::Aborted(88), Out::Ok(89, b"next".to_vec())]);
+}
+
+#[test]
+fn close_reports_messages_in_flight_both_ways() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let node = Node::unix(b, Config::default()).unwrap();
+    // The peer: opens message 5 and never finishes it; reads slowly what we send.
+    let mut peer = a;
+    peer.write_all(&[1, 0, 0, 0, 5, 0, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0, 1, b'x'])
+        .unwrap();
+    let mut peer_in = peer.try_clone().unwrap();
+    let slow_reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0usize;
+        let mut tail = Vec::new();
+        loop {
+            let n = peer_in.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n;
+            tail.extend_from_slice(&buf[..n]);
+            let keep = tail.len().saturating_sub(9);
+            tail.drain(..keep);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (total, tail)
+    });
+    // Our own message cut by close: another thread is mid-way through a large send.
+    let big = rule_r(32 << 20);
+    let aborted = std::thread::scope(|s| {
+        let sending = s.spawn(|| node.send_with_id(9, &big));
+        std::thread::sleep(Duration::from_millis(50));
+        let aborted = node.close_write().unwrap();
+        assert!(matches!(sending.join().unwrap(), Err(SendError::Closed)));
+        aborted
+    });
+    assert_eq!(aborted, [9]);
+    let (total, tail) = slow_reader.join().unwrap();
+    assert!(total < 32 << 20, "the message was cut");
+    assert_eq!(tail, [6, 0, 0, 0, 9, 0, 0, 0, 0], "it ends with Abort(9)");
+    drop(peer); // the peer's stream ends with message 5 open
+    let report = node.close().unwrap();
+    assert_eq!(report.unfinished, [5]);
+    assert!(matches!(
+        report.undelivered[..],
+        [Received::Error(ProtocolError::Unfinished { id: 5 })]
+    ));
+    assert!(matches!(node_send_after_close(), Err(SendError::Closed)));
+}
+
+fn node_send_after_close() -> Result<u32, SendError> {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let node = Node::unix(a, Config::default()).unwrap();
+    node.close_write().unwrap();
+    node.send(b"late")
+}
+
+#[test]
+fn streaming_mode_delivers_chunks_in_order() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Node::unix(a, Config::default()).unwrap();
+    let rx = Node::unix(b, Config::default().streaming()).unwrap();
+    let big = rule_r(3 << 20);
+    tx.send_with_id(4, &big).unwrap();
+    tx.send_with_id(5, b"").unwrap();
+    let mut body = Vec::new();
+    let mut chunks = 0;
+    assert!(matches!(
+        rx.recv().unwrap(),
+        Received::Started { id: 4, .. }
+    ));
+    loop {
+        match rx.recv().unwrap() {
+            Received::Chunk { id: 4, data } => {
+                body.extend_from_slice(&data);
+                chunks += 1;
+            }
+            Received::Ended { id: 4 } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(body == big && chunks > 1);
+    assert!(matches!(
+        rx.recv().unwrap(),
+        Received::Started { id: 5, .. }
+    ));
+    assert!(matches!(rx.recv().unwrap(), Received::Ended { id: 5 }));
+    assert!(rx.metrics().pool.is_full());
+}
+
+#[test]
+fn tcp_round_trip_and_a_peer_that_vanishes() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = Node::tcp(TcpStream::connect(addr).unwrap(), Config::default()).unwrap();
+    let server = Node::tcp(listener.accept().unwrap().0, Config::default()).unwrap();
+    for size in [0, 10, 100_000] {
+        let id = client.send(&rule_r(size)).unwrap();
+        match server.recv().unwrap() {
+            Received::Message(m) => assert!(m.id() == id && m.body() == rule_r(size)),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The server goes away: the client's writes fail once with the I/O error, then Broken.
+    drop(server.split());
+    let payload = rule_r(1 << 20);
+    let first_err = (0..10_000)
+        .find_map(|_| client.send(&payload).err())
+        .expect("writes to a vanished peer fail");
+    assert!(matches!(first_err, SendError::Io(_)), "{first_err:?}");
+    assert!(matches!(client.send(b"x"), Err(SendError::Broken)));
+    assert!(client.sender().is_broken());
+    // The client's reader sees the end of stream (or a reset, reported once), then Closed.
+    loop {
+        match client.recv() {
+            Err(RecvError::Closed) => break,
+            Err(RecvError::Io(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn many_threads_receive_from_one_node() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Node::unix(a, Config::default()).unwrap();
+    let rx = Node::unix(b, Config::default()).unwrap();
+    let total: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                let r = rx.receiver().clone();
+                s.spawn(move || {
+                    r.iter()
+                        .filter(|i| matches!(i, Ok(Received::Message(_))))
+                        .count()
+                })
+            })
+            .collect();
+        for _ in 0..300 {
+            tx.send(b"work").unwrap();
+        }
+        tx.close_write().unwrap();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(total, 300);
+}
