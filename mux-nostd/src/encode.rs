@@ -240,6 +240,29 @@ impl Outgoing {
         Ok(o)
     }
 
+    /// The progress of a message whose frames were being written straight from a
+    /// [`FramePlan`]: `frame` is the frame that was in flight (already taken from `rest`) and
+    /// `written` how many of its bytes (header first) reached the sink. Lets a fast driver keep
+    /// no state while all goes well and build this only when a write fails or is cancelled.
+    pub fn resume(rest: FramePlan, frame: PlannedFrame, written: usize) -> Self {
+        let header_done = written.min(HEADER_LEN);
+        let body_len = frame.body_len();
+        let mut o = Self {
+            plan: rest,
+            header: frame.header.to_bytes(),
+            header_done: header_done as u8,
+            body_offset: frame.offset,
+            body_len,
+            body_done: ((written - header_done) as u32).min(body_len),
+            phase: Phase::Sending,
+            cancelled: false,
+        };
+        if o.header_done as usize == HEADER_LEN && o.body_done == body_len {
+            o.load_next();
+        }
+        o
+    }
+
     /// The message id.
     #[inline]
     pub const fn id(&self) -> u32 {

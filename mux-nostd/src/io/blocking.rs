@@ -3,7 +3,7 @@
 use embedded_io::{Read, Write};
 
 use super::{Next, Pump, Receive, TxState};
-use crate::encode::Outgoing;
+use crate::encode::{FramePlan, Outgoing};
 use crate::error::SendError;
 use crate::metrics::TxMetrics;
 use crate::strategy::Strategy;
@@ -51,9 +51,29 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         mut cancel: impl FnMut() -> bool,
     ) -> Result<(), SendError<W::Error>> {
         self.settle()?;
-        let out = self.tx.begin(id, payload.len())?;
-        let r = drive(&mut self.io, out, payload, &mut cancel);
-        self.tx.end(r)
+        // Fast path: frames straight from the plan, no progress kept while all goes well; the
+        // progress is built (and settled or kept as owed) only on cancellation or failure.
+        let mut plan = FramePlan::new(&self.tx.strategy, id, payload.len())?;
+        while let Some(frame) = plan.next() {
+            if cancel() {
+                self.tx.owed = Some(Outgoing::resume(plan, frame, 0));
+                self.settle()?;
+                return Err(SendError::Cancelled);
+            }
+            let header = frame.header.to_bytes();
+            let start = frame.offset as usize;
+            let body = &payload[start..start + frame.body_len() as usize];
+            let mut written = 0;
+            let r = write_all(&mut self.io, &header, &mut written)
+                .and_then(|()| write_all(&mut self.io, body, &mut written));
+            if let Err(e) = r {
+                self.tx.owed = Some(Outgoing::resume(plan, frame, written));
+                return Err(e);
+            }
+        }
+        self.tx.metrics.messages += 1;
+        self.tx.metrics.bytes += payload.len() as u64;
+        Ok(())
     }
 
     /// Writes what an interrupted send still owes (a no-op when nothing is owed).
@@ -103,7 +123,26 @@ impl<W: Write, S: Strategy> Writer<W, S> {
     }
 }
 
-#[inline]
+#[inline(always)]
+fn write_all<W: Write>(
+    io: &mut W,
+    mut buf: &[u8],
+    written: &mut usize,
+) -> Result<(), SendError<W::Error>> {
+    while !buf.is_empty() {
+        match io.write(buf) {
+            Ok(0) => return Err(SendError::WriteZero),
+            Ok(n) => {
+                *written += n;
+                buf = &buf[n..];
+            }
+            Err(e) => return Err(SendError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes what `out` owes (used to settle an interrupted send).
 fn drive<W: Write>(
     io: &mut W,
     out: &mut Outgoing,
