@@ -87,7 +87,14 @@ unsafe impl InterruptNumber for Uart0Irq {
 /// # Panics
 /// If called twice.
 pub fn take() -> (Tx, Rx) {
-    assert!(!TAKEN.swap(true, Ordering::Relaxed), "UART0 already taken");
+    // Load + store in a critical section: Cortex-M0 has no atomic swap.
+    let first = critical_section::with(|_| {
+        !TAKEN.load(Ordering::Relaxed) && {
+            TAKEN.store(true, Ordering::Relaxed);
+            true
+        }
+    });
+    assert!(first, "UART0 already taken");
     // SAFETY: RCGC1 is the LM3S6965 system-control clock-gating register; setting bit 0 only
     // turns UART0's clock on.
     unsafe {
