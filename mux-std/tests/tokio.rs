@@ -1,0 +1,137 @@
+//! The node under the tokio runtime (feature `tokio`): round trips for every strategy,
+//! concurrent spawned senders, a send future dropped mid-message.
+#![cfg(feature = "tokio")]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mux_std::tokio::{AsyncNode, AsyncReceiver, AsyncSender};
+use mux_std::{AnyStrategy, Config, Received, RecvError, SendOptions};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+
+fn rule_r(size: usize) -> Vec<u8> {
+    (0..size).map(|i| ((i * 31 + 7) % 251) as u8).collect()
+}
+
+fn byte(id: u32, k: usize) -> u8 {
+    ((k as u64 * 31 + 7 + u64::from(id) * 13) % 251) as u8
+}
+
+/// Checks that futures are `Send` (usable with `tokio::spawn`).
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_every_strategy() {
+    for name in ["original", "optimized", "hybrid", "hybrid8k"] {
+        let strategy: AnyStrategy = name.parse().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let a = AsyncNode::unix(a, Config::with_strategy(strategy));
+        let b = AsyncNode::unix(b, Config::default());
+        let sizes = [0usize, 1, 1024, 1025, 4097, 8193, 65_537, 1_048_577];
+        for &size in &sizes {
+            let payload = rule_r(size);
+            let id = assert_send(a.send(&payload)).await.unwrap();
+            match b.recv().await.unwrap() {
+                Received::Message(m) => {
+                    assert_eq!(m.id(), id);
+                    assert!(m.body() == payload, "{name} {size}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let m = b.metrics().await;
+        assert_eq!(m.rx.messages, sizes.len() as u64);
+        assert!(m.pool.is_full());
+        b.close_write().await.unwrap();
+        let report = a.close().await.unwrap();
+        assert!(report.aborted.is_empty() && report.undelivered.is_empty());
+        let report = b.close().await.unwrap();
+        assert!(report.undelivered.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_spawned_senders() {
+    const TASKS: u32 = 16;
+    const EACH: u32 = 100;
+    let (a, b) = UnixStream::pair().unwrap();
+    let (tx, _rx_a): (AsyncSender<_>, AsyncReceiver) =
+        AsyncNode::unix(a, Config::default()).split();
+    let b = AsyncNode::unix(b, Config::default());
+    let tx = Arc::new(tx);
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                let id = (t << 16) | i;
+                let size = [0usize, 10, 1000, 5000, 70_000][(i % 5) as usize] + t as usize;
+                let payload: Vec<u8> = (0..size).map(|k| byte(id, k)).collect();
+                let opts = SendOptions {
+                    id: Some(id),
+                    strategy: Some(["original", "hybrid"][(t % 2) as usize].parse().unwrap()),
+                    ..SendOptions::default()
+                };
+                tx.send_with(&payload, &opts).await.unwrap();
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    while seen.len() < (TASKS * EACH) as usize {
+        match b.recv().await.unwrap() {
+            Received::Message(m) => {
+                let id = m.id();
+                assert!(seen.insert(id), "{id:#x} twice");
+                let size = [0usize, 10, 1000, 5000, 70_000][((id & 0xFFFF) % 5) as usize]
+                    + (id >> 16) as usize;
+                assert_eq!(m.len(), size);
+                assert!(m.body().iter().enumerate().all(|(k, &x)| x == byte(id, k)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(tx.counts().await.messages, u64::from(TASKS * EACH));
+    assert!(b.metrics().await.pool.is_full());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_send_future_is_settled_with_abort() {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let (_, w) = a.into_split();
+    let tx = AsyncSender::new(w, &Config::default());
+    // Nobody reads yet: the 8 MiB send blocks in the socket and is dropped by the timeout,
+    // mid-message (possibly mid-frame).
+    let big = rule_r(8 << 20);
+    let r = tokio::time::timeout(Duration::from_millis(100), tx.send_with_id(5, &big)).await;
+    assert!(r.is_err(), "the send should still be blocked");
+    // Read everything from now on, then send another message: the next holder first
+    // completes the interrupted frame and writes Abort(5).
+    let reader = tokio::spawn(async move {
+        let mut wire = Vec::new();
+        b.read_to_end(&mut wire).await.unwrap();
+        wire
+    });
+    tx.send_with_id(6, b"after").await.unwrap();
+    tx.close().await.unwrap();
+    let wire = reader.await.unwrap();
+    let rx = AsyncReceiver::spawn(std::io::Cursor::new(wire), &Config::default());
+    let mut got = Vec::new();
+    loop {
+        match rx.recv().await {
+            Ok(Received::Aborted { id }) => got.push(format!("abort {id}")),
+            Ok(Received::Message(m)) => got.push(format!("ok {} {:?}", m.id(), m.body())),
+            Ok(other) => panic!("{other:?}"),
+            Err(RecvError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, ["abort 5", "ok 6 [97, 102, 116, 101, 114]"]);
+    assert_eq!(tx.counts().await.aborted, 1);
+}
