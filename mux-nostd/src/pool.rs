@@ -2,10 +2,16 @@
 //!
 //! `Pool<BLOCKS, SIZE>` holds `BLOCKS` blocks of `SIZE` bytes and is meant to be declared
 //! `static`: its constructor is `const` and its all-zero initial state lands in `.bss`, so it
-//! costs RAM only (`BLOCKS × SIZE` bytes plus `2 × BLOCKS + 12` bytes of bookkeeping) and no
-//! flash. Bookkeeping is guarded by [`critical_section`], which works on every target
-//! including `thumbv6m` (no atomic compare-and-swap). A [`Chain`] owns a linked list of blocks
-//! and gives them back when dropped, so a leak is a bug the counters show.
+//! costs RAM only (`BLOCKS × SIZE` bytes plus `2 × BLOCKS` bytes of links and about 16 bytes
+//! of counters) and no flash. The free list and counters are guarded by [`critical_section`],
+//! which works on every target including `thumbv6m` (no atomic compare-and-swap): one short
+//! critical section per append (however many blocks it takes) and one per release, never
+//! around a copy. A [`Chain`] owns a linked list of blocks and gives them back when dropped, so
+//! a leak is a bug the counters show.
+//!
+//! The links between blocks are `AtomicU16` used with plain loads and stores (no CAS): a link
+//! is written only by the critical section that hands a block out or takes it back, or read by
+//! the block's one owner.
 //!
 //! This is the only module with `unsafe` code: handing out the bytes of a block to the one
 //! chain that owns it.
@@ -13,6 +19,7 @@
 #![allow(unsafe_code)]
 
 use core::cell::{RefCell, UnsafeCell};
+use core::sync::atomic::{AtomicU16, Ordering::Relaxed};
 
 use critical_section::Mutex;
 
@@ -41,9 +48,7 @@ impl PoolStats {
     }
 }
 
-struct Meta<const BLOCKS: usize> {
-    /// For a free block: the next free block. For a block in a chain: the next in the chain.
-    link: [u16; BLOCKS],
+struct Meta {
     /// Head of the list of returned blocks.
     free_head: u16,
     /// Blocks `fresh..BLOCKS` were never handed out (so an all-zero state is a full pool).
@@ -66,7 +71,9 @@ struct Meta<const BLOCKS: usize> {
 /// ```
 pub struct Pool<const BLOCKS: usize, const SIZE: usize> {
     data: [UnsafeCell<[u8; SIZE]>; BLOCKS],
-    meta: Mutex<RefCell<Meta<BLOCKS>>>,
+    /// For a free block: the next free block. For a block in a chain: the next in the chain.
+    link: [AtomicU16; BLOCKS],
+    meta: Mutex<RefCell<Meta>>,
 }
 
 // SAFETY: the bookkeeping is behind a critical-section mutex. The bytes of a block are only
@@ -102,8 +109,8 @@ impl<const BLOCKS: usize, const SIZE: usize> Pool<BLOCKS, SIZE> {
         );
         Self {
             data: [const { UnsafeCell::new([0; SIZE]) }; BLOCKS],
+            link: [const { AtomicU16::new(0) }; BLOCKS],
             meta: Mutex::new(RefCell::new(Meta {
-                link: [0; BLOCKS],
                 free_head: NIL,
                 fresh: 0,
                 in_use: 0,
@@ -127,48 +134,55 @@ impl<const BLOCKS: usize, const SIZE: usize> Pool<BLOCKS, SIZE> {
         })
     }
 
-    /// Takes a free block, linking it after `prev` (if any).
-    fn alloc_after(&self, prev: u16) -> Option<u16> {
+    /// Takes `count` blocks at once (all or none), links them in order after `prev` (if
+    /// any) and returns the first.
+    fn alloc_chain(&self, prev: u16, count: usize) -> Option<u16> {
         critical_section::with(|cs| {
             let mut m = self.meta.borrow_ref_mut(cs);
-            let block = if m.free_head != NIL {
-                let b = m.free_head;
-                m.free_head = m.link[b as usize];
-                b
-            } else if (m.fresh as usize) < BLOCKS {
-                m.fresh += 1;
-                m.fresh - 1
-            } else {
+            if BLOCKS - (m.in_use as usize) < count {
                 m.exhausted = m.exhausted.saturating_add(1);
                 return None;
-            };
-            m.link[block as usize] = NIL;
-            if prev != NIL {
-                m.link[prev as usize] = block;
             }
-            m.in_use += 1;
+            let mut first = NIL;
+            let mut last = prev;
+            for _ in 0..count {
+                let b = if m.free_head != NIL {
+                    let b = m.free_head;
+                    m.free_head = self.link[b as usize].load(Relaxed);
+                    b
+                } else {
+                    m.fresh += 1;
+                    m.fresh - 1
+                };
+                if last != NIL {
+                    self.link[last as usize].store(b, Relaxed);
+                }
+                if first == NIL {
+                    first = b;
+                }
+                last = b;
+            }
+            self.link[last as usize].store(NIL, Relaxed);
+            m.in_use += count as u16;
             m.high_water = m.high_water.max(m.in_use);
-            Some(block)
+            Some(first)
         })
     }
 
-    /// Gives back a whole chain of blocks starting at `head`.
-    fn free_chain(&self, head: u16) {
+    /// Gives back a chain of `count` blocks from `head` to `tail`.
+    fn free_chain(&self, head: u16, tail: u16, count: usize) {
         critical_section::with(|cs| {
             let mut m = self.meta.borrow_ref_mut(cs);
-            let mut b = head;
-            while b != NIL {
-                let next = m.link[b as usize];
-                m.link[b as usize] = m.free_head;
-                m.free_head = b;
-                m.in_use -= 1;
-                b = next;
-            }
+            self.link[tail as usize].store(m.free_head, Relaxed);
+            m.free_head = head;
+            m.in_use -= count as u16;
         })
     }
 
+    /// The block after `block` in its owner's chain.
+    #[inline]
     fn next_of(&self, block: u16) -> u16 {
-        critical_section::with(|cs| self.meta.borrow_ref(cs).link[block as usize])
+        self.link[block as usize].load(Relaxed)
     }
 }
 
@@ -214,28 +228,47 @@ impl<'p, const BLOCKS: usize, const SIZE: usize> Chain<'p, BLOCKS, SIZE> {
         self.len == 0
     }
 
-    /// Appends `data`, taking blocks from the pool as needed. On `Err` the chain may hold part
-    /// of `data`; drop it to give its blocks back.
+    /// Appends `data`, taking the blocks it needs from the pool in one step. On `Err` nothing
+    /// was appended.
     pub fn extend_from_slice(&mut self, mut data: &[u8]) -> Result<(), Exhausted> {
-        while !data.is_empty() {
-            let used = self.len as usize % SIZE;
-            if used == 0 {
-                let b = self.pool.alloc_after(self.tail).ok_or(Exhausted)?;
-                if self.head == NIL {
-                    self.head = b;
-                }
-                self.tail = b;
-            }
-            let take = (SIZE - used).min(data.len());
-            // SAFETY: `tail` was handed to this chain by `alloc_after` and is only given back
-            // by `Drop`; no other chain can hold it, and `&mut self` excludes readers of this
-            // chain, so this is the only reference to the block's bytes.
-            let block = unsafe { &mut *self.pool.data[self.tail as usize].get() };
-            block[used..used + take].copy_from_slice(&data[..take]);
-            self.len += take as u32;
-            data = &data[take..];
+        if data.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let used = self.len as usize % SIZE;
+        let room = if self.head != NIL && used != 0 {
+            SIZE - used
+        } else {
+            0
+        };
+        let new_blocks = data.len().saturating_sub(room).div_ceil(SIZE);
+        let (mut block, mut at) = (self.tail, used);
+        if new_blocks > 0 {
+            let first = self
+                .pool
+                .alloc_chain(self.tail, new_blocks)
+                .ok_or(Exhausted)?;
+            if self.head == NIL {
+                self.head = first;
+            }
+            if room == 0 {
+                (block, at) = (first, 0);
+            }
+        }
+        loop {
+            let take = (SIZE - at).min(data.len());
+            // SAFETY: `block` belongs to this chain: it was handed out by `alloc_chain` for this
+            // chain and is given back only by `Drop`, so no other chain holds it; `&mut self`
+            // excludes readers of this chain. This is the only reference to its bytes.
+            let bytes = unsafe { &mut *self.pool.data[block as usize].get() };
+            bytes[at..at + take].copy_from_slice(&data[..take]);
+            self.len += take as u32;
+            self.tail = block;
+            data = &data[take..];
+            if data.is_empty() {
+                return Ok(());
+            }
+            (block, at) = (self.pool.next_of(block), 0);
+        }
     }
 
     /// The bytes, block by block.
@@ -289,7 +322,8 @@ impl<'p, const BLOCKS: usize, const SIZE: usize> Chain<'p, BLOCKS, SIZE> {
 impl<const BLOCKS: usize, const SIZE: usize> Drop for Chain<'_, BLOCKS, SIZE> {
     fn drop(&mut self) {
         if self.head != NIL {
-            self.pool.free_chain(self.head);
+            let blocks = (self.len as usize).div_ceil(SIZE);
+            self.pool.free_chain(self.head, self.tail, blocks);
         }
     }
 }
