@@ -388,6 +388,15 @@ mod tests {
     }
 
     #[test]
+    fn ram_cost_is_the_blocks_the_links_and_a_few_counters() {
+        // Documented: B × S + 2 × B + 16 bytes on 32-bit targets; 8 more here for the wider
+        // RefCell flag of a 64-bit host.
+        let extra = 16 + 2 * (core::mem::size_of::<usize>() - 4);
+        assert_eq!(Pool::<8, 64>::RAM_BYTES, 8 * 64 + 2 * 8 + extra);
+        assert_eq!(Pool::<100, 256>::RAM_BYTES, 100 * 256 + 2 * 100 + extra);
+    }
+
+    #[test]
     fn static_pool_shared_across_threads() {
         static POOL: Pool<16, 32> = Pool::new();
         let threads: heapless::Vec<_, 4> = (0..4u8)

@@ -141,3 +141,22 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_ram_is_per_entry_cost_times_capacity_plus_a_constant() {
+        // Documented in the README: about (8 + size_of::<T>()) × N + 160 bytes.
+        let per = |n: usize, t: usize| (8 + t) * n + 160;
+        assert!(core::mem::size_of::<Demux<(), 8>>() <= per(8, 0));
+        assert!(core::mem::size_of::<Demux<(), 64>>() <= per(64, 0));
+        let chain = core::mem::size_of::<Option<Chain<'static, 4, 4>>>();
+        assert!(core::mem::size_of::<Reassembler<'static, 16, 4, 4>>() <= per(16, chain) + 8);
+        // Growing the table by one entry costs exactly one entry.
+        let d8 = core::mem::size_of::<Demux<u64, 8>>();
+        let d9 = core::mem::size_of::<Demux<u64, 9>>();
+        assert_eq!(d9 - d8, 16);
+    }
+}
