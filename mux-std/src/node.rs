@@ -301,6 +301,13 @@ impl<W: Write + Send + 'static> Node<W> {
         self.tx.send(payload)
     }
 
+    /// Sends with the next automatic id, leaving small frames in the shared write buffer
+    /// until it fills or [`flush`](Self::flush) is called. See [`Sender::send_buffered`].
+    #[inline]
+    pub fn send_buffered(&self, payload: &[u8]) -> Result<u32, SendError> {
+        self.tx.send_buffered(payload)
+    }
+
     /// Sends as message `id`.
     #[inline]
     pub fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {

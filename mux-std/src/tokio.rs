@@ -126,7 +126,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         let id = opts.id.unwrap_or_else(|| self.next_id());
         let cancel = opts.cancel.clone();
         let deadline = opts.deadline;
-        self.send_cancellable(id, payload, opts.strategy, move || {
+        self.send_inner(id, payload, opts.strategy, opts.buffered, move || {
             if cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
                 Some(SendError::Cancelled)
             } else if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -147,6 +147,27 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         id: u32,
         payload: &[u8],
         strategy: Option<AnyStrategy>,
+        stop: impl FnMut() -> Option<SendError> + Send,
+    ) -> Result<(), SendError> {
+        self.send_inner(id, payload, strategy, false, stop).await
+    }
+
+    /// Sends with the next automatic id, leaving small frames in the shared write buffer
+    /// (see [`Sender::send_buffered`](crate::Sender::send_buffered)); call
+    /// [`flush`](Self::flush) when a batch is done.
+    pub async fn send_buffered(&self, payload: &[u8]) -> Result<u32, SendError> {
+        let id = self.next_id();
+        self.send_inner(id, payload, None, true, || None)
+            .await
+            .map(|()| id)
+    }
+
+    async fn send_inner(
+        &self,
+        id: u32,
+        payload: &[u8],
+        strategy: Option<AnyStrategy>,
+        buffered: bool,
         mut stop: impl FnMut() -> Option<SendError> + Send,
     ) -> Result<(), SendError> {
         let strategy = strategy.unwrap_or(self.shared.strategy);
@@ -188,7 +209,8 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             } else {
                 fl.out = Some(out);
             }
-            if self.shared.waiting.load(Ordering::Relaxed) == 0
+            if !buffered
+                && self.shared.waiting.load(Ordering::Relaxed) == 0
                 && let Err(e) = flush_buf(&mut g).await
             {
                 return Err(g.broke(id, e));

@@ -55,6 +55,9 @@ pub struct SendOptions {
     pub cancel: Option<CancelToken>,
     /// Cancels the message when passed ([`SendError::TimedOut`]).
     pub deadline: Option<Instant>,
+    /// Leave small frames in the shared write buffer until it fills, another send writes it,
+    /// or [`Sender::flush`] is called (see [`Sender::send_buffered`]).
+    pub buffered: bool,
 }
 
 /// Send counters (a part of [`Metrics`](crate::Metrics)).
@@ -397,7 +400,7 @@ impl<W: Write + Send> Sender<W> {
         let id = opts.id.unwrap_or_else(|| self.next_id());
         let cancel = opts.cancel.as_ref();
         let deadline = opts.deadline;
-        self.send_cancellable(id, payload, opts.strategy, || {
+        self.send_inner(id, payload, opts.strategy, opts.buffered, || {
             if cancel.is_some_and(CancelToken::is_cancelled) {
                 Some(SendError::Cancelled)
             } else if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -409,6 +412,16 @@ impl<W: Write + Send> Sender<W> {
         .map(|()| id)
     }
 
+    /// Sends with the next automatic id like [`send`](Self::send), but small frames may stay
+    /// in the shared write buffer (64 KiB by default) until it fills, another send writes it,
+    /// or [`flush`](Self::flush) is called: many small messages then leave in one write.
+    /// Call `flush` when a batch is done.
+    pub fn send_buffered(&self, payload: &[u8]) -> Result<u32, SendError> {
+        let id = self.next_id();
+        self.send_inner(id, payload, None, true, || None)
+            .map(|()| id)
+    }
+
     /// Sends `payload` as message `id` with `strategy` (the node's if `None`), asking `stop`
     /// before each write-lock hold whether to give up; the error it returns is the send's.
     /// Cancelled after its Start was written, the message ends with Abort.
@@ -417,6 +430,18 @@ impl<W: Write + Send> Sender<W> {
         id: u32,
         payload: &[u8],
         strategy: Option<AnyStrategy>,
+        stop: impl FnMut() -> Option<SendError>,
+    ) -> Result<(), SendError> {
+        self.send_inner(id, payload, strategy, false, stop)
+    }
+
+    #[inline]
+    fn send_inner(
+        &self,
+        id: u32,
+        payload: &[u8],
+        strategy: Option<AnyStrategy>,
+        buffered: bool,
         mut stop: impl FnMut() -> Option<SendError>,
     ) -> Result<(), SendError> {
         let strategy = strategy.unwrap_or(self.shared.strategy);
@@ -445,7 +470,8 @@ impl<W: Write + Send> Sender<W> {
             if out.is_done() {
                 g.finished(&out);
             }
-            if self.shared.waiting.load(Ordering::Relaxed) == 0
+            if !buffered
+                && self.shared.waiting.load(Ordering::Relaxed) == 0
                 && let Err(e) = g.flush_buf()
             {
                 return Err(g.broke(id, e));

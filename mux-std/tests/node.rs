@@ -383,3 +383,30 @@ fn many_threads_receive_from_one_node() {
     });
     assert_eq!(total, 300);
 }
+
+#[test]
+fn buffered_sends_leave_together_at_flush() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Node::unix(a, Config::default()).unwrap();
+    let rx = Node::unix(b, Config::default()).unwrap();
+    for _ in 0..100 {
+        tx.send_buffered(b"small").unwrap();
+    }
+    assert_eq!(
+        tx.metrics().tx.writes,
+        0,
+        "all 100 messages wait in the write buffer"
+    );
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(50)),
+        Err(mux_std::TryRecvError::Empty)
+    ));
+    tx.flush().unwrap();
+    assert_eq!(tx.metrics().tx.writes, 1);
+    for want in 1..=100 {
+        match rx.recv().unwrap() {
+            Received::Message(m) => assert_eq!((m.id(), m.body()), (want, &b"small"[..])),
+            other => panic!("{other:?}"),
+        }
+    }
+}
