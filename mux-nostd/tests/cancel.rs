@@ -184,3 +184,33 @@ fn async_cancellation_between_frames_writes_abort() {
     assert_eq!(wire.len(), 9 + 2 * (9 + 1024) + 9);
     assert_eq!(decode(wire, 3), [Outcome::Aborted(3)]);
 }
+
+#[test]
+fn blocking_cancellation_before_any_frame_keeps_the_stream_usable() {
+    // Original, 3000 bytes: Start, three Data frames, End: cancel before each in turn.
+    for k in 0..5 {
+        let sink = FailOnce {
+            out: Vec::new(),
+            ok: usize::MAX,
+            failed: false,
+        };
+        let mut w = Writer::new(sink, Original);
+        let mut asked = 0;
+        let r = w.send_cancellable(1, &[1; FIRST], || {
+            asked += 1;
+            asked > k
+        });
+        assert!(matches!(r, Err(SendError::Cancelled)), "k {k}");
+        w.send_with_id(2, b"next").unwrap();
+        let got = decode(&w.get_ref().out, 5);
+        // Before the first Data frame nothing was written at all (Start goes out together
+        // with the frame after it); later, what was written is closed by an Abort.
+        let mut want = if k <= 1 {
+            vec![]
+        } else {
+            vec![Outcome::Aborted(1)]
+        };
+        want.push(Outcome::msg(2, b"next"));
+        assert_eq!(got, want, "cancelled before frame {k}");
+    }
+}

@@ -3,8 +3,9 @@
 use embedded_io::{Read, Write};
 
 use super::{Next, Pump, Receive, TxState};
-use crate::encode::{FramePlan, Outgoing};
+use crate::encode::{FramePlan, Outgoing, PlannedFrame};
 use crate::error::SendError;
+use crate::frame::{FrameType, HEADER_LEN};
 use crate::metrics::TxMetrics;
 use crate::strategy::Strategy;
 
@@ -53,23 +54,47 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         self.settle()?;
         // Fast path: frames straight from the plan, no progress kept while all goes well; the
         // progress is built (and settled or kept as owed) only on cancellation or failure.
+        // The Start header goes out in one write with the header after it (18 bytes).
         let mut plan = FramePlan::new(&self.tx.strategy, id, payload.len())?;
+        let mut held: Option<(PlannedFrame, FramePlan)> = None;
         while let Some(frame) = plan.next() {
             if cancel() {
-                self.tx.owed = Some(Outgoing::resume(plan, frame, 0));
+                // Nothing of `frame` (nor of a held Start) was written.
+                let (frame, rest) = held.unwrap_or((frame, plan));
+                self.tx.owed = Some(Outgoing::resume(rest, frame, 0));
                 self.settle()?;
                 return Err(SendError::Cancelled);
             }
-            let header = frame.header.to_bytes();
+            if frame.header.kind == FrameType::Start {
+                // Every plan has a frame after Start (Data or End): hold Start for it.
+                held = Some((frame, plan.clone()));
+                continue;
+            }
+            let mut heads = [0u8; 2 * HEADER_LEN];
+            heads[HEADER_LEN..].copy_from_slice(&frame.header.to_bytes());
+            let head = match &held {
+                Some((start, _)) => {
+                    heads[..HEADER_LEN].copy_from_slice(&start.header.to_bytes());
+                    &heads[..]
+                }
+                None => &heads[HEADER_LEN..],
+            };
             let start = frame.offset as usize;
             let body = &payload[start..start + frame.body_len() as usize];
             let mut written = 0;
-            let r = write_all(&mut self.io, &header, &mut written)
+            let r = write_all(&mut self.io, head, &mut written)
                 .and_then(|()| write_all(&mut self.io, body, &mut written));
             if let Err(e) = r {
-                self.tx.owed = Some(Outgoing::resume(plan, frame, written));
+                self.tx.owed = Some(match held {
+                    Some((start, rest)) if written < HEADER_LEN => {
+                        Outgoing::resume(rest, start, written)
+                    }
+                    Some(_) => Outgoing::resume(plan, frame, written - HEADER_LEN),
+                    None => Outgoing::resume(plan, frame, written),
+                });
                 return Err(e);
             }
+            held = None;
         }
         self.tx.metrics.messages += 1;
         self.tx.metrics.bytes += payload.len() as u64;
