@@ -147,6 +147,7 @@ pub struct Demux<T, const N: usize> {
     rejected: heapless::Vec<u32, REJECTED_MEMORY>,
     pending_start: Option<(u32, u32)>,
     current: usize,
+    max_open: usize,
     metrics: RxMetrics,
 }
 
@@ -166,6 +167,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
             rejected: heapless::Vec::new(),
             pending_start: None,
             current: 0,
+            max_open: N,
             metrics: RxMetrics {
                 messages: 0,
                 bytes: 0,
@@ -188,6 +190,18 @@ impl<T: Default, const N: usize> Demux<T, N> {
     /// The limits in force.
     pub const fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Caps the messages open at once below the table's capacity `N` (a run-time setting,
+    /// e.g. from a server's configuration); a Start past it gets
+    /// [`ProtocolError::TooManyStreams`]. Values above `N` mean `N`.
+    pub fn set_max_open(&mut self, max_open: usize) {
+        self.max_open = max_open.min(N);
+    }
+
+    /// The cap on messages open at once (`N` unless [`set_max_open`](Self::set_max_open) lowered it).
+    pub const fn max_open(&self) -> usize {
+        self.max_open
     }
 
     /// Counters of what was received.
@@ -397,7 +411,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
             received: 0,
             value: T::default(),
         };
-        if self.open.push(slot).is_err() {
+        if self.open.len() >= self.max_open || self.open.push(slot).is_err() {
             self.reject(id);
             return Some(self.error(ProtocolError::TooManyStreams { id }, None));
         }

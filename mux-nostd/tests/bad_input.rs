@@ -599,3 +599,38 @@ fn data_header_for_unknown_id_is_reported_even_without_payload_bytes() {
         );
     }
 }
+
+#[test]
+fn a_run_time_cap_below_the_table_capacity_refuses_extra_messages() {
+    let mut d: mux_nostd::Demux<(), 8> = mux_nostd::Demux::new(small_limits());
+    d.set_max_open(2);
+    assert_eq!(d.max_open(), 2);
+    let wire = cat(&[
+        header(FrameType::Start, 1, 0),
+        header(FrameType::Start, 2, 0),
+        header(FrameType::Start, 3, 0),
+        frame(FrameType::Data, 3, b"quiet"),
+        header(FrameType::End, 3, 0),
+        header(FrameType::End, 1, 0),
+        header(FrameType::Start, 4, 0),
+    ]);
+    let mut errors = Vec::new();
+    let mut completed = Vec::new();
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        let (n, ev) = d.feed(rest);
+        rest = &rest[n..];
+        match ev {
+            Some(mux_nostd::Event::Error { error, .. }) => errors.push(error),
+            Some(mux_nostd::Event::Completed { id, .. }) => completed.push(id),
+            _ => {}
+        }
+    }
+    assert_eq!(errors, [P::TooManyStreams { id: 3 }]);
+    assert_eq!(completed, [1]);
+    assert_eq!(
+        d.open_count(),
+        2,
+        "2 and 4 are open: the slot freed by 1 was reused"
+    );
+}
