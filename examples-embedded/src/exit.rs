@@ -1,6 +1,8 @@
 //! Ending a run under QEMU: semihosting exit codes, and a panic handler that reports and fails.
 
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::debug;
+#[cfg(feature = "panic-message")]
+use cortex_m_semihosting::hprintln;
 
 /// Leaves QEMU with status 0 (`ok`) or 1. Under QEMU, semihosting makes this QEMU's own exit
 /// status; on a board without a debugger the call would trap, so it spins afterwards.
@@ -15,8 +17,17 @@ pub fn exit(ok: bool) -> ! {
     }
 }
 
+/// Prints the panic over semihosting, then fails the run.
+#[cfg(feature = "panic-message")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("panic: {}", info);
+    exit(false)
+}
+
+/// Fails the run without formatting anything (the footprint builds: no `core::fmt`).
+#[cfg(not(feature = "panic-message"))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
     exit(false)
 }

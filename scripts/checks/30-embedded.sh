@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The embedded examples: firmware built for Cortex-M3 and Cortex-M0 and run under QEMU.
+# - the demo, non-interactively: sensor_node (blocking) and async_node (embassy), each on a
+#   Cortex-M3 (thumbv7m build) and a Cortex-M0 core (thumbv6m build), against the mux-std host;
+# - selftest (the core's conformance on the target) on both cores;
+# - the footprint report (builds everything in release, checks the core's flash/RAM goals);
+# - rustfmt and clippy (both targets) in the examples-embedded workspace.
+# Every QEMU run has a timeout.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+for cpu in cortex-m3 cortex-m0; do
+  for fw in sensor_node async_node; do
+    echo "--- demo: $fw on $cpu"
+    bash scripts/demo.sh --check --firmware "$fw" --cpu "$cpu"
+  done
+done
+
+cd examples-embedded
+export CARGO_TARGET_DIR="$PWD/target"
+qemu=(qemu-system-arm -machine lm3s6965evb -nographic -monitor none
+      -semihosting-config enable=on,target=native)
+for pair in thumbv7m-none-eabi:cortex-m3 thumbv6m-none-eabi:cortex-m0; do
+  target=${pair%%:*}
+  cpu=${pair##*:}
+  echo "--- selftest: $target on $cpu"
+  cargo build -q --release --locked --target "$target" --bin selftest
+  log="target/selftest-$target.log"
+  # QEMU's exit status is the firmware's verdict (semihosting exit).
+  if ! timeout 120 "${qemu[@]}" -cpu "$cpu" -kernel "target/$target/release/selftest" >"$log" 2>&1; then
+    cat "$log"
+    echo "selftest failed on $cpu"
+    exit 1
+  fi
+  grep -c '^ok ' "$log" | sed 's/^/cases passed: /'
+  tail -n 1 "$log"
+done
+
+echo "--- footprint"
+python3 footprint.py
+
+echo "--- rustfmt, clippy"
+cargo fmt --check
+for target in thumbv7m-none-eabi thumbv6m-none-eabi; do
+  cargo clippy -q --release --locked --target "$target" --bins --lib -- -D warnings
+done
