@@ -13,6 +13,7 @@ for t in thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imac-unknown-none-elf; 
   cargo build -p mux-nostd --locked --target "$t" --features defmt
   cargo clippy -p mux-nostd --locked --target "$t" --features defmt -- -D warnings
 done
+cargo clippy -p mux-nostd --locked --features log --all-targets -- -D warnings
 # Miri: everything that reaches the pool's unsafe code: the unit tests (pool, codec), the
 # bad-input rows (reassembly into pool chains) and the cancel-safety tests.
 export MIRIFLAGS="-Zmiri-strict-provenance"
