@@ -12,11 +12,26 @@ use mux_std::{Config, Node, Received};
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Sizes of the first allocations counted, to tell what grew if the test fails.
+static SIZES: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
+
+/// Allocation count when the current measurement began.
+static BASE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn record(size: usize) {
+    let n = ALLOCS.fetch_add(1, Ordering::Relaxed);
+    if let Some(slot) = n
+        .checked_sub(BASE.load(Ordering::Relaxed))
+        .and_then(|i| SIZES.get(i as usize))
+    {
+        slot.store(size as u64, Ordering::Relaxed);
+    }
+}
 
 // SAFETY: forwards to the system allocator, only counting calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        record(layout.size());
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -25,7 +40,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        record(new_size);
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -42,8 +57,12 @@ fn exchange<W: std::io::Write + Send + 'static>(
     payload: &[u8],
     rounds: usize,
     batch: usize,
+    measure: bool,
 ) -> u64 {
     let before = ALLOCS.load(Ordering::Relaxed);
+    if measure {
+        BASE.store(before, Ordering::Relaxed);
+    }
     for _ in 0..rounds {
         for _ in 0..batch {
             tx.send(payload).unwrap();
@@ -55,7 +74,17 @@ fn exchange<W: std::io::Write + Send + 'static>(
             }
         }
     }
-    ALLOCS.load(Ordering::Relaxed) - before
+    let n = ALLOCS.load(Ordering::Relaxed) - before;
+    BASE.store(u64::MAX, Ordering::Relaxed);
+    if measure && n > 0 {
+        let sizes: Vec<u64> = SIZES
+            .iter()
+            .take(n as usize)
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect();
+        println!("  sizes of the allocations: {sizes:?}");
+    }
+    n
 }
 
 #[test]
@@ -63,12 +92,18 @@ fn steady_state_send_and_receive_allocate_nothing_per_message() {
     let (a, b) = UnixStream::pair().unwrap();
     let a = Node::unix(a, Config::default()).unwrap();
     let b = Node::unix(b, Config::default()).unwrap();
+    // One-time lazy set-up that the traffic may or may not trigger early: the channel's
+    // first blocking receive (a thread-local context and its waiter list).
+    assert!(matches!(
+        b.recv_timeout(std::time::Duration::from_millis(1)),
+        Err(mux_std::TryRecvError::Empty)
+    ));
     let mut report = Vec::new();
     for (size, rounds, batch) in [(1024, 200, 50), (100, 200, 50), (256 << 10, 50, 4)] {
         let payload: Vec<u8> = (0..size).map(|i| (i * 31 + 7) as u8).collect();
         // Warm-up: the pool and the channel grow to what this traffic needs.
-        exchange(&a, &b, &payload, rounds / 4, batch);
-        let n = exchange(&a, &b, &payload, rounds, batch);
+        exchange(&a, &b, &payload, rounds / 4, batch, false);
+        let n = exchange(&a, &b, &payload, rounds, batch, true);
         let messages = (rounds * batch) as u64;
         println!(
             "{size}-byte messages: {n} allocations for {messages} messages sent and received \
