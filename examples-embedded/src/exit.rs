@@ -17,6 +17,32 @@ pub fn exit(ok: bool) -> ! {
     }
 }
 
+unsafe extern "C" {
+    /// Lowest address of the stack region (after the statics), from cortex-m-rt's `link.x`.
+    static _stack_end: u32;
+    /// Highest address of the stack region (the initial stack pointer).
+    static _stack_start: u32;
+}
+
+/// Most stack used so far, in bytes: cortex-m-rt's `paint-stack` fills the stack region with
+/// `0xCCCC_CCCC` at reset, and this looks for the lowest word that was overwritten.
+pub fn stack_peak() -> usize {
+    let low = (&raw const _stack_end) as usize;
+    let high = (&raw const _stack_start) as usize;
+    let mut at = low;
+    while at < high {
+        // SAFETY: `low..high` is the stack region reserved by the linker script: mapped RAM,
+        // 4-byte aligned (both bounds are, by link.x's asserts). Words below the stack pointer
+        // are not referenced by any Rust value, and a volatile read of them races with nothing.
+        let word = unsafe { core::ptr::read_volatile(at as *const u32) };
+        if word != cortex_m_rt::STACK_PAINT_VALUE {
+            break;
+        }
+        at += 4;
+    }
+    high - at
+}
+
 /// Prints the panic over semihosting, then fails the run.
 #[cfg(feature = "panic-message")]
 #[panic_handler]

@@ -27,7 +27,8 @@ use embassy_sync::channel::Channel;
 use mux_examples_embedded::app::{
     Body, Effect, FNV_INIT, MAX_COMMAND, MAX_MESSAGE, Node, Strategy, Text, fnv1a,
 };
-use mux_examples_embedded::{clock, exit::exit, uart};
+use mux_examples_embedded::exit::{exit, stack_peak};
+use mux_examples_embedded::{clock, uart};
 use mux_nostd::{AsyncReader, AsyncWriter, Limits, Pool, Reassembler, Received, SendError};
 
 /// Blocks for host messages (as in `sensor_node`).
@@ -182,7 +183,7 @@ async fn main(spawner: Spawner) {
     let s = node.stats;
     let pool = POOL.stats();
     hprintln!(
-        "async_node: done: readings={} commands={} host-aborts={} errors={} logs={} logs-cancelled={} tx-messages={} pool-high-water={}/{} in-use={}",
+        "async_node: done: readings={} commands={} host-aborts={} errors={} logs={} logs-cancelled={} tx-messages={} pool-high-water={}/{} in-use={} stack-peak={}B",
         s.readings,
         s.commands,
         s.aborted,
@@ -192,7 +193,8 @@ async fn main(spawner: Spawner) {
         tx.metrics().messages,
         pool.high_water,
         pool.blocks,
-        pool.in_use
+        pool.in_use,
+        stack_peak()
     );
     exit(s.errors == 0 && pool.in_use == 0)
 }

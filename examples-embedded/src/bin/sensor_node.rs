@@ -21,7 +21,8 @@ use embedded_io::Read as _;
 use mux_examples_embedded::app::{
     Body, Effect, FNV_INIT, MAX_COMMAND, MAX_MESSAGE, Node, Strategy, Text, fnv1a,
 };
-use mux_examples_embedded::{clock, exit::exit, uart};
+use mux_examples_embedded::exit::{exit, stack_peak};
+use mux_examples_embedded::{clock, uart};
 use mux_nostd::{Limits, Pool, Reassembler, Received, SendError, Writer};
 
 /// Blocks for host messages: 40 × 64 bytes, room for one `config` upload of up to 2 KiB and a
@@ -146,7 +147,7 @@ fn main() -> ! {
     let pool = POOL.stats();
     let m = core.metrics();
     hprintln!(
-        "sensor_node: done: readings={} commands={} host-aborts={} errors={} logs={} logs-cancelled={} tx-messages={} rx-messages={} pool-high-water={}/{} in-use={}",
+        "sensor_node: done: readings={} commands={} host-aborts={} errors={} logs={} logs-cancelled={} tx-messages={} rx-messages={} pool-high-water={}/{} in-use={} stack-peak={}B",
         s.readings,
         s.commands,
         s.aborted,
@@ -157,7 +158,8 @@ fn main() -> ! {
         m.messages,
         pool.high_water,
         pool.blocks,
-        pool.in_use
+        pool.in_use,
+        stack_peak()
     );
     exit(s.errors == 0 && pool.in_use == 0)
 }
