@@ -145,6 +145,11 @@ impl Receiver {
         *lock(&self.shared.counts)
     }
 
+    /// Items received and waiting to be taken.
+    pub fn queued(&self) -> usize {
+        self.rx.len()
+    }
+
     /// The pool receive buffers come from.
     pub fn pool(&self) -> &BufferPool {
         &self.shared.pool

@@ -67,6 +67,13 @@ fn exchange<W: std::io::Write + Send + 'static>(
         for _ in 0..batch {
             tx.send(payload).unwrap();
         }
+        if !measure {
+            // Let the whole batch queue up, so that the pool grows to what the measured
+            // rounds can need at most (one buffer per queued message).
+            while rx.receiver().queued() < batch {
+                std::thread::yield_now();
+            }
+        }
         for _ in 0..batch {
             match rx.recv().unwrap() {
                 Received::Message(m) => assert_eq!(m.len(), payload.len()),
