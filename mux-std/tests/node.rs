@@ -410,3 +410,89 @@ fn buffered_sends_leave_together_at_flush() {
         }
     }
 }
+
+#[test]
+fn a_small_message_interleaves_with_a_large_one() {
+    // The large message is 8 MiB in 64 KiB chunks (Hybrid); the peer reads slowly, so it is
+    // mid-way when the small one is sent from another thread.
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Sender::new(a, &Config::default());
+    let slow = std::thread::spawn(move || {
+        let mut b = b;
+        let mut wire = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = b.read(&mut buf).unwrap();
+            if n == 0 {
+                break wire;
+            }
+            wire.extend_from_slice(&buf[..n]);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let big = rule_r(8 << 20);
+    std::thread::scope(|s| {
+        s.spawn(|| tx.send_with_id(1, &big).unwrap());
+        std::thread::sleep(Duration::from_millis(30));
+        tx.send_with_id(2, b"urgent").unwrap();
+    });
+    tx.close().unwrap();
+    let wire = slow.join().unwrap();
+    // Frame list: (type, id, len).
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < wire.len() {
+        let h = &wire[at..at + 9];
+        let len = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+        let id = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+        frames.push((h[0], id, len));
+        at += 9 + if h[0] == 3 { len as usize } else { 0 };
+    }
+    let small: Vec<usize> = (0..frames.len()).filter(|&i| frames[i].1 == 2).collect();
+    assert_eq!(small.len(), 3, "Start, Data, End of the small message");
+    assert_eq!(small[2] - small[0], 2, "its frames are contiguous");
+    let big_before = frames[..small[0]]
+        .iter()
+        .filter(|f| f.1 == 1 && f.0 == 3)
+        .count();
+    let big_after = frames[small[2]..]
+        .iter()
+        .filter(|f| f.1 == 1 && f.0 == 3)
+        .count();
+    assert!(
+        big_before > 0 && big_after > 0,
+        "{big_before} chunks before, {big_after} after"
+    );
+    assert_eq!(big_before + big_after, 128);
+}
+
+#[test]
+fn limits_are_configuration_and_errors_are_counted_by_kind() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Node::unix(a, Config::default()).unwrap();
+    let cfg = Config {
+        limits: mux_std::Limits::new(1 << 20),
+        ..Config::default()
+    };
+    let rx = Node::unix(b, cfg).unwrap();
+    tx.send_with_id(1, &rule_r(2 << 20)).unwrap();
+    tx.send_with_id(2, &rule_r(1 << 20)).unwrap();
+    assert!(matches!(
+        rx.recv().unwrap(),
+        Received::Error(ProtocolError::MessageTooLarge { id: 1, .. })
+    ));
+    assert!(
+        matches!(rx.recv().unwrap(), Received::Message(m) if m.id() == 2 && m.len() == 1 << 20)
+    );
+    let m = rx.metrics();
+    assert_eq!(
+        (
+            m.rx.messages,
+            m.rx.errors.message_too_large,
+            m.rx.errors.total()
+        ),
+        (1, 1, 1)
+    );
+    assert!(m.pool.hits + m.pool.misses >= 1 && m.pool.high_water >= 1);
+    assert_eq!(tx.metrics().tx.bytes, 3 << 20);
+}
