@@ -209,8 +209,8 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             } else {
                 fl.out = Some(out);
             }
-            if !buffered
-                && self.shared.waiting.load(Ordering::Relaxed) == 0
+            let waiting = self.shared.waiting.load(Ordering::Relaxed) > 0;
+            if g.should_flush(buffered, waiting)
                 && let Err(e) = flush_buf(&mut g).await
             {
                 return Err(g.broke(id, e));

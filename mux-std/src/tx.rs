@@ -186,6 +186,9 @@ pub(crate) struct TxInner<W> {
     /// this stays set, and the next holder settles it (finishes the frame, writes Abort).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) owed: Option<Outgoing>,
+    /// A sender that must not leave its frames buffered left them for the next holder
+    /// because others were waiting: the next holder writes them even if it is buffered.
+    owe_flush: bool,
 }
 
 impl<W> TxInner<W> {
@@ -197,7 +200,23 @@ impl<W> TxInner<W> {
             sending: Vec::new(),
             counts: TxCounts::default(),
             owed: None,
+            owe_flush: false,
         }
+    }
+
+    /// After a hold: whether to write the shared buffer now. While others wait, the last of
+    /// them writes it; a buffered send leaves it unless an earlier one is owed.
+    #[inline]
+    pub(crate) fn should_flush(&mut self, buffered: bool, others_waiting: bool) -> bool {
+        if others_waiting {
+            self.owe_flush |= !buffered;
+            return false;
+        }
+        if buffered && !self.owe_flush {
+            return false;
+        }
+        self.owe_flush = false;
+        true
     }
 
     /// Checks the link before a hold; on failure the message is no longer under way.
@@ -318,9 +337,41 @@ struct Shared<W> {
     next_id: AtomicU32,
     strategy: AnyStrategy,
     closer: Mutex<Option<Closer<W>>>,
+    on_drop: fn(&mut TxInner<W>, Option<Closer<W>>),
+}
+
+impl<W> Drop for Shared<W> {
+    /// The last handle is gone without [`Sender::close`]: close anyway (best effort).
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        let closer = self
+            .closer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        (self.on_drop)(inner, closer);
+    }
+}
+
+/// What dropping the last [`Sender`] does: Abort for messages cut, flush, run the closer.
+fn close_on_drop<W: Write>(g: &mut TxInner<W>, closer: Option<Closer<W>>) {
+    if g.link != Link::Open {
+        return;
+    }
+    g.abort_all();
+    let _ = g.flush_buf();
+    if let Some(io) = g.io.as_mut() {
+        let _ = io.flush();
+        if let Some(c) = closer {
+            let _ = c(io);
+        }
+    }
+    g.link = Link::Closed;
 }
 
 /// The thread-safe sending half of a node, over any `std::io::Write`. Clones share the link.
+///
+/// Dropping the last clone without [`close`](Sender::close) closes anyway, ignoring errors.
 ///
 /// ```
 /// use mux_std::{Config, Sender};
@@ -372,6 +423,7 @@ impl<W: Write + Send> Sender<W> {
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
                 closer: Mutex::new(closer),
+                on_drop: close_on_drop::<W>,
             }),
         }
     }
@@ -470,8 +522,8 @@ impl<W: Write + Send> Sender<W> {
             if out.is_done() {
                 g.finished(&out);
             }
-            if !buffered
-                && self.shared.waiting.load(Ordering::Relaxed) == 0
+            let waiting = self.shared.waiting.load(Ordering::Relaxed) > 0;
+            if g.should_flush(buffered, waiting)
                 && let Err(e) = g.flush_buf()
             {
                 return Err(g.broke(id, e));
@@ -628,6 +680,20 @@ mod tests {
         assert_eq!(&wire[wire.len() - 9..], &[6, 0, 0, 0, 2, 0, 0, 0, 0]);
         let c = tx.counts();
         assert_eq!((c.messages, c.aborted), (0, 1));
+    }
+
+    #[test]
+    fn frames_left_for_a_waiter_are_written_even_by_a_buffered_send() {
+        let mut g = TxInner::new(Vec::<u8>::new(), &Config::default());
+        assert!(!g.should_flush(true, false), "buffered, nothing owed: keep");
+        assert!(
+            !g.should_flush(false, true),
+            "others wait: leave it to them"
+        );
+        assert!(!g.should_flush(true, true), "still waiting");
+        assert!(g.should_flush(true, false), "the owed write happens");
+        assert!(!g.should_flush(true, false));
+        assert!(g.should_flush(false, false));
     }
 
     #[test]

@@ -496,3 +496,14 @@ fn limits_are_configuration_and_errors_are_counted_by_kind() {
     assert!(m.pool.hits + m.pool.misses >= 1 && m.pool.high_water >= 1);
     assert_eq!(tx.metrics().tx.bytes, 3 << 20);
 }
+
+#[test]
+fn dropping_the_node_ends_our_stream_and_writes_what_was_buffered() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Node::unix(a, Config::default()).unwrap();
+    let rx = Node::unix(b, Config::default()).unwrap();
+    tx.send_buffered(b"kept").unwrap();
+    drop(tx);
+    assert!(matches!(rx.recv().unwrap(), Received::Message(m) if m.body() == b"kept"));
+    assert!(matches!(rx.recv(), Err(RecvError::Closed)));
+}
