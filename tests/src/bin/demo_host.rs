@@ -596,7 +596,7 @@ fn script(d: &mut Demo) -> Option<String> {
         aborted: false,
     });
     d.pump_until("the second log's first bytes", |d| {
-        d.open.get(&log2).is_some_and(|b| b.len() >= 3072)
+        d.open.get(&log2).is_some_and(|b| b.len() >= 2048)
     });
     d.expect("cancel-log", &format!("ok cancelled={log2}"), false);
     d.pump_until("the Abort of the second log", |d| d.logs[1].aborted);
