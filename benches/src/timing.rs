@@ -79,6 +79,19 @@ impl Rounds {
             .map_or(f64::NAN, |(_, v)| median(&mut v.clone()))
     }
 
+    /// The median over rounds of `name`'s time divided by `base`'s time in the same round (a
+    /// paired ratio: drift in the machine's load between rounds cancels out).
+    pub fn ratio(&self, name: &str, base: &str) -> f64 {
+        let get = |n: &str| self.samples.iter().find(|(s, _)| s == n).map(|(_, v)| v);
+        match (get(name), get(base)) {
+            (Some(a), Some(b)) => {
+                let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+                median(&mut r)
+            }
+            _ => f64::NAN,
+        }
+    }
+
     /// The largest relative spread over all variants.
     pub fn worst_spread(&self) -> f64 {
         self.samples
