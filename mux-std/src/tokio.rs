@@ -268,10 +268,16 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     }
 
     async fn lock(&self) -> tokio::sync::MutexGuard<'_, TxInner<W>> {
+        /// Counts a waiter until the lock is taken or the future is dropped.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         self.shared.waiting.fetch_add(1, Ordering::Relaxed);
-        let g = self.shared.inner.lock().await;
-        self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
-        g
+        let _waiting = Waiting(&self.shared.waiting);
+        self.shared.inner.lock().await
     }
 }
 

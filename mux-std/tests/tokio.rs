@@ -135,3 +135,35 @@ async fn a_dropped_send_future_is_settled_with_abort() {
     assert_eq!(got, ["abort 5", "ok 6 [97, 102, 116, 101, 114]"]);
     assert_eq!(tx.counts().await.aborted, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_dropped_while_waiting_for_the_lock_leaves_no_trace() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let (_, w) = a.into_split();
+    let tx = Arc::new(AsyncSender::new(w, &Config::default()));
+    let big = Arc::new(rule_r(8 << 20));
+    // Message 1 blocks in the socket (nobody reads yet), holding the write lock.
+    let first = tokio::spawn({
+        let (tx, big) = (tx.clone(), big.clone());
+        async move { tx.send_with_id(1, &big).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = tokio::time::timeout(Duration::from_millis(50), tx.send_with_id(2, b"gone")).await;
+    assert!(r.is_err(), "message 2 waits for the lock and is dropped");
+    let rx = AsyncReceiver::spawn(b, &Config::default());
+    first.await.unwrap().unwrap();
+    // A small write-through send must reach the peer (no phantom waiter keeps it buffered).
+    tx.send_with_id(3, b"small").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let item = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("message 3 arrives")
+            .unwrap();
+        match item {
+            Received::Message(m) => got.push((m.id(), m.len())),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, [(1, 8 << 20), (3, 5)]);
+}
