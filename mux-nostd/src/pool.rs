@@ -25,6 +25,19 @@ use critical_section::Mutex;
 
 const NIL: u16 = u16::MAX;
 
+/// Links and the free-list head are stored as `index + 1`, so that "none" ([`NIL`]) is stored
+/// as 0 and an all-zero pool is a valid full pool: a `static` pool then lives in `.bss` and
+/// costs no flash.
+#[inline(always)]
+const fn enc(block: u16) -> u16 {
+    block.wrapping_add(1)
+}
+
+#[inline(always)]
+const fn dec(stored: u16) -> u16 {
+    stored.wrapping_sub(1)
+}
+
 /// Counters of a pool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -49,7 +62,7 @@ impl PoolStats {
 }
 
 struct Meta {
-    /// Head of the list of returned blocks.
+    /// Head (stored with [`enc`]) of the list of returned blocks.
     free_head: u16,
     /// Blocks `fresh..BLOCKS` were never handed out (so an all-zero state is a full pool).
     fresh: u16,
@@ -111,7 +124,7 @@ impl<const BLOCKS: usize, const SIZE: usize> Pool<BLOCKS, SIZE> {
             data: [const { UnsafeCell::new([0; SIZE]) }; BLOCKS],
             link: [const { AtomicU16::new(0) }; BLOCKS],
             meta: Mutex::new(RefCell::new(Meta {
-                free_head: NIL,
+                free_head: enc(NIL),
                 fresh: 0,
                 in_use: 0,
                 high_water: 0,
@@ -146,8 +159,8 @@ impl<const BLOCKS: usize, const SIZE: usize> Pool<BLOCKS, SIZE> {
             let mut first = NIL;
             let mut last = prev;
             for _ in 0..count {
-                let b = if m.free_head != NIL {
-                    let b = m.free_head;
+                let b = if dec(m.free_head) != NIL {
+                    let b = dec(m.free_head);
                     m.free_head = self.link[b as usize].load(Relaxed);
                     b
                 } else {
@@ -155,14 +168,14 @@ impl<const BLOCKS: usize, const SIZE: usize> Pool<BLOCKS, SIZE> {
                     m.fresh - 1
                 };
                 if last != NIL {
-                    self.link[last as usize].store(b, Relaxed);
+                    self.link[last as usize].store(enc(b), Relaxed);
                 }
                 if first == NIL {
                     first = b;
                 }
                 last = b;
             }
-            self.link[last as usize].store(NIL, Relaxed);
+            self.link[last as usize].store(enc(NIL), Relaxed);
             m.in_use += count as u16;
             m.high_water = m.high_water.max(m.in_use);
             Some(first)
@@ -174,7 +187,7 @@ impl<const BLOCKS: usize, const SIZE: usize> Pool<BLOCKS, SIZE> {
         critical_section::with(|cs| {
             let mut m = self.meta.borrow_ref_mut(cs);
             self.link[tail as usize].store(m.free_head, Relaxed);
-            m.free_head = head;
+            m.free_head = enc(head);
             m.in_use -= count as u16;
         })
     }
@@ -182,7 +195,7 @@ impl<const BLOCKS: usize, const SIZE: usize> Pool<BLOCKS, SIZE> {
     /// The block after `block` in its owner's chain.
     #[inline]
     fn next_of(&self, block: u16) -> u16 {
-        self.link[block as usize].load(Relaxed)
+        dec(self.link[block as usize].load(Relaxed))
     }
 }
 
@@ -385,6 +398,19 @@ mod tests {
             (s.in_use, s.high_water, s.exhausted, s.free()),
             (0, 4, 1, 4)
         );
+    }
+
+    #[test]
+    fn a_new_pool_is_all_zeros_so_a_static_one_lands_in_bss() {
+        let pool: Pool<4, 8> = Pool::new();
+        assert!(pool.link.iter().all(|l| l.load(Relaxed) == 0));
+        critical_section::with(|cs| {
+            let m = pool.meta.borrow_ref(cs);
+            let fields = (m.free_head, m.fresh, m.in_use, m.high_water, m.exhausted);
+            assert_eq!(fields, (0, 0, 0, 0, 0));
+        });
+        // SAFETY: no chain exists, so nobody else refers to the blocks.
+        assert!(pool.data.iter().all(|b| unsafe { *b.get() } == [0; 8]));
     }
 
     #[test]
