@@ -203,3 +203,34 @@ fn child_process_plugin_echoes_over_stdio() {
     assert!(report.undelivered.is_empty());
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn frames_shows_bad_captures_for_debugging() {
+    let frames = |name: &str| {
+        pipeline(&format!(
+            "\"$M\" frames < '{}'",
+            vectors().join(name).display()
+        ))
+    };
+    assert_eq!(
+        frames("bad-truncated-payload.bin"),
+        ["9: S2 D2 E0", "5: S0 D100[+40B] (unfinished)"]
+    );
+    assert_eq!(
+        frames("bad-data-after-end.bin"),
+        [
+            "5: S0 D3 E0",
+            "5: D4 (unknown id)",
+            "5: E0 (unknown id)",
+            "9: S2 D2 E0"
+        ]
+    );
+    assert_eq!(
+        frames("edge-zero-data.bin"),
+        ["5: S0 D0 D3 D0 E0", "9: S2 D2 E0"]
+    );
+    assert_eq!(
+        frames("bad-truncated-header.bin"),
+        ["9: S2 D2 E0", "truncated (4 bytes missing)"]
+    );
+}

@@ -8,6 +8,11 @@
 //! muxpipe frames                  the frames of a capture on stdin, one message per line
 //! ```
 //! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k`.
+//!
+//! `frames` prints `ID: S0 D1024×4 E0` per message (the notation of the golden vectors'
+//! MANIFEST.md), in the order messages end; frames outside any message get a line of their
+//! own with a note. End and Abort are header-only, their length fields are ignored by the
+//! decoder and shown as 0; an invalid type byte t is shown as `Tt`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -256,10 +261,23 @@ fn frames() -> Result<(), String> {
             writeln!(out, "{l}").map_err(io_err)?;
         }
     }
+    let mut cut = None;
     if let Err(ProtocolError::Truncated { missing }) = decoder.finish() {
         match data {
-            Some((id, len, got)) => lines.push(format!("{id}: D{len}[+{got}B] (truncated)")),
-            None => lines.push(format!("truncated ({missing} bytes missing)")),
+            Some((id, len, got)) => match open.get_mut(&id) {
+                // The message's last frame is the cut one: show it in the notation of
+                // MANIFEST.md.
+                Some(line) => {
+                    if let Some((token, k)) = line.pop() {
+                        if k > 1 {
+                            line.push((token, k - 1));
+                        }
+                    }
+                    line.push((format!("D{len}[+{got}B]"), 1));
+                }
+                None => lines.push(format!("{id}: D{len}[+{got}B] (truncated)")),
+            },
+            None => cut = Some(format!("truncated ({missing} bytes missing)")),
         }
     }
     for id in order {
@@ -267,6 +285,7 @@ fn frames() -> Result<(), String> {
             lines.push(render(id, &line, " (unfinished)"));
         }
     }
+    lines.extend(cut);
     for l in lines {
         writeln!(out, "{l}").map_err(io_err)?;
     }
