@@ -268,10 +268,10 @@ fn frames() -> Result<(), String> {
                 // The message's last frame is the cut one: show it in the notation of
                 // MANIFEST.md.
                 Some(line) => {
-                    if let Some((token, k)) = line.pop() {
-                        if k > 1 {
-                            line.push((token, k - 1));
-                        }
+                    if let Some((token, k)) = line.pop()
+                        && k > 1
+                    {
+                        line.push((token, k - 1));
                     }
                     line.push((format!("D{len}[+{got}B]"), 1));
                 }
