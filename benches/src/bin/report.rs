@@ -866,6 +866,7 @@ fn plot_write_path(cfg: &Config, path: &str, seed: &WriteTable) {
         ("Optimized", "#d62728", false),
         ("Hybrid (4 KiB threshold)", "#2ca02c", false),
         ("floor: plain copy", "black", true),
+        ("framing floor (Hybrid frames)", "grey", true),
     ]
     .map(|(label, color, dashed)| Series {
         label: label.to_string(),
@@ -892,6 +893,7 @@ fn plot_write_path(cfg: &Config, path: &str, seed: &WriteTable) {
         series[1].points.push((len as f64, m[2]));
         series[2].points.push((len as f64, m[3]));
         series[3].points.push((len as f64, m[0]));
+        series[4].points.push((len as f64, m[8]));
     }
     let svg = plot::svg(
         "Write path: one message framed into a reused in-memory buffer",
