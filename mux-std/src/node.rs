@@ -236,10 +236,12 @@ fn read_loop<R: Read>(
         while !input.is_empty() {
             let (used, item) = core.feed(input);
             input = &input[used..];
-            if let Some(item) = item
-                && tx.send(Item::Rx(item)).is_err()
-            {
-                break 'stream; // every receiver is gone: stop reading
+            if let Some(item) = item {
+                // Counters first, so that they include every item handed out.
+                shared.publish(&mut core);
+                if tx.send(Item::Rx(item)).is_err() {
+                    break 'stream; // every receiver is gone: stop reading
+                }
             }
         }
         shared.publish(&mut core);

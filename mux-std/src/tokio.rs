@@ -467,10 +467,12 @@ async fn read_task<R: AsyncRead + Unpin>(
         while !input.is_empty() {
             let (used, item) = core.feed(input);
             input = &input[used..];
-            if let Some(item) = item
-                && tx.send(Item::Rx(item)).await.is_err()
-            {
-                break 'stream;
+            if let Some(item) = item {
+                // Counters first, so that they include every item handed out.
+                shared.publish(&mut core);
+                if tx.send(Item::Rx(item)).await.is_err() {
+                    break 'stream;
+                }
             }
         }
         shared.publish(&mut core);
