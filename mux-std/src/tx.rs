@@ -501,7 +501,8 @@ impl<W: Write + Send> Sender<W> {
         let mut why = None;
         let mut started = false;
         loop {
-            if why.is_none() {
+            // Once the last frame is written the message is delivered: a later stop is moot.
+            if why.is_none() && !out.is_done() {
                 why = stop();
                 if why.is_some() {
                     out.settle();
@@ -680,6 +681,38 @@ mod tests {
         assert_eq!(&wire[wire.len() - 9..], &[6, 0, 0, 0, 2, 0, 0, 0, 0]);
         let c = tx.counts();
         assert_eq!((c.messages, c.aborted), (0, 1));
+    }
+
+    /// A sink that takes everything offered and records the size of each write call.
+    struct Vectored(Arc<Mutex<Vec<usize>>>);
+
+    impl Write for Vectored {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.len());
+            Ok(buf.len())
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let n = bufs.iter().map(|b| b.len()).sum();
+            self.0.lock().unwrap().push(n);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn data_frame_header_and_payload_leave_in_one_vectored_write() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let tx = Sender::new(Vectored(calls.clone()), &Config::default());
+        // Hybrid, 100000 bytes: S0 D16384×6 D1696 E0. Start is buffered and leaves with the
+        // first Data frame; the last, small Data frame and End are buffered and flushed.
+        tx.send(&payload(100_000)).unwrap();
+        let mut want = vec![9 + 9 + 16384];
+        want.extend([9 + 16384; 5]);
+        want.push(9 + 1696 + 9);
+        assert_eq!(*calls.lock().unwrap(), want);
+        assert_eq!(tx.counts().writes, 7);
     }
 
     #[test]
