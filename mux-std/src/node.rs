@@ -274,7 +274,8 @@ impl<W> fmt::Debug for Node<W> {
 }
 
 impl<W: Write + Send + 'static> Node<W> {
-    /// A node reading `read` (in a thread of its own) and writing `write`.
+    /// A node reading `read` (in a thread of its own) and writing `write`: two ends of a pipe,
+    /// a serial device opened twice (`File::open` and `try_clone`), any byte stream.
     pub fn new<R: Read + Send + 'static>(read: R, write: W, config: Config) -> io::Result<Self> {
         Ok(Self {
             rx: Receiver::spawn(read, &config)?,
