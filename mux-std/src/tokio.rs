@@ -9,6 +9,10 @@
 //! by the next writer; one dropped in the middle of a hold leaves its progress behind the lock,
 //! and the next holder completes the frame (with filler) and writes Abort before anything else.
 //!
+//! Unlike the blocking [`Sender`](crate::Sender), dropping the last [`AsyncSender`] cannot
+//! write anything (no `.await` in `Drop`): call [`AsyncSender::close`] (or at least
+//! [`flush`](AsyncSender::flush) after `send_buffered`) first.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use mux_std::{Config, Received, tokio::AsyncNode};
