@@ -132,3 +132,55 @@ impl ReadBench {
         assert_eq!(READ_POOL.stats().in_use, 0, "blocks leaked");
     }
 }
+
+/// A `std::io::Read` that yields the same encoded stream `times` times over.
+#[derive(Debug)]
+struct Repeat {
+    wire: std::sync::Arc<Vec<u8>>,
+    pos: usize,
+    left: usize,
+}
+
+impl std::io::Read for Repeat {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let n = (self.wire.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.wire[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.wire.len() {
+            self.pos = 0;
+            self.left -= 1;
+        }
+        Ok(n)
+    }
+}
+
+/// mux-std's read path from memory: a [`mux_std::Receiver`] (default configuration: its
+/// reader thread, a 256 KiB read buffer, pooled heap buffers, a channel) over a reader that
+/// yields `wire` (one encoded message of `msg_len` bytes) `times` times, drained by this
+/// thread. Returns nanoseconds per message, thread start included.
+pub fn std_receiver(wire: &std::sync::Arc<Vec<u8>>, msg_len: usize, times: usize) -> f64 {
+    let start = std::time::Instant::now();
+    let src = Repeat {
+        wire: std::sync::Arc::clone(wire),
+        pos: 0,
+        left: times,
+    };
+    let rx = mux_std::Receiver::spawn(src, &mux_std::Config::default()).expect("reader thread");
+    let mut got = 0usize;
+    loop {
+        match rx.recv() {
+            Ok(mux_std::Received::Message(m)) => {
+                assert_eq!(black_box(&m).body().len(), msg_len, "message size");
+                got += 1;
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(mux_std::RecvError::Closed) => break,
+            Err(e) => panic!("receive: {e}"),
+        }
+    }
+    assert_eq!(got, times, "messages lost");
+    start.elapsed().as_nanos() as f64 / times as f64
+}

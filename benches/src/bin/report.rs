@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mux_benches::alloc::{CountingAlloc, per_call};
 use mux_benches::e2e::{self, Run};
 use mux_benches::plot::{self, Series};
-use mux_benches::read::{READ_POOL, ReadBench};
+use mux_benches::read::{self, READ_POOL, ReadBench};
 use mux_benches::timing::{Rounds, calibrate, median, ns_per_iter};
 use mux_benches::write::{StdWrite, WriteBench};
 use mux_benches::yamux_peer::{self, Mapping};
@@ -464,13 +464,13 @@ fn read_path(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
     println!("## Read path: the same streams decoded and reassembled from memory");
     println!();
     println!(
-        "Reassembler: mux-nostd's sans-IO `Reassembler` fed the whole stream, the message collected in a static `Pool<260, 16 KiB>` (one copy). Reader: the blocking `Reader` over `&[u8]` with a 16 KiB receive buffer and the same reassembler (two copies). Streaming: the `Demux` (no message buffer), chunks copied into a flat buffer (one copy). Floor: the payload copied into a buffer. Each cell: time per message (ratio to the floor)."
+        "Reassembler: mux-nostd's sans-IO `Reassembler` fed the whole stream, the message collected in a static `Pool<260, 16 KiB>` (one copy). Reader: the blocking `Reader` over `&[u8]` with a 16 KiB receive buffer and the same reassembler (two copies). Streaming: the `Demux` (no message buffer), chunks copied into a flat buffer (one copy). mux-std `Receiver`: its reader thread (256 KiB read buffer), pooled heap buffers and channel, fed the stream repeated many times from memory, drained by this thread; time per message of the whole run, ratio to the floor's median. Floor: the payload copied into a buffer. Each cell: time per message (ratio to the floor)."
     );
     println!();
     println!(
-        "| size | Reassembler, Original stream | Reassembler, Optimized stream | Reassembler, Hybrid stream | Reader (blocking), Hybrid stream | Streaming `Demux`, Hybrid stream | floor |"
+        "| size | Reassembler, Original stream | Reassembler, Optimized stream | Reassembler, Hybrid stream | Reader (blocking), Hybrid stream | Streaming `Demux`, Hybrid stream | mux-std `Receiver`, Hybrid stream | floor |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut worst_big: f64 = 0.0;
     for len in SEED_SIZES {
         let mut o = ReadBench::new(len, Original);
@@ -495,13 +495,27 @@ fn read_path(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
             r.push("s", ns_per_iter(it_s, || black_box(h.streaming())));
         }
         let f = r.median("floor");
-        let cells: Vec<String> = ["o", "p", "h", "r", "s"]
+        let mut cells: Vec<String> = ["o", "p", "h", "r", "s"]
             .iter()
             .map(|v| {
                 let m = r.median(v);
                 format!("{} ({:.2}×)", fmt_ns(m), r.ratio(v, "floor"))
             })
             .collect();
+        // mux-std's Receiver: a throughput run (reader thread and channel), not a batch, so
+        // its ratio is to the floor's median.
+        let wire = std::sync::Arc::new(h.wire.clone());
+        let volume = if cfg.quick { 2e6 } else { 64e6 };
+        let times = (volume / len as f64).clamp(20.0, 100_000.0) as usize;
+        let mut runs: Vec<f64> = (0..if cfg.quick { 1 } else { 5 })
+            .map(|_| read::std_receiver(&wire, len, times))
+            .collect();
+        let std_ns = median(&mut runs);
+        cells.push(format!("{} ({:.2}×)", fmt_ns(std_ns), std_ns / f));
+        ratios.put(
+            format!("read_{}_std_receiver_vs_floor", key(len)),
+            std_ns / f,
+        );
         println!(
             "| {} | {} | {} |",
             size_name(len),
@@ -765,7 +779,9 @@ fn end_to_end(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
         fmt_rate(raw_big)
     );
     println!();
-    println!("| case | messages/s | bytes/s | vs raw pair | allocations/message | spread |");
+    println!(
+        "| case | messages/s | bytes/s | vs raw pair | allocations/message (run setup included) | spread |"
+    );
     println!("|---|---|---|---|---|---|");
     for (i, c) in cases.iter().enumerate() {
         let (m, b, s) = med(i);
