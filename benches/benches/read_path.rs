@@ -28,6 +28,16 @@ fn read_path(c: &mut Criterion) {
         g.bench_function("streaming Demux, Hybrid stream", |i| {
             i.iter(|| h.streaming())
         });
+        let wire = std::sync::Arc::new(h.wire.clone());
+        g.bench_function(
+            "mux-std Receiver (reader thread + channel), Hybrid stream",
+            |i| {
+                i.iter_custom(|n| {
+                    let ns = mux_benches::read::std_receiver(&wire, len, n as usize) * n as f64;
+                    std::time::Duration::from_nanos(ns as u64)
+                })
+            },
+        );
         g.finish();
     }
 }

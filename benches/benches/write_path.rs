@@ -3,7 +3,7 @@
 //! plain copy of the payload into the same buffer) in the same group.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use mux_benches::write::WriteBench;
+use mux_benches::write::{StdWrite, WriteBench};
 use mux_benches::{SEED_SIZES, size_name};
 use mux_nostd::{AnyStrategy, Hybrid, Optimized, Original};
 
@@ -21,6 +21,17 @@ fn write_path(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("AnyStrategy", any), |i| {
             i.iter(|| b.nostd(any))
         });
+        g.bench_function("framing floor (hand-written frames), Hybrid", |i| {
+            i.iter(|| b.framed_floor(Hybrid::<4096>))
+        });
+        for (name, s) in [
+            ("mux-std Sender, Original", AnyStrategy::Original),
+            ("mux-std Sender, Optimized", AnyStrategy::Optimized),
+            ("mux-std Sender, Hybrid", AnyStrategy::default()),
+        ] {
+            let mut tx = StdWrite::new(len, s);
+            g.bench_function(name, |i| i.iter(|| tx.send()));
+        }
         g.bench_function("encode_into (sans-IO), Hybrid", |i| {
             i.iter(|| b.encode(Hybrid::<4096>))
         });
