@@ -345,7 +345,7 @@ fn write_path(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) -> WriteTabl
             GO_REFERENCE[2].1[2] / GO_REFERENCE[2].1[1],
         );
         println!(
-            "- Against the Go reference's times: Original {:.1}× faster at 1 KiB, Hybrid {:.1}× faster at 1 MiB (another machine of the same kind: the ratios to the floor are what compare).",
+            "- The Go reference's time divided by ours: Original {:.1} at 1 KiB, Hybrid {:.1} at 1 MiB (its figures come from another machine of the same kind: the ratios to the floor are what compare).",
             GO_REFERENCE[0].1[0] / ns(1 << 10, at),
             GO_REFERENCE[2].1[2] / ns(1 << 20, at + 2)
         );
