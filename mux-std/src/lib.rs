@@ -6,6 +6,7 @@ pub mod error;
 pub mod node;
 pub mod pool;
 pub mod rx;
+mod sync;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 pub mod tx;

@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// Counters of a [`BufferPool`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

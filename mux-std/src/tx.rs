@@ -10,14 +10,14 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, Write};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use mux_nostd::{AnyStrategy, FrameType, Header, Outgoing};
 
 use crate::config::Config;
 use crate::error::SendError;
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// A cancel switch for sends in flight, shared by clones.
 ///
