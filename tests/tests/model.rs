@@ -94,8 +94,7 @@ fn core_pool_chains_from_three_threads() {
                 thread::spawn(move || {
                     for round in 0..2u8 {
                         let n = [5usize, 12, 20][usize::from((t + round) % 3)];
-                        let data: Vec<u8> =
-                            (0..n).map(|i| t * 64 + round * 32 + i as u8).collect();
+                        let data: Vec<u8> = (0..n).map(|i| t * 64 + round * 32 + i as u8).collect();
                         let (x, y) = data.split_at(n / 2);
                         let mut c = Chain::new(&*pool);
                         let held: &[u8] = match c.extend_from_slice(x) {
@@ -381,7 +380,10 @@ fn std_write_failure_with_concurrent_senders() {
         // A message whose End sat in the shared buffer when the flush failed is counted as
         // sent (the send itself returns the I/O error): one more at most.
         let counted = tx.counts().messages;
-        assert!(counted == ok as u64 || counted == ok as u64 + 1, "{counted} vs {ok}");
+        assert!(
+            counted == ok as u64 || counted == ok as u64 + 1,
+            "{counted} vs {ok}"
+        );
         let w = parse(&sink.bytes());
         for (id, r) in &results {
             match r {
