@@ -748,6 +748,7 @@ fn a_send_result_agrees_with_what_the_peer_got() {
         }
     }
     assert!(cases > 10);
+    println!("a_send_result_agrees_with_what_the_peer_got: {cases} cancel points");
 }
 
 fn collect_one(rx: &Receiver) -> Out {

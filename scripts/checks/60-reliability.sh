@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Reliability on std (issue 5, items 3-5; docs/RELIABILITY.md):
+# - faults over real sockets: peer closes mid-header/payload/message (Unix, TCP), peer gone
+#   mid-send, writer failing after k bytes, flaky and failing readers, stalled peer;
+# - load: 64 sending threads for 6 s, mixed sizes, random cancellation (prints its figures);
+# - 200 connections (400 nodes): memory per node within the configured bound (prints it);
+# - model checking with shuttle: the core's critical-section pool, the std sender's shared
+#   state and buffer pool (a build with --cfg mux_shuttle, in a target dir of its own so the
+#   normal build cache stays valid).
+# The debug-build run of the same tests (short load) is part of `cargo test --workspace`.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo test -p mux-tests --release --locked --test faults --test load --test connections \
+  -- --nocapture
+RUSTFLAGS="--cfg mux_shuttle" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/shuttle" \
+  cargo test -p mux-tests --release --locked --test model -- --nocapture
