@@ -28,7 +28,7 @@ fn read_path(c: &mut Criterion) {
         g.bench_function("streaming Demux, Hybrid stream", |i| {
             i.iter(|| h.streaming())
         });
-        let wire = std::sync::Arc::new(h.wire.clone());
+        let wire = std::sync::Arc::new(h.wire.to_vec());
         g.bench_function(
             "mux-std Receiver (reader thread + channel), Hybrid stream",
             |i| {

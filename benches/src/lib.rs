@@ -63,3 +63,62 @@ pub fn size_name(len: usize) -> String {
         format!("{len} B")
     }
 }
+
+/// Where in a 4096-byte page payloads start.
+pub const SRC_PAGE_OFFSET: usize = 0;
+/// Where in a 4096-byte page destination buffers start: half a page away from the payloads,
+/// so that chunked copies never run into 4K aliasing (a store to the destination looking like
+/// it may alias a later load of the source when their addresses agree in the low 12 bits).
+/// Large `malloc` blocks from glibc all start at the same page offset; how much that layout
+/// costs is measured separately by the report ("Layout sensitivity").
+pub const DST_PAGE_OFFSET: usize = 2048;
+
+/// A byte buffer whose first byte sits at a chosen offset within a 4096-byte page, so that
+/// the relative placement of source and destination — which `memcpy` speed depends on — is
+/// the same in every run instead of depending on the allocator's history.
+pub struct PageBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl PageBuf {
+    /// `len` zero bytes starting at `page_offset` (taken modulo 4096) within a page.
+    pub fn zeroed(len: usize, page_offset: usize) -> Self {
+        let raw = vec![0u8; len + 8192];
+        let addr = raw.as_ptr() as usize;
+        let start = (page_offset % 4096 + 4096 - addr % 4096) % 4096;
+        Self { raw, start, len }
+    }
+
+    /// A copy of `data` starting at `page_offset` within a page.
+    pub fn from_slice(data: &[u8], page_offset: usize) -> Self {
+        let mut b = Self::zeroed(data.len(), page_offset);
+        b.copy_from_slice(data);
+        b
+    }
+}
+
+impl std::ops::Deref for PageBuf {
+    type Target = [u8];
+    #[inline(always)]
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for PageBuf {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..self.start + self.len]
+    }
+}
+
+impl std::fmt::Debug for PageBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageBuf")
+            .field("len", &self.len)
+            .field("page_offset", &(self.as_ptr() as usize % 4096))
+            .finish()
+    }
+}

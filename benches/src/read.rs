@@ -12,6 +12,7 @@
 
 use std::hint::black_box;
 
+use crate::PageBuf;
 use mux_nostd::{Demux, Event, Limits, Pool, Reader, Reassembler, Received, Strategy, encode_into};
 
 /// Block size of the read path's pool.
@@ -30,12 +31,14 @@ pub type BenchReassembler = Reassembler<'static, 4, BLOCKS, BLOCK>;
 /// One encoded message and a destination buffer.
 #[derive(Debug)]
 pub struct ReadBench {
-    /// The payload (to check what was received).
-    pub payload: Vec<u8>,
-    /// The message on the wire.
-    pub wire: Vec<u8>,
-    /// Where the floor and the streaming receiver copy the payload.
-    pub dest: Vec<u8>,
+    /// The payload (to check what was received; the floor's source), at
+    /// [`SRC_PAGE_OFFSET`](crate::SRC_PAGE_OFFSET) in its page.
+    pub payload: PageBuf,
+    /// The message on the wire, at [`SRC_PAGE_OFFSET`](crate::SRC_PAGE_OFFSET) in its page.
+    pub wire: PageBuf,
+    /// Where the floor and the streaming receiver copy the payload, at
+    /// [`DST_PAGE_OFFSET`](crate::DST_PAGE_OFFSET) in its page.
+    pub dest: PageBuf,
     /// The blocking reader's receive buffer.
     pub rx: Vec<u8>,
 }
@@ -46,11 +49,10 @@ impl ReadBench {
         let payload = crate::payload(len);
         let mut wire = vec![0; len + 9 * (len / 1024 + 3)];
         let n = encode_into(&strategy, crate::write::ID, &payload, &mut wire).expect("fits");
-        wire.truncate(n);
         Self {
-            dest: vec![0; len],
-            payload,
-            wire,
+            dest: PageBuf::zeroed(len, crate::DST_PAGE_OFFSET),
+            payload: PageBuf::from_slice(&payload, crate::SRC_PAGE_OFFSET),
+            wire: PageBuf::from_slice(&wire[..n], crate::SRC_PAGE_OFFSET),
             rx: vec![0; RX_BUF],
         }
     }
@@ -128,7 +130,10 @@ impl ReadBench {
         assert_eq!(self.reader(), want);
         self.dest.fill(0);
         assert_eq!(self.streaming(), want);
-        assert_eq!(self.dest, self.payload, "streamed payload differs");
+        assert!(
+            self.dest[..] == self.payload[..],
+            "streamed payload differs"
+        );
         assert_eq!(READ_POOL.stats().in_use, 0, "blocks leaked");
     }
 }

@@ -7,29 +7,38 @@ use std::io::{self, IoSlice, Write};
 
 use mux_nostd::{AnyStrategy, Frames, Original, Strategy, Writer, encode_into};
 
+use crate::{DST_PAGE_OFFSET, PageBuf, SRC_PAGE_OFFSET};
+
 /// The message id every benchmark message carries.
 pub const ID: u32 = 7;
 
 /// A payload and a buffer big enough for it framed by any strategy.
 #[derive(Debug)]
 pub struct WriteBench {
-    /// The message payload.
-    pub payload: Vec<u8>,
-    /// The buffer the message is framed into, reused by every iteration.
-    pub buf: Vec<u8>,
+    /// The message payload (at [`SRC_PAGE_OFFSET`] in its page).
+    pub payload: PageBuf,
+    /// The buffer the message is framed into, reused by every iteration (at
+    /// [`DST_PAGE_OFFSET`] in its page).
+    pub buf: PageBuf,
 }
 
 impl WriteBench {
-    /// A bench for messages of `len` bytes.
+    /// A bench for messages of `len` bytes, payload and buffer placed as
+    /// [`SRC_PAGE_OFFSET`] and [`DST_PAGE_OFFSET`] say.
     pub fn new(len: usize) -> Self {
-        let payload = crate::payload(len);
+        Self::with_layout(len, SRC_PAGE_OFFSET, DST_PAGE_OFFSET)
+    }
+
+    /// A bench whose payload and buffer start at the given offsets within their pages.
+    pub fn with_layout(len: usize, src_page_offset: usize, dst_page_offset: usize) -> Self {
+        let payload = PageBuf::from_slice(&crate::payload(len), src_page_offset);
         // Original has the most frames (1 KiB chunks), so the largest wire size.
         let cap = Frames::new(&Original, ID, &payload)
             .expect("message fits u32")
             .wire_len();
         Self {
             payload,
-            buf: vec![0; cap],
+            buf: PageBuf::zeroed(cap, dst_page_offset),
         }
     }
 
@@ -97,15 +106,15 @@ impl WriteBench {
 /// "reset each iteration" without reaching into the sender.
 #[derive(Debug)]
 pub struct CycleSink {
-    buf: Vec<u8>,
+    buf: PageBuf,
     pos: usize,
 }
 
 impl CycleSink {
-    /// A sink of `len` bytes.
+    /// A sink of `len` bytes, placed at [`DST_PAGE_OFFSET`] in its page.
     pub fn new(len: usize) -> Self {
         Self {
-            buf: vec![0; len.max(1)],
+            buf: PageBuf::zeroed(len.max(1), DST_PAGE_OFFSET),
             pos: 0,
         }
     }
@@ -144,8 +153,8 @@ impl Write for CycleSink {
 /// One message framed by mux-std's thread-safe [`Sender`](mux_std::Sender) (default
 /// configuration but the strategy) into a [`CycleSink`] of exactly its wire size.
 pub struct StdWrite {
-    /// The message payload.
-    pub payload: Vec<u8>,
+    /// The message payload (at [`SRC_PAGE_OFFSET`] in its page).
+    pub payload: PageBuf,
     sender: mux_std::Sender<CycleSink>,
 }
 
@@ -162,7 +171,7 @@ impl StdWrite {
     /// bytes equal the sans-IO encoder's.
     pub fn new(len: usize, strategy: impl Into<AnyStrategy>) -> Self {
         let strategy = strategy.into();
-        let payload = crate::payload(len);
+        let payload = PageBuf::from_slice(&crate::payload(len), SRC_PAGE_OFFSET);
         let cfg = mux_std::Config::with_strategy(strategy);
         let wire = Frames::new(&strategy, ID, &payload)
             .expect("message fits u32")
