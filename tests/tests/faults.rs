@@ -202,6 +202,31 @@ fn peer_closes_mid_header_mid_payload_mid_message_unix() {
     }
 }
 
+/// The same over OS pipes (the plugin case: a child's stdin and stdout): our node reads one
+/// pipe and writes the other; the peer writes its cut stream, then closes both ends.
+#[test]
+fn peer_closes_mid_header_mid_payload_mid_message_os_pipes() {
+    for cut in [Cut::InHeader, Cut::InPayload, Cut::BetweenFrames] {
+        within(60, &format!("{cut:?}"), move || {
+            let (our_read, mut peer_write) = io::pipe().unwrap();
+            let (peer_read, our_write) = io::pipe().unwrap();
+            let node = Node::new(our_read, our_write, Config::default()).unwrap();
+            peer_write.write_all(&peer_wire(cut)).unwrap();
+            drop((peer_write, peer_read)); // the peer exits
+            assert_eq!(collect_all(node.receiver()), expected_for(cut), "{cut:?}");
+            assert!(node.metrics().pool.is_full());
+            match node.send(b"hello?") {
+                Err(SendError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::BrokenPipe),
+                other => panic!("{cut:?}: {other:?}"),
+            }
+            assert!(matches!(node.send(b"again"), Err(SendError::Broken)));
+            assert!(node.sender().is_broken());
+            let report = node.close().unwrap();
+            assert_eq!(report.unfinished, [2]);
+        });
+    }
+}
+
 #[test]
 fn peer_closes_mid_header_mid_payload_mid_message_tcp() {
     for cut in [Cut::InHeader, Cut::InPayload, Cut::BetweenFrames] {
