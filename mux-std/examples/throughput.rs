@@ -1,6 +1,7 @@
 //! Rough throughput over a Unix socket pair (not a benchmark harness: the `benches` crate
-//! has those). `cargo run -p mux-std --release --example throughput -- SIZE COUNT [THREADS [BUFFERED]]`
-//! (BUFFERED 1 uses `send_buffered` and one `flush` per thread at the end).
+//! has those). `cargo run -p mux-std --release --example throughput -- SIZE COUNT [THREADS [BUFFERED [HOLD_BUDGET]]]`
+//! (BUFFERED 1 uses `send_buffered` and one `flush` per thread at the end; HOLD_BUDGET sets
+//! `Config::hold_budget`).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -13,11 +14,12 @@ fn main() {
         .skip(1)
         .map(|a| a.parse().expect("numbers: SIZE COUNT [THREADS]"))
         .collect();
-    let (size, count, threads, buffered) = match args[..] {
-        [s, c] => (s, c, 1, false),
-        [s, c, t] => (s, c, t, false),
-        [s, c, t, b] => (s, c, t, b != 0),
-        _ => (1024, 1_000_000, 1, false),
+    let (size, count, threads, buffered, budget) = match args[..] {
+        [s, c] => (s, c, 1, false, 0),
+        [s, c, t] => (s, c, t, false, 0),
+        [s, c, t, b] => (s, c, t, b != 0, 0),
+        [s, c, t, b, h] => (s, c, t, b != 0, h),
+        _ => (1024, 1_000_000, 1, false, 0),
     };
     let payload = vec![0x5Au8; size];
 
@@ -43,7 +45,11 @@ fn main() {
     let raw = t0.elapsed().as_secs_f64();
 
     let (a, b) = UnixStream::pair().unwrap();
-    let tx = Node::unix(a, Config::default()).unwrap();
+    let cfg = Config {
+        hold_budget: budget,
+        ..Config::default()
+    };
+    let tx = Node::unix(a, cfg).unwrap();
     let rx = Node::unix(b, Config::default()).unwrap();
     let t0 = Instant::now();
     std::thread::scope(|s| {

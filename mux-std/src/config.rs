@@ -46,6 +46,13 @@ pub struct Config {
     pub coalesce_frame: usize,
     /// Size of the shared write buffer (default 64 KiB).
     pub write_buffer: usize,
+    /// Payload bytes one sender may write per hold of the write lock beyond its first Data
+    /// frame: a hold writes at least one Data frame, then stops before a Data frame that
+    /// would take it past this (the frames of a hold leave in one vectored write). 0, the
+    /// default, is one Data frame per hold: a small message waits for at most one chunk of a
+    /// large one. 65536 lets the 16 KiB chunks of a 1 MiB message leave four per write call
+    /// (fewer system calls; others may wait up to 64 KiB).
+    pub hold_budget: usize,
     /// Deliver messages as they arrive, chunk by chunk ([`Received::Started`],
     /// [`Received::Chunk`], [`Received::Ended`]) instead of whole (default `false`).
     ///
@@ -67,6 +74,7 @@ impl Default for Config {
             read_buffer: 256 << 10,
             coalesce_frame: 2048,
             write_buffer: 64 << 10,
+            hold_budget: 0,
             streaming: false,
         }
     }

@@ -41,7 +41,7 @@ use crate::error::{RecvError, SendError};
 use crate::node::{Item, Metrics, RxShared, lock};
 use crate::pool::BufferPool;
 use crate::rx::{Received, RxCore, RxCounts};
-use crate::tx::{CancelToken, Link, SendOptions, TxCounts, TxInner, frame_has_body, hold_ends};
+use crate::tx::{CancelToken, Link, Plan, SendOptions, TxCounts, TxInner, hold_ends};
 
 struct Shared<W> {
     inner: tokio::sync::Mutex<TxInner<W>>,
@@ -315,37 +315,34 @@ async fn settle_owed<W: AsyncWrite + Unpin>(
     }
 }
 
-/// One hold of the message in `g.owed`: whole frames up to one Data body.
+/// One hold of the message in `g.owed`: whole frames, at least one Data frame, up to the
+/// budget.
 async fn hold<W: AsyncWrite + Unpin>(g: &mut TxInner<W>, payload: &[u8]) -> io::Result<()> {
     let TxInner {
         io,
         co,
         counts,
         owed,
+        budget,
         ..
     } = g;
     let (Some(io), Some(out)) = (io.as_mut(), owed.as_mut()) else {
         return Err(io::ErrorKind::NotConnected.into());
     };
-    let mut wrote_body = false;
-    loop {
-        wrote_body |= frame_has_body(out, payload);
-        let mut progressed = false;
-        loop {
-            if co.try_copy(out, payload) {
-                progressed = true;
-            } else {
-                let n = write_some(io, &co.slices(out, payload), &mut counts.writes).await?;
-                progressed |= co.consumed(out, n) > 0;
-            }
-            if out.is_done() || (progressed && out.at_frame_boundary()) {
-                break;
-            }
+    let mut body = 0;
+    while !hold_ends(out, payload, body, *budget) {
+        if let Some(copied) = co.try_copy(out, payload) {
+            body += copied;
+            continue;
         }
-        if hold_ends(out, payload, wrote_body) {
-            return Ok(());
-        }
+        let plan = Plan::new(out, payload, body, *budget);
+        let n = {
+            let (iov, k) = plan.slices(co, out, payload);
+            write_some(io, &iov[..k], &mut counts.writes).await?
+        };
+        co.consumed(out, payload, n, &mut body);
     }
+    Ok(())
 }
 
 async fn flush_buf<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> io::Result<()> {

@@ -12,7 +12,7 @@ use std::fmt;
 use std::io::{self, IoSlice, Write};
 use std::time::Instant;
 
-use mux_nostd::{AnyStrategy, FrameType, Header, Outgoing};
+use mux_nostd::{AnyStrategy, FrameType, HEADER_LEN, Header, Outgoing};
 
 use crate::config::Config;
 use crate::error::SendError;
@@ -103,38 +103,44 @@ impl Coalescer {
     }
 
     /// Copies the rest of the current frame if it is small and fits; advances `out`.
+    /// Returns the payload bytes copied.
     #[inline]
-    pub(crate) fn try_copy(&mut self, out: &mut Outgoing, payload: &[u8]) -> bool {
+    pub(crate) fn try_copy(&mut self, out: &mut Outgoing, payload: &[u8]) -> Option<usize> {
         let (h, b) = out.pending(payload);
         let n = h.len() + b.len();
         if n > self.frame_max || self.buf.len() + n > self.buf.capacity() {
-            return false;
+            return None;
         }
         self.buf.extend_from_slice(h);
         self.buf.extend_from_slice(b);
+        let body = b.len();
         out.advance(n);
-        true
+        Some(body)
     }
 
-    /// Buffered bytes, then the rest of the current frame.
+    /// Records `n` bytes of a [`Plan`]'s slices written: buffered bytes first, then the
+    /// frames of `out`. Adds the payload bytes among them to `body`.
     #[inline]
-    pub(crate) fn slices<'a>(&'a self, out: &'a Outgoing, payload: &'a [u8]) -> [IoSlice<'a>; 3] {
-        let (h, b) = out.pending(payload);
-        [
-            IoSlice::new(&self.buf[self.off..]),
-            IoSlice::new(h),
-            IoSlice::new(b),
-        ]
-    }
-
-    /// Records `n` bytes of [`slices`](Self::slices) written; returns how many of them were
-    /// the frame's (the rest were buffered bytes).
-    #[inline]
-    pub(crate) fn consumed(&mut self, out: &mut Outgoing, n: usize) -> usize {
+    pub(crate) fn consumed(
+        &mut self,
+        out: &mut Outgoing,
+        payload: &[u8],
+        n: usize,
+        body: &mut usize,
+    ) {
         let from_buf = n.min(self.buf.len() - self.off);
         self.sent(from_buf);
-        out.advance(n - from_buf);
-        n - from_buf
+        let mut n = n - from_buf;
+        while n > 0 {
+            let (h, b) = out.pending(payload);
+            let take = n.min(h.len() + b.len());
+            if take == 0 {
+                break; // never: a write takes no more than was offered
+            }
+            *body += take.saturating_sub(h.len());
+            out.advance(take);
+            n -= take;
+        }
     }
 
     /// Buffered bytes not yet written.
@@ -160,18 +166,111 @@ impl Coalescer {
     }
 }
 
-/// Whether a hold should end after the frame just written: once it wrote a Data body, it
-/// stops before the next Data frame (an End right after is still written).
+/// Whether a hold that wrote `body` payload bytes ends before the next frame: it writes at
+/// least one Data frame, then stops before a Data frame that would take it past `budget`
+/// (header-only frames, like the End right after the last chunk, always go along).
 #[inline]
-pub(crate) fn hold_ends(out: &Outgoing, payload: &[u8], wrote_body: bool) -> bool {
-    out.is_done()
-        || (wrote_body && out.pending(payload).0.first() == Some(&(FrameType::Data as u8)))
+pub(crate) fn ends_before(
+    body: usize,
+    next_is_data: bool,
+    next_body: usize,
+    budget: usize,
+) -> bool {
+    next_is_data && body > 0 && body + next_body > budget
 }
 
-/// Whether the frame about to be written carries a body.
+/// Whether the hold ends here (`out` at a frame boundary).
 #[inline]
-pub(crate) fn frame_has_body(out: &Outgoing, payload: &[u8]) -> bool {
-    !out.pending(payload).1.is_empty()
+pub(crate) fn hold_ends(out: &Outgoing, payload: &[u8], body: usize, budget: usize) -> bool {
+    if out.is_done() {
+        return true;
+    }
+    if !out.at_frame_boundary() {
+        return false;
+    }
+    let (h, b) = out.pending(payload);
+    ends_before(
+        body,
+        h.first() == Some(&(FrameType::Data as u8)),
+        b.len(),
+        budget,
+    )
+}
+
+/// Most frames one write call gathers.
+const GATHER: usize = 16;
+
+/// One write call: the buffered bytes, the rest of the current frame, and the whole frames
+/// after it that the same hold writes (their headers copied here, their bodies the caller's
+/// payload), so that a hold of several frames is one vectored write.
+pub(crate) struct Plan {
+    heads: [[u8; HEADER_LEN]; GATHER],
+    bodies: [(usize, usize); GATHER],
+    frames: usize,
+}
+
+impl Plan {
+    /// Plans the frames after the current one that fit the hold (`body` payload bytes
+    /// written in it so far).
+    #[inline]
+    pub(crate) fn new(out: &Outgoing, payload: &[u8], body: usize, budget: usize) -> Self {
+        let mut plan = Self {
+            heads: [[0; HEADER_LEN]; GATHER],
+            bodies: [(0, 0); GATHER],
+            frames: 0,
+        };
+        // A message being settled carries filler, not its payload: frame by frame then.
+        if out.is_done() || out.is_cancelled() {
+            return plan;
+        }
+        let mut probe = out.clone();
+        let (h, b) = probe.pending(payload);
+        let mut body = body + b.len();
+        probe.advance(h.len() + b.len());
+        while plan.frames < GATHER && !probe.is_done() {
+            let (h, b) = probe.pending(payload);
+            let is_data = h.first() == Some(&(FrameType::Data as u8));
+            if ends_before(body, is_data, b.len(), budget) {
+                break;
+            }
+            let Ok(head) = <[u8; HEADER_LEN]>::try_from(h) else {
+                break;
+            };
+            // The body is a part of `payload`: find where.
+            let at = (b.as_ptr() as usize).wrapping_sub(payload.as_ptr() as usize);
+            if !b.is_empty() && payload.get(at..at + b.len()) != Some(b) {
+                break;
+            }
+            plan.heads[plan.frames] = head;
+            plan.bodies[plan.frames] = (if b.is_empty() { 0 } else { at }, b.len());
+            plan.frames += 1;
+            body += b.len();
+            let n = h.len() + b.len();
+            probe.advance(n);
+        }
+        plan
+    }
+
+    /// The slices to write and how many of them there are.
+    #[inline]
+    pub(crate) fn slices<'a>(
+        &'a self,
+        co: &'a Coalescer,
+        out: &'a Outgoing,
+        payload: &'a [u8],
+    ) -> ([IoSlice<'a>; 3 + 2 * GATHER], usize) {
+        let (h, b) = out.pending(payload);
+        let mut iov = [IoSlice::new(&[]); 3 + 2 * GATHER];
+        iov[0] = IoSlice::new(co.pending());
+        iov[1] = IoSlice::new(h);
+        iov[2] = IoSlice::new(b);
+        for k in 0..self.frames {
+            let (at, len) = self.bodies[k];
+            iov[3 + 2 * k] = IoSlice::new(&self.heads[k]);
+            iov[4 + 2 * k] = IoSlice::new(&payload[at..at + len]);
+        }
+        (iov, 3 + 2 * self.frames)
+    }
 }
 
 /// The state behind the write lock.
@@ -189,6 +288,8 @@ pub(crate) struct TxInner<W> {
     /// A sender that must not leave its frames buffered left them for the next holder
     /// because others were waiting: the next holder writes them even if it is buffered.
     owe_flush: bool,
+    /// [`Config::hold_budget`].
+    pub(crate) budget: usize,
 }
 
 impl<W> TxInner<W> {
@@ -201,6 +302,7 @@ impl<W> TxInner<W> {
             counts: TxCounts::default(),
             owed: None,
             owe_flush: false,
+            budget: config.hold_budget,
         }
     }
 
@@ -269,34 +371,31 @@ impl<W> TxInner<W> {
 }
 
 impl<W: Write> TxInner<W> {
-    /// Writes one hold of `out`: whole frames up to one Data body.
+    /// Writes one hold of `out`: whole frames, at least one Data frame, up to the budget.
     #[inline]
     fn hold(&mut self, out: &mut Outgoing, payload: &[u8]) -> io::Result<()> {
-        let Self { io, co, counts, .. } = self;
+        let Self {
+            io,
+            co,
+            counts,
+            budget,
+            ..
+        } = self;
         let Some(io) = io.as_mut() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        let mut wrote_body = false;
-        loop {
-            wrote_body |= frame_has_body(out, payload);
-            // One whole frame. Before its first byte the writer is also "at a boundary", so
-            // only a boundary reached after some of the frame was written ends it.
-            let mut progressed = false;
-            loop {
-                if co.try_copy(out, payload) {
-                    progressed = true;
-                } else {
-                    let n = write_some(io, &co.slices(out, payload), &mut counts.writes)?;
-                    progressed |= co.consumed(out, n) > 0;
-                }
-                if out.is_done() || (progressed && out.at_frame_boundary()) {
-                    break;
-                }
+        let mut body = 0;
+        while !hold_ends(out, payload, body, *budget) {
+            if let Some(copied) = co.try_copy(out, payload) {
+                body += copied;
+                continue;
             }
-            if hold_ends(out, payload, wrote_body) {
-                return Ok(());
-            }
+            let plan = Plan::new(out, payload, body, *budget);
+            let (iov, k) = plan.slices(co, out, payload);
+            let n = write_some(io, &iov[..k], &mut counts.writes)?;
+            co.consumed(out, payload, n, &mut body);
         }
+        Ok(())
     }
 
     /// Writes the shared buffer out.
@@ -631,12 +730,26 @@ mod tests {
     }
 
     #[test]
-    fn any_write_sizes_and_coalescing_give_the_core_bytes() {
-        for (step, coalesce) in [(1, 0), (7, 2048), (4096, 0), (1 << 20, 2048), (5, 100)] {
+    fn any_write_sizes_coalescing_and_budgets_give_the_core_bytes() {
+        let cases = [
+            (1, 0, 0),
+            (7, 2048, 0),
+            (4096, 0, 0),
+            (1 << 20, 2048, 0),
+            (5, 100, 0),
+        ];
+        let budgets = [
+            (1, 0, 3000),
+            (7, 2048, 5000),
+            (4096, 0, 1 << 20),
+            (1 << 20, 2048, 9999),
+        ];
+        for (step, coalesce, budget) in cases.into_iter().chain(budgets) {
             let out = Arc::new(Mutex::new(Vec::new()));
             let cfg = Config {
                 coalesce_frame: coalesce,
                 write_buffer: 300,
+                hold_budget: budget,
                 ..Config::with_strategy(Original)
             };
             let tx = Sender::new(
@@ -646,15 +759,16 @@ mod tests {
                 },
                 &cfg,
             );
-            let mut want = vec![0u8; 1 << 16];
+            let mut want = vec![0u8; 1 << 17];
             let mut at = 0;
-            for (id, n) in [(1, 0), (2, 1), (3, 1000), (4, 3000), (5, 50)] {
+            for (id, n) in [(1, 0), (2, 1), (3, 1000), (4, 3000), (5, 50), (6, 40_000)] {
                 let p = payload(n);
                 tx.send_with_id(id, &p).unwrap();
                 at += encode_into(&Original, id, &p, &mut want[at..]).unwrap();
             }
             tx.close().unwrap();
-            assert_eq!(out.lock().unwrap().as_slice(), &want[..at], "step {step}");
+            let got = out.lock().unwrap();
+            assert!(got.as_slice() == &want[..at], "step {step} budget {budget}");
         }
     }
 
@@ -713,6 +827,24 @@ mod tests {
         want.push(9 + 1696 + 9);
         assert_eq!(*calls.lock().unwrap(), want);
         assert_eq!(tx.counts().writes, 7);
+    }
+
+    #[test]
+    fn a_hold_budget_gathers_several_data_frames_per_write() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let cfg = Config {
+            hold_budget: 65536,
+            ..Config::default()
+        };
+        let tx = Sender::new(Vectored(calls.clone()), &cfg);
+        // Hybrid, 1 MiB: S0 D16384×64 E0; four Data frames per hold and write, Start rides
+        // with the first, End with the last.
+        tx.send(&payload(1 << 20)).unwrap();
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 16, "{calls:?}");
+        assert_eq!(calls[0], 9 + 4 * (9 + 16384));
+        assert!(calls[1..15].iter().all(|&n| n == 4 * (9 + 16384)));
+        assert_eq!(calls[15], 4 * (9 + 16384) + 9);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mux_std::{AnyStrategy, Config, Node, Received, SendError};
 
@@ -48,10 +48,19 @@ fn id_of(t: u32, i: u32) -> u32 {
     (t << 16) | i
 }
 
-/// Every tenth message of 20000 bytes or more is cancelled after its first hold (Start and
-/// the first Data chunk are on the wire, more chunks follow).
+/// `MUX_STRESS_HOLD_BUDGET`: the sender's `Config::hold_budget` (default 0).
+fn budget() -> usize {
+    static BUDGET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        std::env::var("MUX_STRESS_HOLD_BUDGET").map_or(0, |b| b.parse().expect("a number"))
+    })
+}
+
+/// Every tenth message too large for one write-lock hold (at least 20000 bytes, more than
+/// the hold budget plus a chunk) is cancelled after its first hold: Start and some Data are
+/// on the wire, more follows.
 fn is_cancelled(t: u32, i: u32) -> bool {
-    i % 10 == 3 && size_of_message(t, i) >= 20_000
+    i % 10 == 3 && size_of_message(t, i) >= 20_000.max(budget() + 16_385)
 }
 
 fn byte(id: u32, k: usize) -> u8 {
@@ -72,8 +81,13 @@ fn strategy_of(t: u32) -> AnyStrategy {
 #[test]
 fn stress_32_threads_mixed_sizes_with_cancellations() {
     let n = per_thread();
+    let budget = budget();
     let (a, b) = UnixStream::pair().unwrap();
-    let sender = Node::unix(a, Config::default()).unwrap();
+    let cfg = Config {
+        hold_budget: budget,
+        ..Config::default()
+    };
+    let sender = Node::unix(a, cfg).unwrap();
     let receiver = Node::unix(b, Config::default()).unwrap();
 
     let mut want_ok = 0u64;
@@ -117,7 +131,9 @@ fn stress_32_threads_mixed_sizes_with_cancellations() {
         let mut seen = HashSet::new();
         let (mut ok, mut aborted, mut bytes) = (0u64, 0u64, 0u64);
         while ok + aborted < want_ok + want_aborted {
-            match receiver.recv().expect("receive") {
+            // A bounded wait: a failed sender thread must fail the test, not hang it.
+            let item = receiver.recv_timeout(Duration::from_secs(60));
+            match item.expect("an item within 60 s") {
                 Received::Message(m) => {
                     let (t, i) = (m.id() >> 16, m.id() & 0xFFFF);
                     assert!(t < THREADS && i < n, "unexpected id {:#x}", m.id());
@@ -168,7 +184,7 @@ fn stress_32_threads_mixed_sizes_with_cancellations() {
 
     let secs = elapsed.as_secs_f64();
     println!(
-        "stress: {} threads x {n} messages: {want_ok} completed ({:.1} MiB payload), \
+        "stress (hold budget {budget}): {} threads x {n} messages: {want_ok} completed ({:.1} MiB payload), \
          {want_aborted} cancelled, in {secs:.2} s ({:.0} messages/s, {:.0} MiB/s); \
          {} write calls; pool: {} buffers max, {} hits, {} misses",
         THREADS,

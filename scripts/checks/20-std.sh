@@ -11,5 +11,7 @@ cargo test -p mux-std --all-features --locked
 # The stress test at full size (32 threads x 1000 messages up to 256 KiB; debug builds run
 # 32 x 100). Prints its figures.
 cargo test -p mux-std --release --locked --test stress -- --nocapture
+# The same with several Data frames per write-lock hold (one vectored write each).
+MUX_STRESS_HOLD_BUDGET=65536 cargo test -p mux-std --release --locked --test stress -- --nocapture
 # Nothing x86-only.
 cargo check -p mux-std --all-features --all-targets --locked --target aarch64-apple-darwin
