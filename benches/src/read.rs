@@ -31,13 +31,13 @@ pub type BenchReassembler = Reassembler<'static, 4, BLOCKS, BLOCK>;
 /// One encoded message and a destination buffer.
 #[derive(Debug)]
 pub struct ReadBench {
-    /// The payload (to check what was received; the floor's source), at
-    /// [`SRC_PAGE_OFFSET`](crate::SRC_PAGE_OFFSET) in its page.
+    /// The payload (to check what was received; the floor's source), half a page away from
+    /// [`READ_POOL`]'s page offset.
     pub payload: PageBuf,
-    /// The message on the wire, at [`SRC_PAGE_OFFSET`](crate::SRC_PAGE_OFFSET) in its page.
+    /// The message on the wire, half a page away from [`READ_POOL`]'s page offset.
     pub wire: PageBuf,
-    /// Where the floor and the streaming receiver copy the payload, at
-    /// [`DST_PAGE_OFFSET`](crate::DST_PAGE_OFFSET) in its page.
+    /// Where the floor and the streaming receiver copy the payload, at [`READ_POOL`]'s page
+    /// offset.
     pub dest: PageBuf,
     /// The blocking reader's receive buffer.
     pub rx: Vec<u8>,
@@ -49,10 +49,15 @@ impl ReadBench {
         let payload = crate::payload(len);
         let mut wire = vec![0; len + 9 * (len / 1024 + 3)];
         let n = encode_into(&strategy, crate::write::ID, &payload, &mut wire).expect("fits");
+        // The pool is a static whose page offset the linker chose: the stream and the payload
+        // sit half a page away from it, and the flat destination at the pool's offset, so that
+        // no copy of the read path runs into 4K aliasing (see `crate::DST_PAGE_OFFSET`).
+        let pool = core::ptr::addr_of!(READ_POOL) as usize % 4096;
+        let src = (pool + 2048) % 4096;
         Self {
-            dest: PageBuf::zeroed(len, crate::DST_PAGE_OFFSET),
-            payload: PageBuf::from_slice(&payload, crate::SRC_PAGE_OFFSET),
-            wire: PageBuf::from_slice(&wire[..n], crate::SRC_PAGE_OFFSET),
+            dest: PageBuf::zeroed(len, pool),
+            payload: PageBuf::from_slice(&payload, src),
+            wire: PageBuf::from_slice(&wire[..n], src),
             rx: vec![0; RX_BUF],
         }
     }
