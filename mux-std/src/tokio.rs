@@ -41,6 +41,7 @@ use crate::error::{RecvError, SendError};
 use crate::node::{Item, Metrics, RxShared, lock};
 use crate::pool::BufferPool;
 use crate::rx::{Received, RxCore, RxCounts};
+use crate::sync::atomic::AtomicU64;
 use crate::tx::{CancelToken, Link, Plan, SendOptions, TxCounts, TxInner, hold_ends};
 
 struct Shared<W> {
@@ -50,6 +51,8 @@ struct Shared<W> {
     strategy: AnyStrategy,
     /// Messages whose send future was dropped between holds: Abort is owed for them.
     orphans: Mutex<Vec<Outgoing>>,
+    /// The counters of `inner`, read without the lock.
+    stats: crate::sync::Arc<crate::tx::TxStats>,
 }
 
 /// The sending half over a tokio `AsyncWrite`. Clones share the link.
@@ -96,9 +99,12 @@ impl Drop for InFlight<'_> {
 impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     /// A sender over `io`; automatic ids start at 1.
     pub fn new(io: W, config: &Config) -> Self {
+        let inner = TxInner::new(io, config);
+        let stats = inner.stats.clone();
         Self {
             shared: Arc::new(Shared {
-                inner: tokio::sync::Mutex::new(TxInner::new(io, config)),
+                stats,
+                inner: tokio::sync::Mutex::new(inner),
                 waiting: AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
@@ -268,7 +274,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
 
     /// Send counters.
     pub async fn counts(&self) -> TxCounts {
-        self.shared.inner.lock().await.counts
+        self.shared.stats.snapshot()
     }
 
     async fn lock(&self) -> tokio::sync::MutexGuard<'_, TxInner<W>> {
@@ -321,7 +327,7 @@ async fn hold<W: AsyncWrite + Unpin>(g: &mut TxInner<W>, payload: &[u8]) -> io::
     let TxInner {
         io,
         co,
-        counts,
+        stats,
         owed,
         budget,
         ..
@@ -338,7 +344,7 @@ async fn hold<W: AsyncWrite + Unpin>(g: &mut TxInner<W>, payload: &[u8]) -> io::
         let plan = Plan::new(out, payload, body, *budget);
         let n = {
             let (iov, k) = plan.slices(co, out, payload);
-            write_some(io, &iov[..k], &mut counts.writes).await?
+            write_some(io, &iov[..k], &stats.writes).await?
         };
         co.consumed(out, payload, n, &mut body);
     }
@@ -346,12 +352,12 @@ async fn hold<W: AsyncWrite + Unpin>(g: &mut TxInner<W>, payload: &[u8]) -> io::
 }
 
 async fn flush_buf<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> io::Result<()> {
-    let TxInner { io, co, counts, .. } = g;
+    let TxInner { io, co, stats, .. } = g;
     let Some(io) = io.as_mut() else {
         return Ok(());
     };
     while !co.pending().is_empty() {
-        let n = write_some(io, &[IoSlice::new(co.pending())], &mut counts.writes).await?;
+        let n = write_some(io, &[IoSlice::new(co.pending())], &stats.writes).await?;
         co.sent(n);
     }
     Ok(())
@@ -360,10 +366,10 @@ async fn flush_buf<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> io::Result<()> 
 async fn write_some<W: AsyncWrite + Unpin>(
     io: &mut W,
     iov: &[IoSlice<'_>],
-    writes: &mut u64,
+    writes: &AtomicU64,
 ) -> io::Result<usize> {
     loop {
-        *writes += 1;
+        writes.fetch_add(1, Ordering::Relaxed);
         match io.write_vectored(iov).await {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => return Ok(n),

@@ -16,7 +16,7 @@ use mux_nostd::{AnyStrategy, FrameType, HEADER_LEN, Header, Outgoing};
 
 use crate::config::Config;
 use crate::error::SendError;
-use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// A cancel switch for sends in flight, shared by clones.
@@ -71,6 +71,32 @@ pub struct TxCounts {
     pub aborted: u64,
     /// Write calls made to the sink.
     pub writes: u64,
+}
+
+/// Send counters and the broken flag, updated under the write lock and readable without it
+/// (so that metrics never wait for a send stuck in the kernel).
+#[derive(Debug, Default)]
+pub(crate) struct TxStats {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    aborted: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    broken: AtomicBool,
+}
+
+impl TxStats {
+    pub(crate) fn snapshot(&self) -> TxCounts {
+        TxCounts {
+            messages: self.messages.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            aborted: self.aborted.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,7 +306,7 @@ pub(crate) struct TxInner<W> {
     pub(crate) link: Link,
     /// Ids of messages whose Start is written and whose last frame is not.
     pub(crate) sending: Vec<u32>,
-    pub(crate) counts: TxCounts,
+    pub(crate) stats: Arc<TxStats>,
     /// Async sends only: the message of a hold in progress. If its future is dropped mid-hold
     /// this stays set, and the next holder settles it (finishes the frame, writes Abort).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
@@ -299,7 +325,7 @@ impl<W> TxInner<W> {
             co: Coalescer::new(config),
             link: Link::Open,
             sending: Vec::new(),
-            counts: TxCounts::default(),
+            stats: Arc::new(TxStats::default()),
             owed: None,
             owe_flush: false,
             budget: config.hold_budget,
@@ -344,16 +370,18 @@ impl<W> TxInner<W> {
     pub(crate) fn finished(&mut self, out: &Outgoing) {
         self.forget(out.id());
         if out.is_cancelled() {
-            self.counts.aborted += 1;
+            self.stats.aborted.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.counts.messages += 1;
-            self.counts.bytes += u64::from(out.total());
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+            let bytes = u64::from(out.total());
+            self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
     /// A write failed: the error goes to the caller, the link is broken for everyone else.
     pub(crate) fn broke(&mut self, id: u32, e: io::Error) -> SendError {
         self.link = Link::Broken;
+        self.stats.broken.store(true, Ordering::Relaxed);
         self.forget(id);
         SendError::Io(e)
     }
@@ -364,7 +392,7 @@ impl<W> TxInner<W> {
         let ids = std::mem::take(&mut self.sending);
         for &id in &ids {
             self.co.push_abort(id);
-            self.counts.aborted += 1;
+            self.stats.aborted.fetch_add(1, Ordering::Relaxed);
         }
         ids
     }
@@ -377,7 +405,7 @@ impl<W: Write> TxInner<W> {
         let Self {
             io,
             co,
-            counts,
+            stats,
             budget,
             ..
         } = self;
@@ -392,7 +420,7 @@ impl<W: Write> TxInner<W> {
             }
             let plan = Plan::new(out, payload, body, *budget);
             let (iov, k) = plan.slices(co, out, payload);
-            let n = write_some(io, &iov[..k], &mut counts.writes)?;
+            let n = write_some(io, &iov[..k], &stats.writes)?;
             co.consumed(out, payload, n, &mut body);
         }
         Ok(())
@@ -400,12 +428,12 @@ impl<W: Write> TxInner<W> {
 
     /// Writes the shared buffer out.
     fn flush_buf(&mut self) -> io::Result<()> {
-        let Self { io, co, counts, .. } = self;
+        let Self { io, co, stats, .. } = self;
         let Some(io) = io.as_mut() else {
             return Ok(());
         };
         while !co.pending().is_empty() {
-            let n = write_some(io, &[IoSlice::new(co.pending())], &mut counts.writes)?;
+            let n = write_some(io, &[IoSlice::new(co.pending())], &stats.writes)?;
             co.sent(n);
         }
         Ok(())
@@ -413,9 +441,9 @@ impl<W: Write> TxInner<W> {
 }
 
 #[inline]
-fn write_some<W: Write>(io: &mut W, iov: &[IoSlice<'_>], writes: &mut u64) -> io::Result<usize> {
+fn write_some<W: Write>(io: &mut W, iov: &[IoSlice<'_>], writes: &AtomicU64) -> io::Result<usize> {
     loop {
-        *writes += 1;
+        writes.fetch_add(1, Ordering::Relaxed);
         match io.write_vectored(iov) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => return Ok(n),
@@ -437,6 +465,8 @@ struct Shared<W> {
     strategy: AnyStrategy,
     closer: Mutex<Option<Closer<W>>>,
     on_drop: fn(&mut TxInner<W>, Option<Closer<W>>),
+    /// The counters of `inner`, read without the lock.
+    stats: Arc<TxStats>,
 }
 
 impl<W> Drop for Shared<W> {
@@ -515,14 +545,17 @@ impl<W: Write + Send> Sender<W> {
     /// A sender whose [`close`](Self::close) runs `closer` on the sink before dropping it
     /// (e.g. `shutdown(Write)` of a socket whose read half lives on).
     pub fn with_closer(io: W, config: &Config, closer: Option<Closer<W>>) -> Self {
+        let inner = TxInner::new(io, config);
+        let stats = inner.stats.clone();
         Self {
             shared: Arc::new(Shared {
-                inner: Mutex::new(TxInner::new(io, config)),
+                inner: Mutex::new(inner),
                 waiting: AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
                 closer: Mutex::new(closer),
                 on_drop: close_on_drop::<W>,
+                stats,
             }),
         }
     }
@@ -674,19 +707,14 @@ impl<W: Write + Send> Sender<W> {
         Ok(ids)
     }
 
-    /// Send counters.
+    /// Send counters (read without waiting for the write lock).
     pub fn counts(&self) -> TxCounts {
-        self.shared
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .counts
+        self.shared.stats.snapshot()
     }
 
     /// Whether a write failed (later sends fail with [`SendError::Broken`]).
     pub fn is_broken(&self) -> bool {
-        let g = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.link == Link::Broken
+        self.shared.stats.is_broken()
     }
 
     /// The default strategy.

@@ -509,3 +509,27 @@ fn dropping_the_node_ends_our_stream_and_writes_what_was_buffered() {
     assert!(matches!(rx.recv().unwrap(), Received::Message(m) if m.body() == b"kept"));
     assert!(matches!(rx.recv(), Err(RecvError::Closed)));
 }
+
+#[test]
+fn metrics_do_not_wait_for_a_send_stuck_in_the_kernel() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Sender::new(a, &Config::default());
+    let big = rule_r(8 << 20);
+    std::thread::scope(|s| {
+        let stuck = s.spawn(|| tx.send(&big));
+        std::thread::sleep(Duration::from_millis(200));
+        let (done, wait) = std::sync::mpsc::channel();
+        let tx2 = tx.clone();
+        s.spawn(move || {
+            let c = tx2.counts();
+            let _ = done.send((c, tx2.is_broken()));
+        });
+        let got = wait.recv_timeout(Duration::from_secs(5));
+        // Unstick the sender before asserting, so that no thread stays blocked.
+        let rx = Receiver::spawn(b, &Config::default()).unwrap();
+        assert!(stuck.join().unwrap().is_ok());
+        let (counts, broken) = got.expect("counts() answered while a send was stuck");
+        assert!(counts.writes > 0 && counts.messages == 0 && !broken);
+        drop(rx);
+    });
+}
