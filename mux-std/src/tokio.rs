@@ -241,7 +241,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             },
             Err(e) => Err(e),
         };
-        r.map_err(|e| g.broke(0, e))
+        r.map_err(|e| g.link_failed(e))
     }
 
     /// Closes the sending side: Abort for messages still being sent, flush, shut the sink's

@@ -10,14 +10,19 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mux_nostd::{AnyStrategy, FrameType, HEADER_LEN, Header, Outgoing};
 
 use crate::config::Config;
 use crate::error::SendError;
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::{Arc, Mutex, MutexGuard, TryLockError};
+
+#[cfg(mux_shuttle)]
+use shuttle::thread;
+#[cfg(not(mux_shuttle))]
+use std::thread;
 
 /// A cancel switch for sends in flight, shared by clones.
 ///
@@ -378,6 +383,27 @@ impl<W> TxInner<W> {
         }
     }
 
+    /// A send that had written its Start gave up waiting for the lock (cancelled or timed
+    /// out): its Abort goes into the shared buffer now (it sits at a frame boundary).
+    pub(crate) fn orphaned(&mut self, id: u32) {
+        let Some(i) = self.sending.iter().position(|&x| x == id) else {
+            return; // already ended, e.g. by close
+        };
+        self.sending.swap_remove(i);
+        if self.link == Link::Open {
+            self.co.push_abort(id);
+            self.owe_flush = true;
+        }
+        self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write not on behalf of one message failed: the link is broken.
+    pub(crate) fn link_failed(&mut self, e: io::Error) -> SendError {
+        self.link = Link::Broken;
+        self.stats.broken.store(true, Ordering::Relaxed);
+        SendError::Io(e)
+    }
+
     /// A write failed: the error goes to the caller, the link is broken for everyone else.
     pub(crate) fn broke(&mut self, id: u32, e: io::Error) -> SendError {
         self.link = Link::Broken;
@@ -467,6 +493,10 @@ struct Shared<W> {
     on_drop: fn(&mut TxInner<W>, Option<Closer<W>>),
     /// The counters of `inner`, read without the lock.
     stats: Arc<TxStats>,
+    /// Ids of sends that gave up waiting for the lock after their Start was written: the next
+    /// holder writes their Abort. The flag says whether the list may be non-empty.
+    orphans: Mutex<Vec<u32>>,
+    has_orphans: AtomicBool,
 }
 
 impl<W> Drop for Shared<W> {
@@ -556,6 +586,8 @@ impl<W: Write + Send> Sender<W> {
                 closer: Mutex::new(closer),
                 on_drop: close_on_drop::<W>,
                 stats,
+                orphans: Mutex::new(Vec::new()),
+                has_orphans: AtomicBool::new(false),
             }),
         }
     }
@@ -584,7 +616,7 @@ impl<W: Write + Send> Sender<W> {
         let id = opts.id.unwrap_or_else(|| self.next_id());
         let cancel = opts.cancel.as_ref();
         let deadline = opts.deadline;
-        self.send_inner(id, payload, opts.strategy, opts.buffered, || {
+        let stop = || {
             if cancel.is_some_and(CancelToken::is_cancelled) {
                 Some(SendError::Cancelled)
             } else if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -592,8 +624,12 @@ impl<W: Write + Send> Sender<W> {
             } else {
                 None
             }
-        })
-        .map(|()| id)
+        };
+        // With a token or a deadline, waiting for the write lock can be given up too.
+        let wait: Option<&dyn Fn() -> Option<SendError>> =
+            (cancel.is_some() || deadline.is_some()).then_some(&stop);
+        self.send_inner(id, payload, opts.strategy, opts.buffered, wait, stop)
+            .map(|()| id)
     }
 
     /// Sends with the next automatic id like [`send`](Self::send), but small frames may stay
@@ -602,7 +638,7 @@ impl<W: Write + Send> Sender<W> {
     /// Call `flush` when a batch is done.
     pub fn send_buffered(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
-        self.send_inner(id, payload, None, true, || None)
+        self.send_inner(id, payload, None, true, None, || None)
             .map(|()| id)
     }
 
@@ -616,7 +652,7 @@ impl<W: Write + Send> Sender<W> {
         strategy: Option<AnyStrategy>,
         stop: impl FnMut() -> Option<SendError>,
     ) -> Result<(), SendError> {
-        self.send_inner(id, payload, strategy, false, stop)
+        self.send_inner(id, payload, strategy, false, None, stop)
     }
 
     #[inline]
@@ -626,6 +662,7 @@ impl<W: Write + Send> Sender<W> {
         payload: &[u8],
         strategy: Option<AnyStrategy>,
         buffered: bool,
+        wait: Option<&dyn Fn() -> Option<SendError>>,
         mut stop: impl FnMut() -> Option<SendError>,
     ) -> Result<(), SendError> {
         let strategy = strategy.unwrap_or(self.shared.strategy);
@@ -643,7 +680,27 @@ impl<W: Write + Send> Sender<W> {
             if out.is_done() {
                 break;
             }
-            let mut g = self.lock();
+            let mut g = match wait {
+                None => self.lock(),
+                Some(wait) => match self.lock_or_stop(wait) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        if started {
+                            // At a frame boundary: the next holder writes the Abort.
+                            let mut orphans = self
+                                .shared
+                                .orphans
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner());
+                            orphans.push(id);
+                            self.shared.has_orphans.store(true, Ordering::SeqCst);
+                            drop(orphans);
+                            self.after_release();
+                        }
+                        return Err(e);
+                    }
+                },
+            };
             g.usable(id, started)?;
             if !started {
                 g.sending.push(id);
@@ -661,8 +718,30 @@ impl<W: Write + Send> Sender<W> {
             {
                 return Err(g.broke(id, e));
             }
+            drop(g);
+            self.after_release();
         }
         why.map_or(Ok(()), Err)
+    }
+
+    /// After releasing the write lock: if a send gave up waiting meanwhile, its Abort must
+    /// not wait for the next send. Whoever sees the flag and gets the lock writes it (the
+    /// giving-up send itself tries too), so no Abort is left behind.
+    #[inline]
+    fn after_release(&self) {
+        if !self.shared.has_orphans.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(mut g) = self.shared.inner.try_lock() else {
+            return; // the holder settles them when it releases the lock
+        };
+        self.settle_orphans(&mut g);
+        let waiting = self.shared.waiting.load(Ordering::Relaxed) > 0;
+        if g.should_flush(false, waiting)
+            && let Err(e) = g.flush_buf()
+        {
+            g.link_failed(e);
+        }
     }
 
     /// Writes whatever is buffered and flushes the sink.
@@ -673,7 +752,7 @@ impl<W: Write + Send> Sender<W> {
             Some(io) => io.flush(),
             None => Ok(()),
         });
-        r.map_err(|e| g.broke(0, e))
+        r.map_err(|e| g.link_failed(e))
     }
 
     /// Closes the sending side: writes Abort for every message other threads are still
@@ -722,12 +801,71 @@ impl<W: Write + Send> Sender<W> {
         self.shared.strategy
     }
 
+    /// Takes the write lock, then buffers the Aborts owed by sends that gave up waiting.
     #[inline]
     fn lock(&self) -> MutexGuard<'_, TxInner<W>> {
         self.shared.waiting.fetch_add(1, Ordering::Relaxed);
-        let g = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
         self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.settle_orphans(&mut g);
         g
+    }
+
+    /// Like [`lock`](Self::lock), but gives up with `stop`'s error, asked between tries (a
+    /// send queued behind one stuck in the kernel can still be cancelled).
+    fn lock_or_stop(
+        &self,
+        stop: &dyn Fn() -> Option<SendError>,
+    ) -> Result<MutexGuard<'_, TxInner<W>>, SendError> {
+        /// Counts a waiter until it has the lock or gives up.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
+        let waiting = Waiting(&self.shared.waiting);
+        let mut tries = 0u32;
+        let mut g = loop {
+            match self.shared.inner.try_lock() {
+                Ok(g) => break g,
+                Err(TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+            if let Some(e) = stop() {
+                return Err(e);
+            }
+            // Yield first (holds are short), then sleep 50 µs doubling to 800 µs.
+            tries += 1;
+            if tries < 64 {
+                thread::yield_now();
+            } else {
+                thread::sleep(Duration::from_micros(50 << (tries - 64).min(4)));
+            }
+        };
+        drop(waiting);
+        self.settle_orphans(&mut g);
+        Ok(g)
+    }
+
+    #[inline]
+    fn settle_orphans(&self, g: &mut TxInner<W>) {
+        if !self.shared.has_orphans.load(Ordering::SeqCst) {
+            return;
+        }
+        let ids = {
+            let mut orphans = self
+                .shared
+                .orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.shared.has_orphans.store(false, Ordering::SeqCst);
+            std::mem::take(&mut *orphans)
+        };
+        for id in ids {
+            g.orphaned(id);
+        }
     }
 }
 

@@ -533,3 +533,76 @@ fn metrics_do_not_wait_for_a_send_stuck_in_the_kernel() {
         drop(rx);
     });
 }
+
+#[test]
+fn a_send_queued_behind_a_stuck_writer_can_still_be_cancelled() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Sender::new(a, &Config::default());
+    let big = rule_r(8 << 20);
+    let token = CancelToken::new();
+    std::thread::scope(|s| {
+        // Message 1 fills the socket (nobody reads yet) and blocks in the kernel holding the
+        // write lock; message 2 (not started) waits for the lock, then is cancelled.
+        let stuck = s.spawn(|| tx.send_with_id(1, &big));
+        std::thread::sleep(Duration::from_millis(200));
+        let (done, wait) = std::sync::mpsc::channel();
+        let (tx2, t2) = (tx.clone(), token.clone());
+        s.spawn(move || {
+            let opts = SendOptions {
+                id: Some(2),
+                cancel: Some(t2),
+                ..SendOptions::default()
+            };
+            let _ = done.send(tx2.send_with(b"small", &opts));
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        token.cancel();
+        let queued = wait.recv_timeout(Duration::from_secs(5));
+        let rx = Receiver::spawn(b, &Config::default()).unwrap();
+        assert!(stuck.join().unwrap().is_ok());
+        let queued = queued.expect("the cancelled send returned while the writer was stuck");
+        assert!(matches!(queued, Err(SendError::Cancelled)), "{queued:?}");
+        tx.close().unwrap();
+        assert_eq!(collect(&rx), [Out::Ok(1, big.clone())]);
+    });
+}
+
+#[test]
+fn a_started_message_that_gives_up_waiting_is_aborted_on_the_wire() {
+    for _ in 0..3 {
+        let (a, b) = UnixStream::pair().unwrap();
+        let tx = Sender::new(a, &Config::default());
+        let big = rule_r(8 << 20);
+        let token = CancelToken::new();
+        let (r1, r2, got) = std::thread::scope(|s| {
+            let h1 = s.spawn(|| {
+                let opts = SendOptions {
+                    id: Some(1),
+                    cancel: Some(token.clone()),
+                    ..SendOptions::default()
+                };
+                tx.send_with(&big, &opts)
+            });
+            let h2 = s.spawn(|| tx.send_with_id(2, &big));
+            std::thread::sleep(Duration::from_millis(200));
+            token.cancel();
+            std::thread::sleep(Duration::from_millis(50));
+            let rx = Receiver::spawn(b, &Config::default()).unwrap();
+            let (r1, r2) = (h1.join().unwrap(), h2.join().unwrap());
+            // Nothing else is sent: the Abort of message 1 must not wait for a later send.
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                match rx.recv_timeout(Duration::from_secs(10)).expect("two items") {
+                    Received::Aborted { id } => got.push(Out::Aborted(id)),
+                    Received::Message(m) => got.push(Out::Ok(m.id(), m.body().to_vec())),
+                    other => panic!("{other:?}"),
+                }
+            }
+            (r1, r2, got)
+        });
+        assert!(matches!(r1, Err(SendError::Cancelled)), "{r1:?}");
+        assert!(r2.is_ok());
+        assert!(got.contains(&Out::Aborted(1)) && got.contains(&Out::Ok(2, big.clone())));
+        assert_eq!(tx.counts().aborted, 1);
+    }
+}
