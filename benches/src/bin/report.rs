@@ -945,7 +945,7 @@ fn plot_write_path(cfg: &Config, path: &str, seed: &WriteTable) {
         ("Optimized", "#d62728", false),
         ("Hybrid (4 KiB threshold)", "#2ca02c", false),
         ("floor: plain copy", "black", true),
-        ("framing floor (Hybrid frames)", "grey", true),
+        ("framing floor", "grey", true),
     ]
     .map(|(label, color, dashed)| Series {
         label: label.to_string(),
