@@ -166,8 +166,13 @@ pub fn nostd(msg_len: usize, count: usize, senders: usize) -> Run {
 /// vectored writes of large ones) to a [`mux_std::Receiver`] (its reader thread, pooled heap
 /// buffers) drained by one consumer thread.
 pub fn std_node(msg_len: usize, count: usize, senders: usize) -> Run {
+    std_node_with(msg_len, count, senders, &mux_std::Config::default())
+}
+
+/// [`std_node`] with another configuration (both ends).
+pub fn std_node_with(msg_len: usize, count: usize, senders: usize, cfg: &mux_std::Config) -> Run {
     let (a, b) = UnixStream::pair().expect("socketpair");
-    let cfg = mux_std::Config::default();
+    let cfg = cfg.clone();
     let rx = mux_std::Receiver::spawn(b, &cfg).expect("reader thread");
     let receiver = thread::spawn(move || {
         let (mut messages, mut bytes, mut end) = (0u64, 0u64, Instant::now());

@@ -755,6 +755,17 @@ fn end_to_end(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
             run: Box::new(move || e2e::std_node(m1, big, 8)),
         },
         E2eCase {
+            name: "mux-std (hold_budget 256 KiB), 1 MiB, 1 sender",
+            size: m1,
+            run: Box::new(move || {
+                let cfg = mux_std::Config {
+                    hold_budget: 256 << 10,
+                    ..mux_std::Config::default()
+                };
+                e2e::std_node_with(m1, big, 1, &cfg)
+            }),
+        },
+        E2eCase {
             name: "mux-std, 1 KiB, 1 sender",
             size: k1,
             run: Box::new(move || e2e::std_node(k1, small, 1)),
@@ -873,6 +884,11 @@ fn end_to_end(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
     );
     ratios.put("e2e_yamux_1MiB_1stream_vs_raw", y1m.1 / raw_big);
     ratios.put("e2e_raw_bytes_per_s", raw_big);
+    let hb = get("mux-std (hold_budget 256 KiB), 1 MiB, 1 sender");
+    ratios.put(
+        "e2e_std_hold_budget_256KiB_1MiB_1sender_vs_raw",
+        hb.1 / raw_big,
+    );
     for (name, short) in [("mux-std", "std"), ("mux-nostd", "nostd")] {
         let o1m = get(&format!("{name}, 1 MiB, 1 sender"));
         let o8m = get(&format!("{name}, 1 MiB, 8 senders"));
