@@ -219,8 +219,9 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             } else {
                 fl.out = Some(out);
             }
-            let waiting = self.shared.waiting.load(Ordering::Relaxed) > 0;
-            if g.should_flush(buffered, waiting)
+            // Unlike the blocking sender, a holder does not leave its frames to a waiting
+            // task: that task's future may be dropped before it gets the lock.
+            if g.should_flush(buffered, false)
                 && let Err(e) = flush_buf(&mut g).await
             {
                 return Err(g.broke(id, e));

@@ -87,6 +87,8 @@ pub(crate) struct TxStats {
     aborted: AtomicU64,
     pub(crate) writes: AtomicU64,
     broken: AtomicBool,
+    /// Mirrors `TxInner::owe_flush`, for the checks made after releasing the lock.
+    pub(crate) owes_flush: AtomicBool,
 }
 
 impl TxStats {
@@ -342,14 +344,21 @@ impl<W> TxInner<W> {
     #[inline]
     pub(crate) fn should_flush(&mut self, buffered: bool, others_waiting: bool) -> bool {
         if others_waiting {
-            self.owe_flush |= !buffered;
+            if !buffered {
+                self.set_owe_flush(true);
+            }
             return false;
         }
         if buffered && !self.owe_flush {
             return false;
         }
-        self.owe_flush = false;
+        self.set_owe_flush(false);
         true
+    }
+
+    fn set_owe_flush(&mut self, owe: bool) {
+        self.owe_flush = owe;
+        self.stats.owes_flush.store(owe, Ordering::SeqCst);
     }
 
     /// Checks the link before a hold; on failure the message is no longer under way.
@@ -392,7 +401,7 @@ impl<W> TxInner<W> {
         self.sending.swap_remove(i);
         if self.link == Link::Open {
             self.co.push_abort(id);
-            self.owe_flush = true;
+            self.set_owe_flush(true);
         }
         self.stats.aborted.fetch_add(1, Ordering::Relaxed);
     }
@@ -694,9 +703,9 @@ impl<W: Write + Send> Sender<W> {
                                 .unwrap_or_else(|e| e.into_inner());
                             orphans.push(id);
                             self.shared.has_orphans.store(true, Ordering::SeqCst);
-                            drop(orphans);
-                            self.after_release();
                         }
+                        // A holder may have left the shared buffer to us: see to it.
+                        self.after_release();
                         return Err(e);
                     }
                 },
@@ -724,12 +733,15 @@ impl<W: Write + Send> Sender<W> {
         why.map_or(Ok(()), Err)
     }
 
-    /// After releasing the write lock: if a send gave up waiting meanwhile, its Abort must
-    /// not wait for the next send. Whoever sees the flag and gets the lock writes it (the
-    /// giving-up send itself tries too), so no Abort is left behind.
+    /// After releasing the write lock, or giving up waiting for it: a send that gave up
+    /// may owe an Abort, and a holder may have left buffered frames to a waiter that then
+    /// gave up. Whoever sees either flag and gets the lock writes them (the giving-up send
+    /// itself tries too), so nothing is left behind.
     #[inline]
     fn after_release(&self) {
-        if !self.shared.has_orphans.load(Ordering::SeqCst) {
+        if !self.shared.has_orphans.load(Ordering::SeqCst)
+            && !self.shared.stats.owes_flush.load(Ordering::SeqCst)
+        {
             return;
         }
         let Ok(mut g) = self.shared.inner.try_lock() else {

@@ -589,20 +589,28 @@ fn a_started_message_that_gives_up_waiting_is_aborted_on_the_wire() {
             std::thread::sleep(Duration::from_millis(50));
             let rx = Receiver::spawn(b, &Config::default()).unwrap();
             let (r1, r2) = (h1.join().unwrap(), h2.join().unwrap());
-            // Nothing else is sent: the Abort of message 1 must not wait for a later send.
+            // Nothing else is sent: if message 1 had started, its Abort must not wait for a
+            // later send or for close. (If message 2 took the lock first, message 1 never
+            // started and nothing of it is on the wire.)
             let mut got = Vec::new();
-            while got.len() < 2 {
-                match rx.recv_timeout(Duration::from_secs(10)).expect("two items") {
+            while let Ok(item) = rx.recv_timeout(Duration::from_secs(1)) {
+                match item {
                     Received::Aborted { id } => got.push(Out::Aborted(id)),
                     Received::Message(m) => got.push(Out::Ok(m.id(), m.body().to_vec())),
                     other => panic!("{other:?}"),
                 }
             }
-            (r1, r2, got)
+            tx.close().unwrap();
+            let rest = collect(&rx);
+            (r1, r2, (got, rest))
         });
+        let (got, rest) = got;
         assert!(matches!(r1, Err(SendError::Cancelled)), "{r1:?}");
         assert!(r2.is_ok());
-        assert!(got.contains(&Out::Aborted(1)) && got.contains(&Out::Ok(2, big.clone())));
-        assert_eq!(tx.counts().aborted, 1);
+        assert!(rest.is_empty(), "arrived only after close: {rest:?}");
+        let started = got.contains(&Out::Aborted(1));
+        assert_eq!(got.len(), 1 + usize::from(started));
+        assert!(got.contains(&Out::Ok(2, big.clone())));
+        assert_eq!(tx.counts().aborted, u64::from(started));
     }
 }
