@@ -87,8 +87,6 @@ pub(crate) struct TxStats {
     aborted: AtomicU64,
     pub(crate) writes: AtomicU64,
     broken: AtomicBool,
-    /// Mirrors `TxInner::owe_flush`, for the checks made after releasing the lock.
-    pub(crate) owes_flush: AtomicBool,
 }
 
 impl TxStats {
@@ -358,7 +356,6 @@ impl<W> TxInner<W> {
 
     fn set_owe_flush(&mut self, owe: bool) {
         self.owe_flush = owe;
-        self.stats.owes_flush.store(owe, Ordering::SeqCst);
     }
 
     /// Checks the link before a hold; on failure the message is no longer under way.
@@ -704,7 +701,6 @@ impl<W: Write + Send> Sender<W> {
                             orphans.push(id);
                             self.shared.has_orphans.store(true, Ordering::SeqCst);
                         }
-                        // A holder may have left the shared buffer to us: see to it.
                         self.after_release();
                         return Err(e);
                     }
@@ -733,15 +729,14 @@ impl<W: Write + Send> Sender<W> {
         why.map_or(Ok(()), Err)
     }
 
-    /// After releasing the write lock, or giving up waiting for it: a send that gave up
-    /// may owe an Abort, and a holder may have left buffered frames to a waiter that then
-    /// gave up. Whoever sees either flag and gets the lock writes them (the giving-up send
-    /// itself tries too), so nothing is left behind.
+    /// After releasing the write lock, or giving up waiting for it: a send that gave up may
+    /// owe an Abort. Whoever sees the flag and gets the lock writes it (the giving-up send
+    /// itself tries too), so no Abort is left behind. (Holders only leave their frames to
+    /// waiters blocked in [`lock`](Self::lock), which always get the lock; a waiter that may
+    /// give up is not counted.)
     #[inline]
     fn after_release(&self) {
-        if !self.shared.has_orphans.load(Ordering::SeqCst)
-            && !self.shared.stats.owes_flush.load(Ordering::SeqCst)
-        {
+        if !self.shared.has_orphans.load(Ordering::SeqCst) {
             return;
         }
         let Ok(mut g) = self.shared.inner.try_lock() else {
@@ -829,15 +824,8 @@ impl<W: Write + Send> Sender<W> {
         &self,
         stop: &dyn Fn() -> Option<SendError>,
     ) -> Result<MutexGuard<'_, TxInner<W>>, SendError> {
-        /// Counts a waiter until it has the lock or gives up.
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
-        let waiting = Waiting(&self.shared.waiting);
+        // Not counted in `waiting`: a holder must not leave its frames to a waiter that may
+        // give up.
         let mut tries = 0u32;
         let mut g = loop {
             match self.shared.inner.try_lock() {
@@ -856,7 +844,6 @@ impl<W: Write + Send> Sender<W> {
                 thread::sleep(Duration::from_micros(50 << (tries - 64).min(4)));
             }
         };
-        drop(waiting);
         self.settle_orphans(&mut g);
         Ok(g)
     }
