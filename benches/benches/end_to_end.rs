@@ -1,5 +1,5 @@
 //! Criterion: end to end over a Unix socket pair between two threads — the raw pair, mux-nostd
-//! (1 and 8 senders) and yamux (one stream per sender, or a stream per message) — with 1 KiB
+//! and mux-std (1 and 8 senders) and yamux (one stream per sender, or a stream per message) — with 1 KiB
 //! and 1 MiB messages. Each sample is one run of `iters` messages; the time is from the first
 //! send to the last byte received.
 
@@ -22,6 +22,9 @@ fn end_to_end(c: &mut Criterion) {
         for senders in [1, 8] {
             g.bench_function(format!("mux-nostd, {senders} sender(s)"), |b| {
                 b.iter_custom(|n| secs(e2e::nostd(len, n as usize, senders)))
+            });
+            g.bench_function(format!("mux-std, {senders} sender(s)"), |b| {
+                b.iter_custom(|n| secs(e2e::std_node(len, n as usize, senders)))
             });
             g.bench_function(format!("yamux, {senders} stream(s)"), |b| {
                 b.iter_custom(|n| secs(yamux_peer::run(len, n as usize, senders, Mapping::Shared)))
