@@ -111,9 +111,6 @@ pub(crate) struct RxCore {
     demux: Box<Demux<Option<Buffer>, TABLE_CAPACITY>>,
     pool: BufferPool,
     streaming: bool,
-    max_in_flight: usize,
-    /// Messages opened past `max_in_flight`: refused, dropped at their first Data.
-    over_cap: Vec<u32>,
     pub(crate) counts: RxCounts,
     /// Ids reported [`ProtocolError::Unfinished`].
     pub(crate) unfinished: Vec<u32>,
@@ -122,11 +119,14 @@ pub(crate) struct RxCore {
 impl RxCore {
     pub(crate) fn new(config: &Config, pool: BufferPool) -> Self {
         Self {
-            demux: Box::new(Demux::new(config.limits)),
+            demux: {
+                // The cap on messages in flight is the core's own rule (`TooManyStreams`).
+                let mut demux = Box::new(Demux::new(config.limits));
+                demux.set_max_open(config.max_in_flight.clamp(1, TABLE_CAPACITY));
+                demux
+            },
             pool,
             streaming: config.streaming,
-            max_in_flight: config.max_in_flight.clamp(1, TABLE_CAPACITY),
-            over_cap: Vec::new(),
             counts: RxCounts::default(),
             unfinished: Vec::new(),
         }
@@ -154,16 +154,6 @@ impl RxCore {
         }
     }
 
-    fn is_over_cap(&mut self, id: u32) -> bool {
-        match self.over_cap.iter().position(|&x| x == id) {
-            Some(i) => {
-                self.over_cap.swap_remove(i);
-                true
-            }
-            None => false,
-        }
-    }
-
     fn error(&mut self, e: ProtocolError) -> Option<Received> {
         self.counts.errors.record(&e);
         if let ProtocolError::Unfinished { id } = e {
@@ -176,21 +166,10 @@ impl RxCore {
     fn on_event(&mut self, ev: Event<'_, Option<Buffer>>) -> Option<Received> {
         match ev {
             Event::Started { id, len_hint } => {
-                if self.demux.open_count() > self.max_in_flight {
-                    self.over_cap.push(id);
-                    return self.error(ProtocolError::TooManyStreams { id });
-                }
                 self.streaming.then_some(Received::Started { id, len_hint })
             }
             Event::Data { id, chunk } => {
                 self.counts.bytes += chunk.len() as u64;
-                if !self.over_cap.is_empty() && self.is_over_cap(id) {
-                    drop(
-                        self.demux
-                            .drop_current(ProtocolError::TooManyStreams { id }),
-                    );
-                    return None;
-                }
                 if self.streaming {
                     let Some(mut data) = self.pool.take() else {
                         return self.exhausted(id);
@@ -211,9 +190,6 @@ impl RxCore {
                 }
             }
             Event::Completed { id, value } => {
-                if !self.over_cap.is_empty() && self.is_over_cap(id) {
-                    return None;
-                }
                 self.counts.messages += 1;
                 if self.streaming {
                     return Some(Received::Ended { id });
@@ -222,21 +198,10 @@ impl RxCore {
                 Some(Received::Message(Message { id, body }))
             }
             Event::Aborted { id, .. } => {
-                if !self.over_cap.is_empty() && self.is_over_cap(id) {
-                    return None;
-                }
                 self.counts.aborted += 1;
                 Some(Received::Aborted { id })
             }
-            Event::Error { error, .. } => {
-                if let ProtocolError::Unfinished { id } = error
-                    && !self.over_cap.is_empty()
-                    && self.is_over_cap(id)
-                {
-                    return None;
-                }
-                self.error(error)
-            }
+            Event::Error { error, .. } => self.error(error),
         }
     }
 
