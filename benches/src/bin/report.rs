@@ -720,8 +720,9 @@ fn end_to_end(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
     println!();
     let n = |full: usize| ((full as f64 * cfg.e2e_scale) as usize).max(16);
     let (k1, m1) = (1usize << 10, 1usize << 20);
-    let (big, small) = (n(300), n(500_000));
-    let (y_big, y_small, y_per) = (n(150), n(100_000), n(20_000));
+    let (big, small) = (n(1000), n(500_000));
+    let (y_big, y_small, y_per) = (n(300), n(100_000), n(20_000));
+    let y_big_per = n(150);
     let raw_small = n(100_000);
     let cases: Vec<E2eCase> = vec![
         E2eCase {
@@ -808,7 +809,7 @@ fn end_to_end(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
         E2eCase {
             name: "yamux, 1 MiB, stream per message",
             size: m1,
-            run: Box::new(move || yamux_peer::run(m1, y_big, 1, Mapping::PerMessage)),
+            run: Box::new(move || yamux_peer::run(m1, y_big_per, 1, Mapping::PerMessage)),
         },
         E2eCase {
             name: "yamux, 1 KiB, 1 stream",
