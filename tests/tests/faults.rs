@@ -685,11 +685,10 @@ fn blocked_send_released_by_shutting_the_link() {
     });
 }
 
-/// A send waiting for the write lock behind one stuck in the kernel cannot be cancelled: the
-/// cancel token and the deadline are only read between holds, and waiting for the lock is
-/// not interruptible. Found by this test; not fixed yet (see docs/RELIABILITY.md).
+/// A send waiting for the write lock behind one stuck in the kernel can be cancelled. Found by
+/// this test (the cancel token and deadline used to be read only between holds); fixed in
+/// mux-std by cancellable lock waiting (see docs/RELIABILITY.md).
 #[test]
-#[ignore = "known gap: a send queued behind a blocked writer ignores its cancel token until the peer reads"]
 fn queued_send_behind_a_blocked_writer_can_be_cancelled() {
     let (a, b) = UnixStream::pair().unwrap();
     let node = std::sync::Arc::new(Node::unix(a, big_config()).unwrap());
