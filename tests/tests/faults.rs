@@ -296,8 +296,10 @@ fn peer_vanishes_while_threads_send() {
         assert!(node.sender().is_broken());
         assert_eq!(node.metrics().tx.messages, 0);
         drop(b);
+        // Our reader may see the vanished peer as a reset (an I/O error) or as a plain end
+        // of stream, depending on timing; either way no message and no protocol error.
         let got = collect_all(node.receiver());
-        assert!(got.is_empty(), "{got:?}");
+        assert!(got.iter().all(|o| matches!(o, Out::Io(_))), "{got:?}");
     });
 }
 
@@ -674,7 +676,9 @@ fn blocked_send_released_by_shutting_the_link() {
         assert!(matches!(node.send(b"x"), Err(SendError::Broken)));
         // The peer gets message 1 whole, then message 2 reported lost, nothing else.
         let peer = Receiver::spawn(b, &big_config()).unwrap();
-        let got = collect_all(&peer);
+        let mut got = collect_all(&peer);
+        // A reset seen by the peer's reader is timing-dependent; it is not what is tested.
+        got.retain(|o| !matches!(o, Out::Io(_)));
         assert_eq!(got[0], Out::Ok(1, 1000));
         assert_eq!(
             got.last(),
