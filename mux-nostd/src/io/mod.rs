@@ -177,11 +177,6 @@ impl<'b, P: Receive> Pump<'b, P> {
     pub fn failed(&mut self) {
         self.state = RxState::Finishing;
     }
-
-    /// Whether the end of the stream has been reached and fully reported.
-    pub fn is_closed(&self) -> bool {
-        self.state == RxState::Closed
-    }
 }
 
 /// The send state shared by the blocking and async writers: strategy, id counter, what an

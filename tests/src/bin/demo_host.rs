@@ -110,6 +110,21 @@ struct LogRx {
     aborted: bool,
 }
 
+impl LogRx {
+    /// A log dump requested now as message `id`, nothing received yet.
+    fn new(id: u32) -> Self {
+        Self {
+            id,
+            announced: 0,
+            body: Vec::new(),
+            started: Instant::now(),
+            readings_during: 0,
+            done: None,
+            aborted: false,
+        }
+    }
+}
+
 struct Demo {
     node: Node<std::net::TcpStream>,
     t0: Instant,
@@ -566,15 +581,7 @@ fn script(d: &mut Demo) -> Option<String> {
     // The log dump, with readings (and a ping) going out between its frames.
     let log_id = d.send("get-log");
     println!("{} -> get-log  (id {log_id})", d.stamp());
-    d.logs.push(LogRx {
-        id: log_id,
-        announced: 0,
-        body: Vec::new(),
-        started: Instant::now(),
-        readings_during: 0,
-        done: None,
-        aborted: false,
-    });
+    d.logs.push(LogRx::new(log_id));
     d.pump_until("the log's first bytes", |d| {
         d.open.get(&log_id).is_some_and(|b| b.len() >= 4096)
     });
@@ -586,15 +593,7 @@ fn script(d: &mut Demo) -> Option<String> {
     // A second dump, cancelled part way: the node ends it with Abort.
     let log2 = d.send("get-log");
     println!("{} -> get-log  (id {log2}), to be cancelled", d.stamp());
-    d.logs.push(LogRx {
-        id: log2,
-        announced: 0,
-        body: Vec::new(),
-        started: Instant::now(),
-        readings_during: 0,
-        done: None,
-        aborted: false,
-    });
+    d.logs.push(LogRx::new(log2));
     d.pump_until("the second log's first bytes", |d| {
         d.open.get(&log2).is_some_and(|b| b.len() >= 2048)
     });
