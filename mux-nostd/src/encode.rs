@@ -65,6 +65,67 @@ impl FramePlan {
         })
     }
 
+    /// The frame a plan at `step` hands out, and the step after it.
+    #[inline(always)]
+    const fn frame(&self, step: Step) -> Option<(PlannedFrame, Step)> {
+        let (kind, len, offset, next) = match step {
+            Step::Start => {
+                let next = if self.total == 0 {
+                    Step::End
+                } else {
+                    Step::Data(0)
+                };
+                (FrameType::Start, self.start_len, 0, next)
+            }
+            Step::Data(off) => {
+                let left = self.total - off;
+                let len = if left < self.chunk { left } else { self.chunk };
+                let next = if off + len >= self.total {
+                    Step::End
+                } else {
+                    Step::Data(off + len)
+                };
+                (FrameType::Data, len, off, next)
+            }
+            Step::End => (FrameType::End, 0, self.total, Step::Done),
+            Step::Done => return None,
+        };
+        let frame = PlannedFrame {
+            header: Header::new(kind, self.id, len),
+            offset,
+        };
+        Some((frame, next))
+    }
+
+    /// For a driver that walked the frames by hand and must hand its progress over: the
+    /// frame it was at — Start (`None`), or the frame at payload `offset` (the Data frame
+    /// starting there, End once `offset` reaches the total) — and the plan of the frames after it.
+    pub(crate) fn split_at(&self, offset: Option<u32>) -> (PlannedFrame, Self) {
+        let step = match offset {
+            None => Step::Start,
+            Some(off) if off < self.total => Step::Data(off),
+            Some(_) => Step::End,
+        };
+        let (frame, next) = match self.frame(step) {
+            Some(f) => f,
+            // Unreachable: only `Done` has no frame.
+            None => (
+                PlannedFrame {
+                    header: Header::new(FrameType::End, self.id, 0),
+                    offset: self.total,
+                },
+                Step::Done,
+            ),
+        };
+        (
+            frame,
+            Self {
+                step: next,
+                ..*self
+            },
+        )
+    }
+
     /// The message id.
     #[inline]
     pub const fn id(&self) -> u32 {
@@ -95,32 +156,9 @@ impl Iterator for FramePlan {
 
     #[inline]
     fn next(&mut self) -> Option<PlannedFrame> {
-        let (kind, len, offset, next) = match self.step {
-            Step::Start => {
-                let next = if self.total == 0 {
-                    Step::End
-                } else {
-                    Step::Data(0)
-                };
-                (FrameType::Start, self.start_len, 0, next)
-            }
-            Step::Data(off) => {
-                let len = (self.total - off).min(self.chunk);
-                let next = if off + len >= self.total {
-                    Step::End
-                } else {
-                    Step::Data(off + len)
-                };
-                (FrameType::Data, len, off, next)
-            }
-            Step::End => (FrameType::End, 0, self.total, Step::Done),
-            Step::Done => return None,
-        };
+        let (frame, next) = self.frame(self.step)?;
         self.step = next;
-        Some(PlannedFrame {
-            header: Header::new(kind, self.id, len),
-            offset,
-        })
+        Some(frame)
     }
 }
 

@@ -3,9 +3,9 @@
 use embedded_io::{Read, Write};
 
 use super::{Next, Pump, Receive, TxState};
-use crate::encode::{FramePlan, Outgoing, PlannedFrame};
+use crate::encode::{FramePlan, Outgoing};
 use crate::error::SendError;
-use crate::frame::{FrameType, HEADER_LEN};
+use crate::frame::{FrameType, HEADER_LEN, Header};
 use crate::metrics::TxMetrics;
 use crate::strategy::Strategy;
 
@@ -52,49 +52,68 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         mut cancel: impl FnMut() -> bool,
     ) -> Result<(), SendError<W::Error>> {
         self.settle()?;
-        // Fast path: frames straight from the plan, no progress kept while all goes well; the
-        // progress is built (and settled or kept as owed) only on cancellation or failure.
-        // The Start header goes out in one write with the header after it (18 bytes).
-        let mut plan = FramePlan::new(&self.tx.strategy, id, payload.len())?;
-        let mut held: Option<(PlannedFrame, FramePlan)> = None;
-        while let Some(frame) = plan.next() {
+        // Fast path: frames walked by hand straight from the payload, no progress kept while
+        // all goes well; the resumable progress is built (and settled, or kept as owed) only on
+        // cancellation or failure. The Start header goes out in one write with the header
+        // after it (18 bytes).
+        let plan = FramePlan::new(&self.tx.strategy, id, payload.len())?;
+        let total = payload.len();
+        let chunk = self.tx.strategy.chunk_size(plan.total()).max(1) as usize;
+        // Every header is built here, before the first write: a header built just before the
+        // sink copies it is loaded back while its stores are still in flight (a
+        // store-forwarding stall per frame, measurable at 1 KiB). All Data frames but the last
+        // carry `chunk` bytes.
+        let last_len = total - total.saturating_sub(1) / chunk * chunk;
+        let first_len = if total <= chunk { last_len } else { chunk };
+        let start_len = self.tx.strategy.start_len(plan.total());
+        let mut first = [0u8; 2 * HEADER_LEN];
+        first[..HEADER_LEN]
+            .copy_from_slice(&Header::new(FrameType::Start, id, start_len).to_bytes());
+        let first_kind = if total == 0 {
+            FrameType::End
+        } else {
+            FrameType::Data
+        };
+        first[HEADER_LEN..]
+            .copy_from_slice(&Header::new(first_kind, id, first_len as u32).to_bytes());
+        let full = Header::new(FrameType::Data, id, chunk as u32).to_bytes();
+        let last = Header::new(FrameType::Data, id, last_len as u32).to_bytes();
+        let end = Header::new(FrameType::End, id, 0).to_bytes();
+        // `cancel` is asked before every frame, Start included (Start then waits for the
+        // frame after it; if that one is cancelled, neither was written).
+        if cancel() {
+            self.tx.owed = Some(resume(&plan, true, 0, 0));
+            self.settle()?;
+            return Err(SendError::Cancelled);
+        }
+        let mut head: &[u8] = &first;
+        let mut at = 0;
+        loop {
+            let left = total - at;
+            let body = &payload[at..at + left.min(chunk)];
             if cancel() {
-                // Nothing of `frame` (nor of a held Start) was written.
-                let (frame, rest) = held.unwrap_or((frame, plan));
-                self.tx.owed = Some(Outgoing::resume(rest, frame, 0));
+                // Nothing of this frame (nor of a pending Start) was written.
+                self.tx.owed = Some(resume(&plan, head.len() > HEADER_LEN, at, 0));
                 self.settle()?;
                 return Err(SendError::Cancelled);
             }
-            if frame.header.kind == FrameType::Start {
-                // Every plan has a frame after Start (Data or End): hold Start for it.
-                held = Some((frame, plan.clone()));
-                continue;
-            }
-            let mut heads = [0u8; 2 * HEADER_LEN];
-            heads[HEADER_LEN..].copy_from_slice(&frame.header.to_bytes());
-            let head = match &held {
-                Some((start, _)) => {
-                    heads[..HEADER_LEN].copy_from_slice(&start.header.to_bytes());
-                    &heads[..]
-                }
-                None => &heads[HEADER_LEN..],
-            };
-            let start = frame.offset as usize;
-            let body = &payload[start..start + frame.body_len() as usize];
             let mut written = 0;
             let r = write_all(&mut self.io, head, &mut written)
                 .and_then(|()| write_all(&mut self.io, body, &mut written));
             if let Err(e) = r {
-                self.tx.owed = Some(match held {
-                    Some((start, rest)) if written < HEADER_LEN => {
-                        Outgoing::resume(rest, start, written)
-                    }
-                    Some(_) => Outgoing::resume(plan, frame, written - HEADER_LEN),
-                    None => Outgoing::resume(plan, frame, written),
-                });
+                let start_pending = head.len() > HEADER_LEN;
+                self.tx.owed = Some(resume(&plan, start_pending, at, written));
                 return Err(e);
             }
-            held = None;
+            if body.is_empty() {
+                break;
+            }
+            at += body.len();
+            head = match total - at {
+                0 => &end,
+                n if n <= chunk => &last,
+                _ => &full,
+            };
         }
         self.tx.metrics.messages += 1;
         self.tx.metrics.bytes += payload.len() as u64;
@@ -149,6 +168,23 @@ impl<W: Write, S: Strategy> Writer<W, S> {
 }
 
 #[inline(always)]
+/// The progress of a send walked by hand that stopped at the frame at payload offset `at`
+/// (its Start still pending or not) after `written` bytes of that write (Start header first).
+#[cold]
+fn resume(plan: &FramePlan, start_pending: bool, at: usize, written: usize) -> Outgoing {
+    if start_pending && written < HEADER_LEN {
+        let (start, rest) = plan.split_at(None);
+        return Outgoing::resume(rest, start, written);
+    }
+    let written = if start_pending {
+        written - HEADER_LEN
+    } else {
+        written
+    };
+    let (frame, rest) = plan.split_at(Some(at as u32));
+    Outgoing::resume(rest, frame, written)
+}
+
 fn write_all<W: Write>(
     io: &mut W,
     mut buf: &[u8],
