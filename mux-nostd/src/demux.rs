@@ -327,6 +327,47 @@ impl<T: Default, const N: usize> Demux<T, N> {
         ))
     }
 
+    /// Consumes the whole Data frames of the current message at the front of `input`, one
+    /// after another, handing each chunk to `take` with the message's value; stops before
+    /// anything else, or before a chunk `take` refuses (returns `false` without keeping any of
+    /// it), which the next [`step`](Self::step) then reports the usual way. Returns the bytes
+    /// consumed. The same checks and counters as frame-by-frame decoding, without an event
+    /// per frame: the reassembler's bulk path.
+    #[inline]
+    pub(crate) fn data_run(
+        &mut self,
+        input: &[u8],
+        mut take: impl FnMut(&mut T, &[u8]) -> bool,
+    ) -> usize {
+        if self.pending_start.is_some() || !self.decoder.is_idle() {
+            return 0;
+        }
+        let Some(slot) = self.open.get_mut(self.current) else {
+            return 0;
+        };
+        let limits = self.limits;
+        let mut at = 0;
+        while let Some(h) = input[at..].first_chunk::<HEADER_LEN>() {
+            let id = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
+            let len = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+            let end = at + HEADER_LEN + len as usize;
+            if h[0] != FrameType::Data as u8
+                || slot.id != id
+                || len == 0
+                || len > limits.max_frame
+                || slot.received.saturating_add(len) > limits.max_message
+                || input.len() < end
+                || !take(&mut slot.value, &input[at + HEADER_LEN..end])
+            {
+                break;
+            }
+            slot.received += len;
+            self.metrics.bytes += u64::from(len);
+            at = end;
+        }
+        at
+    }
+
     #[inline]
     fn find(&self, id: u32) -> Option<usize> {
         if self.open.get(self.current).is_some_and(|s| s.id == id) {

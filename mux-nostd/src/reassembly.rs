@@ -85,6 +85,16 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
     /// Decodes from the front of `input`: bytes consumed and what they completed, if anything.
     #[inline]
     pub fn feed(&mut self, input: &[u8]) -> (usize, Option<Received<'p, BLOCKS, SIZE>>) {
+        // Bulk path: whole Data frames of the message being received, straight into its chain.
+        let pool = self.pool;
+        let n = self.demux.data_run(input, |body, chunk| {
+            body.get_or_insert_with(|| Chain::new(pool))
+                .extend_from_slice(chunk)
+                .is_ok()
+        });
+        if n > 0 {
+            return (n, None);
+        }
         let (n, ev) = self.demux.step(input);
         (n, ev.and_then(|ev| self.on_event(ev, input)))
     }
