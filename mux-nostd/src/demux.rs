@@ -329,21 +329,22 @@ impl<T: Default, const N: usize> Demux<T, N> {
 
     /// Consumes the whole Data frames of the current message at the front of `input`, one
     /// after another, handing each chunk to `take` with the message's value; stops before
-    /// anything else, or before a chunk `take` refuses (returns `false` without keeping any of
-    /// it), which the next [`step`](Self::step) then reports the usual way. Returns the bytes
-    /// consumed. The same checks and counters as frame-by-frame decoding, without an event
-    /// per frame: the reassembler's bulk path.
+    /// anything else, or after a chunk `take` refuses (returns `false`: that frame is consumed
+    /// and its id returned, for the caller to drop the message with
+    /// [`drop_current`](Self::drop_current)). Returns the bytes consumed. The same checks and
+    /// counters as frame-by-frame decoding, without an event per frame: the reassembler's
+    /// bulk path.
     #[inline]
     pub(crate) fn data_run(
         &mut self,
         input: &[u8],
         mut take: impl FnMut(&mut T, &[u8]) -> bool,
-    ) -> usize {
+    ) -> (usize, Option<u32>) {
         if self.pending_start.is_some() || !self.decoder.is_idle() {
-            return 0;
+            return (0, None);
         }
         let Some(slot) = self.open.get_mut(self.current) else {
-            return 0;
+            return (0, None);
         };
         let limits = self.limits;
         let mut at = 0;
@@ -357,15 +358,18 @@ impl<T: Default, const N: usize> Demux<T, N> {
                 || len > limits.max_frame
                 || slot.received.saturating_add(len) > limits.max_message
                 || input.len() < end
-                || !take(&mut slot.value, &input[at + HEADER_LEN..end])
             {
                 break;
             }
             slot.received += len;
             self.metrics.bytes += u64::from(len);
+            let taken = take(&mut slot.value, &input[at + HEADER_LEN..end]);
             at = end;
+            if !taken {
+                return (at, Some(id));
+            }
         }
-        at
+        (at, None)
     }
 
     #[inline]

@@ -87,11 +87,14 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
     pub fn feed(&mut self, input: &[u8]) -> (usize, Option<Received<'p, BLOCKS, SIZE>>) {
         // Bulk path: whole Data frames of the message being received, straight into its chain.
         let pool = self.pool;
-        let n = self.demux.data_run(input, |body, chunk| {
+        let (n, refused) = self.demux.data_run(input, |body, chunk| {
             body.get_or_insert_with(|| Chain::new(pool))
                 .extend_from_slice(chunk)
                 .is_ok()
         });
+        if let Some(id) = refused {
+            return (n, Some(self.pool_exhausted(id)));
+        }
         if n > 0 {
             return (n, None);
         }
@@ -121,6 +124,14 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
         }
     }
 
+    /// The current message `id` got no pool block: it is dropped (its blocks go back).
+    #[cold]
+    fn pool_exhausted(&mut self, id: u32) -> Received<'p, BLOCKS, SIZE> {
+        let error = ProtocolError::PoolExhausted { id };
+        drop(self.demux.drop_current(error));
+        Received::Error(error)
+    }
+
     #[inline]
     fn on_event(
         &mut self,
@@ -138,9 +149,7 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
                 if body.extend_from_slice(&input[chunk]).is_ok() {
                     return None;
                 }
-                let error = ProtocolError::PoolExhausted { id };
-                drop(self.demux.drop_current(error));
-                Some(Received::Error(error))
+                Some(self.pool_exhausted(id))
             }
             RawEvent::Completed { id, value } => {
                 let body = value.unwrap_or_else(|| Chain::new(self.pool));

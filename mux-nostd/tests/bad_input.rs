@@ -465,6 +465,30 @@ fn row_no_pool_buffer_left_drops_that_message_and_keeps_sync() {
 }
 
 #[test]
+fn pool_running_out_inside_a_run_of_data_frames_drops_only_that_message() {
+    // Message 1's frames arrive back to back (the reassembler's bulk path takes them in one
+    // go); the pool runs out at its third frame. Whatever the cut, the same outcome.
+    let wire = cat(&[
+        header(FrameType::Start, 1, 0),
+        frame(FrameType::Data, 1, &[1; 16]),
+        frame(FrameType::Data, 1, &[1; 16]),
+        frame(FrameType::Data, 1, &[1; 16]),
+        frame(FrameType::Data, 1, &[1; 16]),
+        header(FrameType::End, 1, 0),
+        message(2, &[2; 32]),
+    ]);
+    for cut in [1, 7, 9, 25, 50, usize::MAX] {
+        let pool: Pool<2, 16> = Pool::new();
+        assert_eq!(
+            decode_with(&pool, small_limits(), &wire, cut),
+            [E(P::PoolExhausted { id: 1 }), Outcome::Msg(2, vec![2; 32])],
+            "cut {cut}"
+        );
+        assert_eq!(pool.stats().exhausted, 1, "cut {cut}");
+    }
+}
+
+#[test]
 fn row_end_of_stream_inside_header_or_payload_is_truncated() {
     let wire = cat(&[
         message(1, b"a"),
