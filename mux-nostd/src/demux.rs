@@ -252,10 +252,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
     /// kept (`error`, e.g. [`ProtocolError::PoolExhausted`]): its value is handed back and its
     /// later frames are consumed quietly.
     pub fn drop_current(&mut self, error: ProtocolError) -> Option<T> {
-        if self.current >= self.open.len() {
-            return None;
-        }
-        let slot = self.open.swap_remove(self.current);
+        let slot = self.take_open(self.current)?;
         self.reject(slot.id);
         self.metrics.errors.record(&error);
         Some(slot.value)
@@ -288,6 +285,21 @@ impl<T: Default, const N: usize> Demux<T, N> {
         if let Some(fast) = self.whole_data_frame(input) {
             return fast;
         }
+        self.general_step(input)
+    }
+
+    /// [`step`](Self::step) without its fast path, for a caller that tried
+    /// [`data_run`](Self::data_run) first (it takes the same frames).
+    #[inline]
+    pub(crate) fn step_after_run(&mut self, input: &[u8]) -> (usize, Option<RawEvent<T>>) {
+        if let Some((id, len_hint)) = self.pending_start.take() {
+            return (0, Some(RawEvent::Started { id, len_hint }));
+        }
+        self.general_step(input)
+    }
+
+    #[inline]
+    fn general_step(&mut self, input: &[u8]) -> (usize, Option<RawEvent<T>>) {
         let (n, frame) = self.decoder.step(input);
         (n, frame.and_then(|f| self.on_frame(f)))
     }
@@ -380,6 +392,23 @@ impl<T: Default, const N: usize> Demux<T, N> {
         self.open.iter().position(|s| s.id == id)
     }
 
+    /// `open.swap_remove(i)` (`None` if `i` is out of range) without the `memmove` heapless
+    /// moves the last entry with, which pulls about 1.5 KB of `compiler_builtins` into a
+    /// small target.
+    fn take_open(&mut self, i: usize) -> Option<Slot<T>> {
+        let last = self.open.len().checked_sub(1)?;
+        if i > last {
+            return None;
+        }
+        if i < last {
+            // Disjoint borrows: a plain swap (`slice::swap` may alias, so it moves with
+            // `memmove`).
+            let (head, tail) = self.open.split_at_mut(last);
+            core::mem::swap(&mut head[i], &mut tail[0]);
+        }
+        self.open.pop()
+    }
+
     fn is_rejected(&self, id: u32) -> bool {
         self.rejected.contains(&id)
     }
@@ -387,7 +416,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
     fn forget_rejected(&mut self, id: u32) -> bool {
         match self.rejected.iter().position(|&r| r == id) {
             Some(i) => {
-                self.rejected.remove(i);
+                remove_keeping_order(&mut self.rejected, i);
                 true
             }
             None => false,
@@ -399,7 +428,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
             return;
         }
         if self.rejected.is_full() {
-            self.rejected.remove(0); // forget the oldest
+            remove_keeping_order(&mut self.rejected, 0); // forget the oldest
         }
         // Cannot fail: a place was just made.
         let _ = self.rejected.push(id);
@@ -434,10 +463,10 @@ impl<T: Default, const N: usize> Demux<T, N> {
                     let size = slot.received.saturating_add(frame_len);
                     if size > self.limits.max_message {
                         let max = self.limits.max_message;
-                        let slot = self.open.swap_remove(i);
+                        let value = self.take_open(i).map(|s| s.value);
                         self.reject(id);
                         let e = ProtocolError::MessageTooLarge { id, size, max };
-                        return Some(self.error(e, Some(slot.value)));
+                        return Some(self.error(e, value));
                     }
                 }
                 if chunk.is_empty() {
@@ -456,9 +485,9 @@ impl<T: Default, const N: usize> Demux<T, N> {
                     _ => return Some(self.error(error, None)),
                 };
                 if let Some(i) = self.find(id) {
-                    let slot = self.open.swap_remove(i);
+                    let value = self.take_open(i).map(|s| s.value);
                     self.reject(id);
-                    Some(self.error(error, Some(slot.value)))
+                    Some(self.error(error, value))
                 } else if self.is_rejected(id) {
                     None
                 } else {
@@ -472,7 +501,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
         self.forget_rejected(id);
         let open = self.find(id);
         if len_hint > self.limits.max_message {
-            let dropped = open.map(|i| self.open.swap_remove(i).value);
+            let dropped = open.and_then(|i| self.take_open(i)).map(|s| s.value);
             self.reject(id);
             let max = self.limits.max_message;
             let e = ProtocolError::MessageTooLarge {
@@ -504,7 +533,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
     fn on_close(&mut self, id: u32, kind: FrameType) -> Option<RawEvent<T>> {
         match self.find(id) {
             Some(i) => {
-                let Slot { value, .. } = self.open.swap_remove(i);
+                let Slot { value, .. } = self.take_open(i)?;
                 if kind == FrameType::End {
                     self.metrics.messages += 1;
                     Some(RawEvent::Completed { id, value })
@@ -517,4 +546,13 @@ impl<T: Default, const N: usize> Demux<T, N> {
             None => Some(self.error(ProtocolError::UnknownId { id, kind }, None)),
         }
     }
+}
+
+/// `v.remove(i)` by swaps: `Vec::remove` shifts with `memmove`, which on a small target pulls in
+/// about 1.5 KB of `compiler_builtins` for these eight ids.
+fn remove_keeping_order<const N: usize>(v: &mut heapless::Vec<u32, N>, i: usize) {
+    for j in i + 1..v.len() {
+        v.swap(j - 1, j);
+    }
+    v.pop();
 }

@@ -98,7 +98,7 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
         if n > 0 {
             return (n, None);
         }
-        let (n, ev) = self.demux.step(input);
+        let (n, ev) = self.demux.step_after_run(input);
         (n, ev.and_then(|ev| self.on_event(ev, input)))
     }
 

@@ -489,6 +489,40 @@ fn pool_running_out_inside_a_run_of_data_frames_drops_only_that_message() {
 }
 
 #[test]
+fn the_rejected_id_memory_forgets_the_oldest_and_an_ended_id() {
+    // Ten messages refused at their Start (too large); eight ids are remembered.
+    let mut parts: Vec<Vec<u8>> = (1..=10)
+        .map(|id| header(FrameType::Start, id, 1000))
+        .collect();
+    // Ids 1 and 2, the oldest, were forgotten: their Data is reported. Ids 3..=10 are
+    // consumed quietly.
+    parts.extend((1..=10).map(|id| frame(FrameType::Data, id, b"x")));
+    // An End forgets id 5 (quietly); its next Data is reported again.
+    parts.push(header(FrameType::End, 5, 0));
+    parts.push(frame(FrameType::Data, 5, b"y"));
+    parts.push(message(11, b"ok"));
+    let wire = cat(&parts);
+    let too_large = |id| {
+        E(P::MessageTooLarge {
+            id,
+            size: 1000,
+            max: 100,
+        })
+    };
+    let unknown = |id| {
+        E(P::UnknownId {
+            id,
+            kind: FrameType::Data,
+        })
+    };
+    let mut want: Vec<Outcome> = (1..=10).map(too_large).collect();
+    want.extend([unknown(1), unknown(2), unknown(5), Outcome::msg(11, b"ok")]);
+    for cut in CUTS {
+        assert_eq!(decode_small(&wire, cut), want, "cut {cut}");
+    }
+}
+
+#[test]
 fn row_end_of_stream_inside_header_or_payload_is_truncated() {
     let wire = cat(&[
         message(1, b"a"),

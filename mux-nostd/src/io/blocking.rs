@@ -79,21 +79,17 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         let full = Header::new(FrameType::Data, id, chunk as u32).to_bytes();
         let last = Header::new(FrameType::Data, id, last_len as u32).to_bytes();
         let end = Header::new(FrameType::End, id, 0).to_bytes();
-        // `cancel` is asked before every frame, Start included (Start then waits for the
-        // frame after it; if that one is cancelled, neither was written).
-        if cancel() {
-            self.tx.owed = Some(resume(&plan, true, 0, 0));
-            self.settle()?;
-            return Err(SendError::Cancelled);
-        }
         let mut head: &[u8] = &first;
         let mut at = 0;
         loop {
             let left = total - at;
             let body = &payload[at..at + left.min(chunk)];
-            if cancel() {
+            // `cancel` is asked before every frame: before the first write, for Start and
+            // for the frame that goes out with it.
+            let start_pending = head.len() > HEADER_LEN;
+            if (start_pending && cancel()) || cancel() {
                 // Nothing of this frame (nor of a pending Start) was written.
-                self.tx.owed = Some(resume(&plan, head.len() > HEADER_LEN, at, 0));
+                self.tx.owed = Some(resume(&plan, start_pending, at, 0));
                 self.settle()?;
                 return Err(SendError::Cancelled);
             }
@@ -101,7 +97,6 @@ impl<W: Write, S: Strategy> Writer<W, S> {
             let r = write_all(&mut self.io, head, &mut written)
                 .and_then(|()| write_all(&mut self.io, body, &mut written));
             if let Err(e) = r {
-                let start_pending = head.len() > HEADER_LEN;
                 self.tx.owed = Some(resume(&plan, start_pending, at, written));
                 return Err(e);
             }
@@ -170,7 +165,6 @@ impl<W: Write, S: Strategy> Writer<W, S> {
 #[inline(always)]
 /// The progress of a send walked by hand that stopped at the frame at payload offset `at`
 /// (its Start still pending or not) after `written` bytes of that write (Start header first).
-#[cold]
 fn resume(plan: &FramePlan, start_pending: bool, at: usize, written: usize) -> Outgoing {
     if start_pending && written < HEADER_LEN {
         let (start, rest) = plan.split_at(None);
