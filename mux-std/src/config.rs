@@ -40,18 +40,25 @@ pub struct Config {
     /// Size of the reader's buffer (default 256 KiB).
     pub read_buffer: usize,
     /// Frames up to this many bytes (header included) are copied into a shared write buffer
-    /// and sent together with other senders' frames in one write; larger frames go to the OS
-    /// straight from the caller's slice in a vectored write. 0 turns coalescing off
-    /// (default 2048).
+    /// while other senders wait for the write lock (or by
+    /// [`send_buffered`](crate::Sender::send_buffered)), and the last sender out writes them
+    /// all in one write. A sender with the lock to itself writes its frames straight from its
+    /// payload (vectored writes, no copy). 0 turns coalescing off (default 2048).
     pub coalesce_frame: usize,
     /// Size of the shared write buffer (default 64 KiB).
     pub write_buffer: usize,
-    /// Payload bytes one sender may write per hold of the write lock beyond its first Data
-    /// frame: a hold writes at least one Data frame, then stops before a Data frame that
-    /// would take it past this (the frames of a hold leave in one vectored write). 0, the
-    /// default, is one Data frame per hold: a small message waits for at most one chunk of a
-    /// large one. 65536 lets the 16 KiB chunks of a 1 MiB message leave four per write call
-    /// (fewer system calls; others may wait up to 64 KiB).
+    /// Payload bytes a sender may still write once another sender waits for the write lock.
+    /// A sender keeps the lock across frames while nobody else wants it (up to 64 frames per
+    /// vectored write call); at every frame boundary it checks whether someone waits, and
+    /// then finishes the frame in flight, writes at most this many more payload bytes (whole
+    /// Data frames; header-only frames like the End after the last chunk always go along),
+    /// and lets the waiter have the lock. A hold writes at least one Data frame. 0, the
+    /// default: a waiting message waits for at most the frame in flight (plus what the
+    /// current write call already carries). 65536 lets four more 16 KiB chunks go first
+    /// (fewer lock hand-overs; others may wait up to 64 KiB longer). It also caps each write
+    /// call of a send that can be cancelled (a cancel token, a deadline,
+    /// [`send_cancellable`](crate::Sender::send_cancellable)) at one Data frame plus this
+    /// many bytes, so that it notices a cancel within a chunk.
     pub hold_budget: usize,
     /// Deliver messages as they arrive, chunk by chunk ([`Received::Started`],
     /// [`Received::Chunk`], [`Received::Ended`]) instead of whole (default `false`).

@@ -1,18 +1,24 @@
 //! The send side: a thread-safe [`Sender`] over any `std::io::Write`.
 //!
-//! Encoding is the core's [`Outgoing`]: a sender keeps its message's progress on its own
-//! stack and takes the write lock for one *hold* at a time — the frames up to and including
-//! one Data chunk (plus a header-only End right after it) — so frames of different messages
-//! interleave at frame boundaries and a small message waits for at most one chunk of a large
-//! one. Small frames are copied into a shared buffer that the last sender out of the lock
-//! writes (several threads' frames leave in one write); a larger frame goes to the OS in one
-//! vectored write of buffered bytes, its header and the caller's payload slice (no copy).
+//! A sender walks its message's [`FramePlan`] on its own stack and writes under the write
+//! lock. While nobody else wants the lock it keeps it across frames and writes them straight
+//! from the caller's payload in large vectored writes (up to 64 frames per call; a small
+//! message is one call of three slices: the Start and Data headers, the payload, the End
+//! header). Every sender that waits for the lock counts itself as a *contender*; the holder
+//! looks at that count at every frame boundary (before each write call) and, once someone
+//! waits, ends its hold after at most one more Data frame ([`Config::hold_budget`] more
+//! payload if set), then lets the waiter take the lock before it queues again. So a small
+//! message waits for at most the frame in flight (plus what the current write call already
+//! gathered) of a large one. While others wait, small frames are copied into a shared buffer
+//! that the last sender out of the lock writes (several threads' frames leave in one write).
 
 use std::fmt;
 use std::io::{self, IoSlice, Write};
 use std::time::{Duration, Instant};
 
-use mux_nostd::{AnyStrategy, FrameType, HEADER_LEN, Header, Outgoing};
+use mux_nostd::{
+    AnyStrategy, FramePlan, FrameType, HEADER_LEN, Header, Outgoing, PlannedFrame, Strategy,
+};
 
 use crate::config::Config;
 use crate::error::SendError;
@@ -26,8 +32,10 @@ use std::thread;
 
 /// A cancel switch for sends in flight, shared by clones.
 ///
-/// Checked before each write-lock hold (so within one chunk); a message cancelled after its
-/// Start was written ends with Abort on the wire, one cancelled before writes nothing.
+/// Checked at every frame boundary before a write call (a send that can be cancelled writes
+/// one Data frame per call, [`Config::hold_budget`] more payload if set, so it stops within
+/// one chunk); a message cancelled after its Start was written ends with Abort on the wire,
+/// one cancelled before writes nothing.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
 
@@ -89,6 +97,13 @@ pub(crate) struct TxStats {
     broken: AtomicBool,
 }
 
+/// Adds `n` to a counter only ever changed under the write lock: a plain load and store (no
+/// read-modify-write instruction), since no other writer can race it.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
 impl TxStats {
     pub(crate) fn snapshot(&self) -> TxCounts {
         TxCounts {
@@ -134,7 +149,8 @@ impl Coalescer {
     }
 
     /// Copies the rest of the current frame if it is small and fits; advances `out`.
-    /// Returns the payload bytes copied.
+    /// Returns the payload bytes copied. (The async sender's.)
+    #[cfg(feature = "tokio")]
     #[inline]
     pub(crate) fn try_copy(&mut self, out: &mut Outgoing, payload: &[u8]) -> Option<usize> {
         let (h, b) = out.pending(payload);
@@ -150,7 +166,8 @@ impl Coalescer {
     }
 
     /// Records `n` bytes of a [`Plan`]'s slices written: buffered bytes first, then the
-    /// frames of `out`. Adds the payload bytes among them to `body`.
+    /// frames of `out`. Adds the payload bytes among them to `body`. (The async sender's.)
+    #[cfg(feature = "tokio")]
     #[inline]
     pub(crate) fn consumed(
         &mut self,
@@ -172,6 +189,20 @@ impl Coalescer {
             out.advance(take);
             n -= take;
         }
+    }
+
+    /// Copies a whole frame (header and body) if it is small and fits.
+    #[inline]
+    fn put(&mut self, frame: &PlannedFrame, payload: &[u8]) -> bool {
+        let body = frame.body_len() as usize;
+        let n = HEADER_LEN + body;
+        if n > self.frame_max || self.buf.len() + n > self.buf.capacity() {
+            return false;
+        }
+        let at = frame.offset as usize;
+        self.buf.extend_from_slice(&frame.header.to_bytes());
+        self.buf.extend_from_slice(&payload[at..at + body]);
+        true
     }
 
     /// Buffered bytes not yet written.
@@ -199,7 +230,9 @@ impl Coalescer {
 
 /// Whether a hold that wrote `body` payload bytes ends before the next frame: it writes at
 /// least one Data frame, then stops before a Data frame that would take it past `budget`
-/// (header-only frames, like the End right after the last chunk, always go along).
+/// (header-only frames, like the End right after the last chunk, always go along). (The
+/// async sender's rule for every hold.)
+#[cfg(feature = "tokio")]
 #[inline]
 pub(crate) fn ends_before(
     body: usize,
@@ -210,7 +243,8 @@ pub(crate) fn ends_before(
     next_is_data && body > 0 && body + next_body > budget
 }
 
-/// Whether the hold ends here (`out` at a frame boundary).
+/// Whether the hold ends here (`out` at a frame boundary). (The async sender's.)
+#[cfg(feature = "tokio")]
 #[inline]
 pub(crate) fn hold_ends(out: &Outgoing, payload: &[u8], body: usize, budget: usize) -> bool {
     if out.is_done() {
@@ -228,26 +262,29 @@ pub(crate) fn hold_ends(out: &Outgoing, payload: &[u8], body: usize, budget: usi
     )
 }
 
-/// Most frames one write call gathers.
-const GATHER: usize = 16;
+/// Most frames one write call of the async sender gathers.
+#[cfg(feature = "tokio")]
+const PLAN_GATHER: usize = 16;
 
-/// One write call: the buffered bytes, the rest of the current frame, and the whole frames
-/// after it that the same hold writes (their headers copied here, their bodies the caller's
-/// payload), so that a hold of several frames is one vectored write.
+/// One write call of the async sender: the buffered bytes, the rest of the current frame,
+/// and the whole frames after it that the same hold writes (their headers copied here, their
+/// bodies the caller's payload), so that a hold of several frames is one vectored write.
+#[cfg(feature = "tokio")]
 pub(crate) struct Plan {
-    heads: [[u8; HEADER_LEN]; GATHER],
-    bodies: [(usize, usize); GATHER],
+    heads: [[u8; HEADER_LEN]; PLAN_GATHER],
+    bodies: [(usize, usize); PLAN_GATHER],
     frames: usize,
 }
 
+#[cfg(feature = "tokio")]
 impl Plan {
     /// Plans the frames after the current one that fit the hold (`body` payload bytes
     /// written in it so far).
     #[inline]
     pub(crate) fn new(out: &Outgoing, payload: &[u8], body: usize, budget: usize) -> Self {
         let mut plan = Self {
-            heads: [[0; HEADER_LEN]; GATHER],
-            bodies: [(0, 0); GATHER],
+            heads: [[0; HEADER_LEN]; PLAN_GATHER],
+            bodies: [(0, 0); PLAN_GATHER],
             frames: 0,
         };
         // A message being settled carries filler, not its payload: frame by frame then.
@@ -258,7 +295,7 @@ impl Plan {
         let (h, b) = probe.pending(payload);
         let mut body = body + b.len();
         probe.advance(h.len() + b.len());
-        while plan.frames < GATHER && !probe.is_done() {
+        while plan.frames < PLAN_GATHER && !probe.is_done() {
             let (h, b) = probe.pending(payload);
             let is_data = h.first() == Some(&(FrameType::Data as u8));
             if ends_before(body, is_data, b.len(), budget) {
@@ -289,9 +326,9 @@ impl Plan {
         co: &'a Coalescer,
         out: &'a Outgoing,
         payload: &'a [u8],
-    ) -> ([IoSlice<'a>; 3 + 2 * GATHER], usize) {
+    ) -> ([IoSlice<'a>; 3 + 2 * PLAN_GATHER], usize) {
         let (h, b) = out.pending(payload);
-        let mut iov = [IoSlice::new(&[]); 3 + 2 * GATHER];
+        let mut iov = [IoSlice::new(&[]); 3 + 2 * PLAN_GATHER];
         iov[0] = IoSlice::new(co.pending());
         iov[1] = IoSlice::new(h);
         iov[2] = IoSlice::new(b);
@@ -302,6 +339,214 @@ impl Plan {
         }
         (iov, 3 + 2 * self.frames)
     }
+}
+
+/// Most frames one write call of the blocking sender gathers: two slices each at most (a
+/// run of headers, a body), 130 `iovec`s in all, well within Linux's `IOV_MAX` of 1024.
+/// ([`Batch`] is on the stack for each write call: about 3.7 KiB.)
+const GATHER: usize = 64;
+/// Slices of such a write call: the shared buffer, a header run and a body per frame, the
+/// last header run.
+const GATHER_IOV: usize = 2 * GATHER + 2;
+/// Messages of at most this many frames (Start, Data, End: every message of one chunk) use a
+/// small [`Batch`], which costs less to set up.
+const SMALL: usize = 4;
+/// Slices of a small batch.
+const SMALL_IOV: usize = 2 * SMALL + 2;
+
+/// Where a message of the blocking sender stands: the frame to write next (`None` once the
+/// last is written), how many of its bytes are written (header first), and the frames after
+/// it. Between holds it sits at a frame boundary (`written == 0`).
+struct Cursor {
+    next: Option<PlannedFrame>,
+    written: usize,
+    rest: FramePlan,
+    /// The whole message is at most [`SMALL`] frames.
+    small: bool,
+}
+
+impl Cursor {
+    #[inline]
+    fn new(strategy: &AnyStrategy, id: u32, len: usize) -> Result<Self, SendError> {
+        let mut rest = FramePlan::new(strategy, id, len)?;
+        // One chunk at most: Start, Data, End (as the plan cuts it).
+        let small = len <= strategy.chunk_size(len as u32).max(1) as usize;
+        Ok(Self {
+            next: rest.next(),
+            written: 0,
+            rest,
+            small,
+        })
+    }
+
+    /// Past the current frame (at a frame boundary, after it was buffered).
+    #[inline]
+    fn step(&mut self) {
+        self.written = 0;
+        self.next = self.rest.next();
+    }
+
+    /// Past `frames` whole frames (a batch written in full).
+    #[inline]
+    fn skip(&mut self, frames: usize) {
+        self.written = 0;
+        if frames > 1 {
+            self.rest.nth(frames - 2);
+        }
+        self.next = self.rest.next();
+    }
+
+    /// Records `n` bytes written from the current frame on; returns the payload bytes of
+    /// the frames completed.
+    #[inline]
+    fn consume(&mut self, mut n: usize) -> usize {
+        let mut body = 0;
+        while n > 0
+            && let Some(f) = self.next
+        {
+            let left = HEADER_LEN + f.body_len() as usize - self.written;
+            if n < left {
+                self.written += n;
+                break;
+            }
+            n -= left;
+            body += f.body_len() as usize;
+            self.step();
+        }
+        body
+    }
+}
+
+/// Whether a Data frame of `len` payload bytes is past what a hold may still write once a
+/// contender was seen: `since` bytes were written since, `body` in the whole hold (a hold
+/// always writes one Data frame). Also a cancellable send's limit per write call.
+#[inline]
+fn past_budget(body: usize, since: usize, len: usize, budget: usize) -> bool {
+    body > 0 && since + len > budget
+}
+
+/// One write call of the blocking sender: the rest of the current frame and up to `F - 1`
+/// whole frames after it (their headers here, their bodies the caller's payload).
+struct Batch<const F: usize> {
+    heads: [[u8; HEADER_LEN]; F],
+    bodies: [(u32, u32); F],
+    frames: usize,
+    /// Wire bytes of the batch from the message's current position on (what a whole write
+    /// takes), and the payload bytes of its frames.
+    wire: usize,
+    body: usize,
+}
+
+impl<const F: usize> Batch<F> {
+    /// Gathers the frames of one write call. `body` payload bytes were written in this hold;
+    /// if a contender was seen, the budget counts from `seen_at` and the call stops where the
+    /// hold must. A `cancellable` send writes one Data frame per call (plus `budget`), so
+    /// that it asks whether to stop within one chunk.
+    #[inline(always)]
+    fn gather(
+        &mut self,
+        msg: &Cursor,
+        body: usize,
+        seen_at: Option<usize>,
+        cancellable: bool,
+        budget: usize,
+    ) {
+        let Some(first) = msg.next else {
+            return;
+        };
+        self.push(&first);
+        self.wire -= msg.written;
+        let mut call = first.body_len() as usize;
+        let mut probe = msg.rest.clone();
+        while self.frames < F
+            && let Some(f) = probe.next()
+        {
+            if f.header.kind == FrameType::Data {
+                let len = f.header.len as usize;
+                let upto = body + call;
+                if seen_at.is_some_and(|a| past_budget(upto, upto.saturating_sub(a), len, budget))
+                    || (cancellable && past_budget(call, call, len, budget))
+                {
+                    break;
+                }
+            }
+            self.push(&f);
+            call += f.body_len() as usize;
+        }
+        self.body = call;
+    }
+
+    #[inline]
+    fn push(&mut self, f: &PlannedFrame) {
+        self.heads[self.frames] = f.header.to_bytes();
+        self.bodies[self.frames] = (f.offset, f.body_len());
+        self.wire += HEADER_LEN + f.body_len() as usize;
+        self.frames += 1;
+    }
+
+    /// Fills `iov` with the slices to write (`buffered` first, then the frames, the first of
+    /// them `skip` bytes in) and returns how many there are. Headers with no body between
+    /// them share one slice.
+    #[inline(always)]
+    fn slices<'a>(
+        &'a self,
+        iov: &mut [IoSlice<'a>],
+        buffered: &'a [u8],
+        skip: usize,
+        payload: &'a [u8],
+    ) -> usize {
+        let heads = self.heads[..self.frames].as_flattened();
+        let mut k = 0;
+        if !buffered.is_empty() {
+            iov[0] = IoSlice::new(buffered);
+            k = 1;
+        }
+        // Header bytes from `run` on are not in a slice yet.
+        let mut run = skip.min(HEADER_LEN);
+        for (f, &(at, len)) in self.bodies[..self.frames].iter().enumerate() {
+            let (mut at, mut len) = (at as usize, len as usize);
+            if f == 0 && skip > HEADER_LEN {
+                at += skip - HEADER_LEN;
+                len -= skip - HEADER_LEN;
+            }
+            if len == 0 {
+                continue;
+            }
+            let end = HEADER_LEN * (f + 1);
+            if run < end {
+                iov[k] = IoSlice::new(&heads[run..end]);
+                k += 1;
+            }
+            iov[k] = IoSlice::new(&payload[at..at + len]);
+            k += 1;
+            run = end;
+        }
+        if run < heads.len() {
+            iov[k] = IoSlice::new(&heads[run..]);
+            k += 1;
+        }
+        k
+    }
+}
+
+/// How a hold of the blocking sender ended.
+enum HoldEnd {
+    /// The message's last frame is written (or buffered).
+    Done,
+    /// Another sender waits: the hold ended at a frame boundary.
+    Yield,
+    /// The send's stop function asked to stop (at a frame boundary, Start written).
+    Stopped(SendError),
+}
+
+/// What a hold of the blocking sender needs besides the message.
+struct How<'s, 'f> {
+    /// [`Shared::contenders`].
+    contenders: &'s AtomicUsize,
+    /// Small frames stay in the shared buffer.
+    buffered: bool,
+    /// Asked at frame boundaries (cancellable sends only).
+    stop: Option<&'s mut (dyn FnMut() -> Option<SendError> + 'f)>,
 }
 
 /// The state behind the write lock.
@@ -377,16 +622,27 @@ impl<W> TxInner<W> {
         }
     }
 
-    /// Bookkeeping after a message's last frame.
+    /// Bookkeeping after a message's last frame. (The async sender's.)
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn finished(&mut self, out: &Outgoing) {
         self.forget(out.id());
         if out.is_cancelled() {
-            self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.aborted, 1);
         } else {
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
-            let bytes = u64::from(out.total());
-            self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+            bump(&self.stats.messages, 1);
+            bump(&self.stats.bytes, u64::from(out.total()));
         }
+    }
+
+    /// Bookkeeping after the last frame of a blocking send of `total` bytes; `listed`: it
+    /// is in `sending` (it ended a hold unfinished).
+    #[inline]
+    fn completed(&mut self, id: u32, total: usize, listed: bool) {
+        if listed {
+            self.forget(id);
+        }
+        bump(&self.stats.messages, 1);
+        bump(&self.stats.bytes, total as u64);
     }
 
     /// A send that had written its Start gave up waiting for the lock (cancelled or timed
@@ -396,11 +652,17 @@ impl<W> TxInner<W> {
             return; // already ended, e.g. by close
         };
         self.sending.swap_remove(i);
+        self.abort_here(id);
+    }
+
+    /// Ends message `id` (at a frame boundary, no longer in `sending`) with an Abort in the
+    /// shared buffer, owed to the wire even by a buffered send.
+    fn abort_here(&mut self, id: u32) {
         if self.link == Link::Open {
             self.co.push_abort(id);
             self.set_owe_flush(true);
         }
-        self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+        bump(&self.stats.aborted, 1);
     }
 
     /// A write not on behalf of one message failed: the link is broken.
@@ -424,16 +686,24 @@ impl<W> TxInner<W> {
         let ids = std::mem::take(&mut self.sending);
         for &id in &ids {
             self.co.push_abort(id);
-            self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.aborted, 1);
         }
         ids
     }
 }
 
 impl<W: Write> TxInner<W> {
-    /// Writes one hold of `out`: whole frames, at least one Data frame, up to the budget.
+    /// One hold of the write lock for `msg`: writes its frames (or, while others wait or for
+    /// a buffered send, copies the small ones into the shared buffer) until the message is
+    /// done, a contender is owed the lock, or `how.stop` says stop. Every write call gathers
+    /// up to `F` frames; `V` is its slice count (`2F + 2`).
     #[inline]
-    fn hold(&mut self, out: &mut Outgoing, payload: &[u8]) -> io::Result<()> {
+    fn hold<const F: usize, const V: usize>(
+        &mut self,
+        msg: &mut Cursor,
+        payload: &[u8],
+        how: &mut How<'_, '_>,
+    ) -> io::Result<HoldEnd> {
         let Self {
             io,
             co,
@@ -444,18 +714,75 @@ impl<W: Write> TxInner<W> {
         let Some(io) = io.as_mut() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
+        let budget = *budget;
+        // Payload bytes of this hold (written or buffered), and the count at the first frame
+        // boundary after a contender was seen (the frame in flight then is not charged to
+        // the budget).
         let mut body = 0;
-        while !hold_ends(out, payload, body, *budget) {
-            if let Some(copied) = co.try_copy(out, payload) {
-                body += copied;
-                continue;
+        let mut seen_at: Option<usize> = None;
+        let mut moved = false;
+        while let Some(frame) = msg.next {
+            // Before every write call: someone waiting? Then the hold ends within the budget.
+            let contended = how.contenders.load(Ordering::Relaxed) > 0;
+            if contended && seen_at.is_none() {
+                let in_flight = if msg.written > 0 {
+                    frame.body_len() as usize
+                } else {
+                    0
+                };
+                seen_at = Some(body + in_flight);
             }
-            let plan = Plan::new(out, payload, body, *budget);
-            let (iov, k) = plan.slices(co, out, payload);
-            let n = write_some(io, &iov[..k], &stats.writes)?;
-            co.consumed(out, payload, n, &mut body);
+            if msg.written == 0 {
+                let len = frame.body_len() as usize;
+                if let Some(at) = seen_at
+                    && frame.header.kind == FrameType::Data
+                    && past_budget(body, body.saturating_sub(at), len, budget)
+                {
+                    return Ok(HoldEnd::Yield);
+                }
+                // The caller asked just before the hold; here after each write call, once
+                // the Start is out (a write may have taken only the shared buffer's bytes).
+                if moved
+                    && frame.header.kind != FrameType::Start
+                    && let Some(stop) = how.stop.as_deref_mut()
+                    && let Some(e) = stop()
+                {
+                    return Ok(HoldEnd::Stopped(e));
+                }
+                // While others wait, small frames go to the shared buffer (the last sender
+                // out writes them all at once); a buffered send leaves them there.
+                if (contended || how.buffered) && co.put(&frame, payload) {
+                    msg.step();
+                    body += len;
+                    moved = true;
+                    continue;
+                }
+            }
+            let mut batch = Batch::<F> {
+                heads: [[0; HEADER_LEN]; F],
+                bodies: [(0, 0); F],
+                frames: 0,
+                wire: 0,
+                body: 0,
+            };
+            batch.gather(msg, body, seen_at, how.stop.is_some(), budget);
+            let n = {
+                const { assert!(V >= 2 * F + 2) };
+                let mut iov = [IoSlice::new(&[]); V];
+                let k = batch.slices(&mut iov, co.pending(), msg.written, payload);
+                write_some(io, &iov[..k], &stats.writes)?
+            };
+            let from_buf = n.min(co.pending().len());
+            co.sent(from_buf);
+            body += if n - from_buf == batch.wire {
+                msg.skip(batch.frames);
+                batch.body
+            } else {
+                msg.consume(n - from_buf)
+            };
+            moved = true;
         }
-        Ok(())
+        Ok(HoldEnd::Done)
     }
 
     /// Writes the shared buffer out.
@@ -475,7 +802,7 @@ impl<W: Write> TxInner<W> {
 #[inline]
 fn write_some<W: Write>(io: &mut W, iov: &[IoSlice<'_>], writes: &AtomicU64) -> io::Result<usize> {
     loop {
-        writes.fetch_add(1, Ordering::Relaxed);
+        bump(writes, 1);
         match io.write_vectored(iov) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => return Ok(n),
@@ -485,14 +812,33 @@ fn write_some<W: Write>(io: &mut W, iov: &[IoSlice<'_>], writes: &AtomicU64) -> 
     }
 }
 
+/// Yields first (holds and hand-overs are short), then sleeps 50 µs doubling to 800 µs.
+fn back_off(tries: &mut u32) {
+    *tries += 1;
+    if *tries < 64 {
+        thread::yield_now();
+    } else {
+        thread::sleep(Duration::from_micros(50 << (*tries - 64).min(4)));
+    }
+}
+
 /// Run on the sink by [`Sender::close`] before it is dropped.
 pub type Closer<W> = Box<dyn FnOnce(&mut W) -> io::Result<()> + Send>;
 
 struct Shared<W> {
     inner: Mutex<TxInner<W>>,
-    /// Senders waiting for the lock: while any waits, a holder leaves the shared buffer for
-    /// the next one to write.
+    /// Senders blocked in [`Sender::lock`]: while any waits, a holder leaves the shared buffer
+    /// for the next one to write (they always get the lock; those that may give up are not
+    /// counted here).
     waiting: AtomicUsize,
+    /// Senders waiting for the lock by either path ([`Sender::lock`], [`Sender::lock_or_stop`]):
+    /// while any waits, a holder ends its hold at the next frame boundary (within
+    /// [`Config::hold_budget`]). Counted only once a `try_lock` failed, so the uncontended path
+    /// never touches it.
+    contenders: AtomicUsize,
+    /// Times a contender got the lock: a sender that ended its hold for a contender waits for
+    /// this to move before it queues again, so the lock really changes hands.
+    served: AtomicUsize,
     next_id: AtomicU32,
     strategy: AnyStrategy,
     closer: Mutex<Option<Closer<W>>>,
@@ -587,6 +933,8 @@ impl<W: Write + Send> Sender<W> {
             shared: Arc::new(Shared {
                 inner: Mutex::new(inner),
                 waiting: AtomicUsize::new(0),
+                contenders: AtomicUsize::new(0),
+                served: AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
                 closer: Mutex::new(closer),
@@ -607,14 +955,14 @@ impl<W: Write + Send> Sender<W> {
     #[inline]
     pub fn send(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
-        self.send_cancellable(id, payload, None, || None)
+        self.send_inner(id, payload, None, false, None, None)
             .map(|()| id)
     }
 
     /// Sends `payload` as message `id`.
     #[inline]
     pub fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
-        self.send_cancellable(id, payload, None, || None)
+        self.send_inner(id, payload, None, false, None, None)
     }
 
     /// Sends with [`SendOptions`] (id, strategy, cancel token, deadline); returns the id.
@@ -631,10 +979,12 @@ impl<W: Write + Send> Sender<W> {
                 None
             }
         };
+        let cancellable = cancel.is_some() || deadline.is_some();
         // With a token or a deadline, waiting for the write lock can be given up too.
-        let wait: Option<&dyn Fn() -> Option<SendError>> =
-            (cancel.is_some() || deadline.is_some()).then_some(&stop);
-        self.send_inner(id, payload, opts.strategy, opts.buffered, wait, stop)
+        let wait: Option<&dyn Fn() -> Option<SendError>> = cancellable.then_some(&stop);
+        let mut asked = stop;
+        let ask: Option<&mut dyn FnMut() -> Option<SendError>> = cancellable.then_some(&mut asked);
+        self.send_inner(id, payload, opts.strategy, opts.buffered, wait, ask)
             .map(|()| id)
     }
 
@@ -644,23 +994,25 @@ impl<W: Write + Send> Sender<W> {
     /// Call `flush` when a batch is done.
     pub fn send_buffered(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
-        self.send_inner(id, payload, None, true, None, || None)
+        self.send_inner(id, payload, None, true, None, None)
             .map(|()| id)
     }
 
     /// Sends `payload` as message `id` with `strategy` (the node's if `None`), asking `stop`
-    /// before each write-lock hold whether to give up; the error it returns is the send's.
-    /// Cancelled after its Start was written, the message ends with Abort.
+    /// before each write call (at frame boundaries) whether to give up; the error it returns
+    /// is the send's. Cancelled after its Start was written, the message ends with Abort.
     pub fn send_cancellable(
         &self,
         id: u32,
         payload: &[u8],
         strategy: Option<AnyStrategy>,
-        stop: impl FnMut() -> Option<SendError>,
+        mut stop: impl FnMut() -> Option<SendError>,
     ) -> Result<(), SendError> {
-        self.send_inner(id, payload, strategy, false, None, stop)
+        self.send_inner(id, payload, strategy, false, None, Some(&mut stop))
     }
 
+    /// One send: holds of the write lock until the message is written. `wait`: give up
+    /// waiting for the lock when it says so; `stop`: asked before each hold and write call.
     #[inline]
     fn send_inner(
         &self,
@@ -669,22 +1021,22 @@ impl<W: Write + Send> Sender<W> {
         strategy: Option<AnyStrategy>,
         buffered: bool,
         wait: Option<&dyn Fn() -> Option<SendError>>,
-        mut stop: impl FnMut() -> Option<SendError>,
+        mut stop: Option<&mut dyn FnMut() -> Option<SendError>>,
     ) -> Result<(), SendError> {
         let strategy = strategy.unwrap_or(self.shared.strategy);
-        let mut out = Outgoing::new(&strategy, id, payload.len())?;
-        let mut why = None;
+        let mut msg = Cursor::new(&strategy, id, payload.len())?;
+        let small = msg.small;
+        // Whether a hold ended with the message unfinished: its Start is written and its id
+        // is in `sending` (close and failures settle it).
         let mut started = false;
         loop {
-            // Once the last frame is written the message is delivered: a later stop is moot.
-            if why.is_none() && !out.is_done() {
-                why = stop();
-                if why.is_some() {
-                    out.settle();
+            if let Some(stop) = stop.as_deref_mut()
+                && let Some(e) = stop()
+            {
+                if started {
+                    self.abandon(id, wait)?;
                 }
-            }
-            if out.is_done() {
-                break;
+                return Err(e);
             }
             let mut g = match wait {
                 None => self.lock(),
@@ -692,14 +1044,7 @@ impl<W: Write + Send> Sender<W> {
                     Ok(g) => g,
                     Err(e) => {
                         if started {
-                            // At a frame boundary: the next holder writes the Abort.
-                            let mut orphans = self
-                                .shared
-                                .orphans
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner());
-                            orphans.push(id);
-                            self.shared.has_orphans.store(true, Ordering::SeqCst);
+                            self.orphan(id);
                         }
                         self.after_release();
                         return Err(e);
@@ -707,26 +1052,111 @@ impl<W: Write + Send> Sender<W> {
                 },
             };
             g.usable(id, started)?;
-            if !started {
-                g.sending.push(id);
-                started = true;
+            let mut how = How {
+                contenders: &self.shared.contenders,
+                buffered,
+                stop: stop.as_deref_mut(),
+            };
+            let end = if small {
+                g.hold::<SMALL, SMALL_IOV>(&mut msg, payload, &mut how)
+            } else {
+                g.hold::<GATHER, GATHER_IOV>(&mut msg, payload, &mut how)
+            };
+            let done = match end {
+                Err(e) => return Err(g.broke(id, e)),
+                Ok(HoldEnd::Done) => {
+                    g.completed(id, payload.len(), started);
+                    true
+                }
+                Ok(HoldEnd::Yield) => {
+                    if !started {
+                        g.sending.push(id);
+                        started = true;
+                    }
+                    false
+                }
+                Ok(HoldEnd::Stopped(e)) => {
+                    g.forget(id);
+                    g.abort_here(id);
+                    self.release(g, false, id)?;
+                    return Err(e);
+                }
+            };
+            let seen = self.shared.served.load(Ordering::Relaxed);
+            // A failed write of the shared buffer breaks the link: this send reports it.
+            self.release(g, buffered, id)?;
+            if done {
+                return Ok(());
             }
-            if let Err(e) = g.hold(&mut out, payload) {
-                return Err(g.broke(id, e));
-            }
-            if out.is_done() {
-                g.finished(&out);
-            }
-            let waiting = self.shared.waiting.load(Ordering::Relaxed) > 0;
-            if g.should_flush(buffered, waiting)
-                && let Err(e) = g.flush_buf()
-            {
-                return Err(g.broke(id, e));
-            }
-            drop(g);
-            self.after_release();
+            self.hand_over(seen);
         }
-        why.map_or(Ok(()), Err)
+    }
+
+    /// After a hold of message `id`: writes the shared buffer unless it is left to a waiter
+    /// (or kept for a buffered send), releases the lock, settles orphans. A failed write
+    /// breaks the link and is `id`'s error.
+    #[inline]
+    fn release(
+        &self,
+        mut g: MutexGuard<'_, TxInner<W>>,
+        buffered: bool,
+        id: u32,
+    ) -> Result<(), SendError> {
+        let waiting = self.shared.waiting.load(Ordering::Relaxed) > 0;
+        let r = if g.should_flush(buffered, waiting) {
+            g.flush_buf().map_err(|e| g.broke(id, e))
+        } else {
+            Ok(())
+        };
+        drop(g);
+        self.after_release();
+        r
+    }
+
+    /// A hold ended for a contender: wait until one has taken the lock (or none waits any
+    /// more) before queueing again, so that this sender does not barge back in first.
+    #[inline]
+    fn hand_over(&self, seen: usize) {
+        let mut tries = 0;
+        while self.shared.contenders.load(Ordering::Relaxed) > 0
+            && self.shared.served.load(Ordering::Relaxed) == seen
+        {
+            back_off(&mut tries);
+        }
+    }
+
+    /// A started send stops between holds: its Abort goes out now, or, if the lock is busy
+    /// and `wait` says stop, is left to the next holder.
+    fn abandon(
+        &self,
+        id: u32,
+        wait: Option<&dyn Fn() -> Option<SendError>>,
+    ) -> Result<(), SendError> {
+        let mut g = match wait {
+            None => self.lock(),
+            Some(wait) => match self.lock_or_stop(wait) {
+                Ok(g) => g,
+                Err(_) => {
+                    self.orphan(id);
+                    self.after_release();
+                    return Ok(());
+                }
+            },
+        };
+        g.usable(id, true)?;
+        g.orphaned(id);
+        self.release(g, false, id)
+    }
+
+    /// Leaves the Abort of started message `id` to the next holder of the lock.
+    fn orphan(&self, id: u32) {
+        let mut orphans = self
+            .shared
+            .orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        orphans.push(id);
+        self.shared.has_orphans.store(true, Ordering::SeqCst);
     }
 
     /// After releasing the write lock, or giving up waiting for it: a send that gave up may
@@ -811,10 +1241,25 @@ impl<W: Write + Send> Sender<W> {
     /// Takes the write lock, then buffers the Aborts owed by sends that gave up waiting.
     #[inline]
     fn lock(&self) -> MutexGuard<'_, TxInner<W>> {
-        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
-        let mut g = self.shared.inner.lock().unwrap_or_else(|e| e.into_inner());
-        self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
+        let mut g = match self.shared.inner.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => self.lock_contended(),
+        };
         self.settle_orphans(&mut g);
+        g
+    }
+
+    /// Waits for the lock as a counted waiter and contender.
+    #[cold]
+    fn lock_contended(&self) -> MutexGuard<'_, TxInner<W>> {
+        let s = &self.shared;
+        s.contenders.fetch_add(1, Ordering::Relaxed);
+        s.waiting.fetch_add(1, Ordering::Relaxed);
+        let g = s.inner.lock().unwrap_or_else(|e| e.into_inner());
+        s.waiting.fetch_sub(1, Ordering::Relaxed);
+        s.contenders.fetch_sub(1, Ordering::Relaxed);
+        s.served.fetch_add(1, Ordering::Relaxed);
         g
     }
 
@@ -824,24 +1269,30 @@ impl<W: Write + Send> Sender<W> {
         &self,
         stop: &dyn Fn() -> Option<SendError>,
     ) -> Result<MutexGuard<'_, TxInner<W>>, SendError> {
-        // Not counted in `waiting`: a holder must not leave its frames to a waiter that may
-        // give up.
-        let mut tries = 0u32;
-        let mut g = loop {
-            match self.shared.inner.try_lock() {
-                Ok(g) => break g,
-                Err(TryLockError::Poisoned(p)) => break p.into_inner(),
-                Err(TryLockError::WouldBlock) => {}
-            }
-            if let Some(e) = stop() {
-                return Err(e);
-            }
-            // Yield first (holds are short), then sleep 50 µs doubling to 800 µs.
-            tries += 1;
-            if tries < 64 {
-                thread::yield_now();
-            } else {
-                thread::sleep(Duration::from_micros(50 << (tries - 64).min(4)));
+        let s = &self.shared;
+        let mut g = match s.inner.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                // A contender (the holder ends its hold for it), but not counted in `waiting`:
+                // a holder must not leave its frames to a waiter that may give up.
+                s.contenders.fetch_add(1, Ordering::Relaxed);
+                let mut tries = 0;
+                let got = loop {
+                    if let Some(e) = stop() {
+                        break Err(e);
+                    }
+                    back_off(&mut tries);
+                    match s.inner.try_lock() {
+                        Ok(g) => break Ok(g),
+                        Err(TryLockError::Poisoned(p)) => break Ok(p.into_inner()),
+                        Err(TryLockError::WouldBlock) => {}
+                    }
+                };
+                s.contenders.fetch_sub(1, Ordering::Relaxed);
+                let g = got?;
+                s.served.fetch_add(1, Ordering::Relaxed);
+                g
             }
         };
         self.settle_orphans(&mut g);
@@ -981,35 +1432,274 @@ mod tests {
     }
 
     #[test]
-    fn data_frame_header_and_payload_leave_in_one_vectored_write() {
+    fn an_uncontended_message_leaves_in_few_vectored_writes() {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let tx = Sender::new(Vectored(calls.clone()), &Config::default());
-        // Hybrid, 100000 bytes: S0 D16384×6 D1696 E0. Start is buffered and leaves with the
-        // first Data frame; the last, small Data frame and End are buffered and flushed.
+        // Hybrid, 100000 bytes: S0 D16384×6 D1696 E0, nine frames: one write.
         tx.send(&payload(100_000)).unwrap();
-        let mut want = vec![9 + 9 + 16384];
-        want.extend([9 + 16384; 5]);
-        want.push(9 + 1696 + 9);
-        assert_eq!(*calls.lock().unwrap(), want);
-        assert_eq!(tx.counts().writes, 7);
+        assert_eq!(*calls.lock().unwrap(), [100_000 + 9 * 9]);
+        // Hybrid, 1 MiB: S0 D16384×64 E0, 66 frames: 64 in the first write, 2 in the second.
+        calls.lock().unwrap().clear();
+        tx.send(&payload(1 << 20)).unwrap();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [9 + 63 * (9 + 16384), 9 + 16384 + 9]
+        );
+        // Original, 1 MiB: 1024 Data frames of 1 KiB, 1026 frames: 17 writes.
+        calls.lock().unwrap().clear();
+        let opts = SendOptions {
+            strategy: Some(Original.into()),
+            ..SendOptions::default()
+        };
+        tx.send_with(&payload(1 << 20), &opts).unwrap();
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 17, "{calls:?}");
+        assert_eq!(calls.iter().sum::<usize>(), (1 << 20) + 1026 * 9);
+        assert_eq!(tx.counts().writes, 1 + 2 + 17);
+    }
+
+    /// A sink that records every write call (the address and length of each slice) and the
+    /// bytes.
+    #[derive(Default)]
+    struct Slices {
+        calls: Vec<Vec<(usize, usize)>>,
+        bytes: Vec<u8>,
+    }
+
+    impl Write for Slices {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls.push(
+                bufs.iter()
+                    .map(|b| (b.as_ptr() as usize, b.len()))
+                    .collect(),
+            );
+            for b in bufs {
+                self.bytes.extend_from_slice(b);
+            }
+            Ok(bufs.iter().map(|b| b.len()).sum())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
-    fn a_hold_budget_gathers_several_data_frames_per_write() {
-        let calls = Arc::new(Mutex::new(Vec::new()));
+    fn an_uncontended_small_message_is_one_write_of_three_slices_from_the_payload() {
+        for strategy in ["original", "optimized", "hybrid"] {
+            let strategy: AnyStrategy = strategy.parse().unwrap();
+            let mut sink = Slices::default();
+            let p = payload(1024);
+            {
+                let tx = Sender::new(&mut sink, &Config::with_strategy(strategy));
+                tx.send_with_id(9, &p).unwrap();
+                assert_eq!(tx.counts().writes, 1);
+                tx.close().unwrap();
+            }
+            // Start and Data headers, the caller's payload itself (not a copy), End header.
+            assert_eq!(sink.calls.len(), 1, "{strategy:?}: {:?}", sink.calls);
+            let call = &sink.calls[0];
+            assert_eq!(call.len(), 3, "{strategy:?}: {call:?}");
+            assert_eq!(call[0].1, 2 * HEADER_LEN);
+            assert_eq!(call[1], (p.as_ptr() as usize, p.len()));
+            assert_eq!(call[2].1, HEADER_LEN);
+            let mut want = vec![0; 1024 + 3 * HEADER_LEN];
+            encode_into(&strategy, 9, &p, &mut want).unwrap();
+            assert_eq!(sink.bytes, want);
+        }
+    }
+
+    #[test]
+    fn a_cancellable_send_writes_one_chunk_per_call_plus_the_budget() {
+        for (budget, per_call) in [(0, 1), (65536, 4)] {
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let cfg = Config {
+                hold_budget: budget,
+                ..Config::default()
+            };
+            let tx = Sender::new(Vectored(calls.clone()), &cfg);
+            // Hybrid, 1 MiB: S0 D16384×64 E0; Start rides with the first Data frame, End with
+            // the last.
+            tx.send_cancellable(1, &payload(1 << 20), None, || None)
+                .unwrap();
+            let calls = calls.lock().unwrap();
+            let n = 64 / per_call;
+            assert_eq!(calls.len(), n, "{calls:?}");
+            assert_eq!(calls[0], 9 + per_call * (9 + 16384));
+            assert!(calls[1..n - 1].iter().all(|&c| c == per_call * (9 + 16384)));
+            assert_eq!(calls[n - 1], per_call * (9 + 16384) + 9);
+        }
+    }
+
+    #[test]
+    fn buffered_small_messages_wait_for_a_full_buffer_or_flush() {
+        let mut sink = Slices::default();
+        let p = payload(1024);
+        let mut want = vec![0; 100 * (1024 + 27)];
+        let mut at = 0;
+        {
+            let tx = Sender::new(&mut sink, &Config::default());
+            for _ in 0..100 {
+                let id = tx.send_buffered(&p).unwrap();
+                at += encode_into(&Hybrid::<4096>, id, &p, &mut want[at..]).unwrap();
+            }
+            // 62 messages of 1051 bytes fill the 64 KiB buffer: one write so far.
+            assert_eq!(tx.counts().writes, 1);
+            tx.flush().unwrap();
+            assert_eq!(tx.counts().writes, 2);
+        }
+        assert_eq!(sink.bytes, want);
+    }
+
+    /// A sink that takes at most `step` bytes per call; on call `pause_at` it reports the
+    /// bytes it holds and waits to be resumed.
+    struct Gate {
+        out: Arc<Mutex<Vec<u8>>>,
+        step: usize,
+        calls: usize,
+        pause_at: usize,
+        reached: std::sync::mpsc::Sender<usize>,
+        resume: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut out = self.out.lock().unwrap();
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.step - n);
+                out.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            let len = out.len();
+            drop(out);
+            self.calls += 1;
+            if self.calls == self.pause_at {
+                self.reached.send(len).unwrap();
+                self.resume.recv().unwrap();
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A wire's frames as `(type, id, position)`, and its messages' payloads.
+    type Parsed = (
+        Vec<(u8, u32, usize)>,
+        std::collections::HashMap<u32, Vec<u8>>,
+    );
+
+    fn parse(wire: &[u8]) -> Parsed {
+        let mut frames = Vec::new();
+        let mut bodies = std::collections::HashMap::<u32, Vec<u8>>::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let h = Header::parse(wire[at..at + HEADER_LEN].try_into().unwrap()).unwrap();
+            frames.push((h.kind as u8, h.id, at));
+            at += HEADER_LEN;
+            if h.kind == FrameType::Data {
+                let len = h.len as usize;
+                bodies
+                    .entry(h.id)
+                    .or_default()
+                    .extend_from_slice(&wire[at..at + len]);
+                at += len;
+            }
+        }
+        (frames, bodies)
+    }
+
+    /// Sender A writes a 256 KiB message (Hybrid: 16 Data frames of 16 KiB) to a sink that
+    /// takes 10000 bytes per call; during its fifth call (inside the fourth Data frame)
+    /// sender B starts a 1 KiB message and waits for the lock. B's whole message must be on
+    /// the wire right after A's frame in flight plus `budget` more payload of A: asserted on
+    /// the byte positions of the captured wire (the test waits for B to be waiting before
+    /// it lets the sink go on). `cancellable`: B waits with a cancel token (the
+    /// `lock_or_stop` path, not counted in `waiting`).
+    fn contended(budget: usize, cancellable: bool) {
+        let (reached_tx, reached) = std::sync::mpsc::channel();
+        let (resume, resume_rx) = std::sync::mpsc::channel();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Gate {
+            out: out.clone(),
+            step: 10_000,
+            calls: 0,
+            pause_at: 5,
+            reached: reached_tx,
+            resume: resume_rx,
+        };
         let cfg = Config {
-            hold_budget: 65536,
+            hold_budget: budget,
             ..Config::default()
         };
-        let tx = Sender::new(Vectored(calls.clone()), &cfg);
-        // Hybrid, 1 MiB: S0 D16384×64 E0; four Data frames per hold and write, Start rides
-        // with the first, End with the last.
-        tx.send(&payload(1 << 20)).unwrap();
-        let calls = calls.lock().unwrap();
-        assert_eq!(calls.len(), 16, "{calls:?}");
-        assert_eq!(calls[0], 9 + 4 * (9 + 16384));
-        assert!(calls[1..15].iter().all(|&n| n == 4 * (9 + 16384)));
-        assert_eq!(calls[15], 4 * (9 + 16384) + 9);
+        let tx = Sender::new(sink, &cfg);
+        let (big, small) = (payload(256 << 10), payload(1024));
+        let mark = std::thread::scope(|s| {
+            s.spawn(|| tx.send_with_id(1, &big).unwrap());
+            let mark = reached.recv().unwrap();
+            s.spawn(|| {
+                let opts = SendOptions {
+                    id: Some(2),
+                    cancel: cancellable.then(CancelToken::new),
+                    ..SendOptions::default()
+                };
+                tx.send_with(&small, &opts).unwrap()
+            });
+            let t = Instant::now();
+            while tx.shared.contenders.load(Ordering::Relaxed) == 0 {
+                assert!(t.elapsed() < Duration::from_secs(20), "B never waited");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            resume.send(()).unwrap();
+            mark
+        });
+        tx.flush().unwrap();
+        let wire = out.lock().unwrap().clone();
+        let (frames, bodies) = parse(&wire);
+        assert_eq!(bodies[&1], big);
+        assert_eq!(bodies[&2], small);
+        let b = frames.iter().position(|f| f.1 == 2).unwrap();
+        let kinds: Vec<u8> = frames[b..b + 3].iter().map(|f| f.0).collect();
+        assert!(
+            frames[b..b + 3].iter().all(|f| f.1 == 2),
+            "B's frames together"
+        );
+        let [start, data, end] = [FrameType::Start, FrameType::Data, FrameType::End];
+        assert_eq!(kinds, [start as u8, data as u8, end as u8]);
+        // A's frames that start after the mark and before B: the budget's worth.
+        let after = frames[..b].iter().filter(|f| f.2 >= mark).count();
+        assert_eq!(
+            after,
+            budget / 16384,
+            "mark {mark}, B at {}, frames {:?}",
+            frames[b].2,
+            &frames[..b + 3]
+        );
+        assert!(frames[..b].iter().all(|f| f.1 == 1));
+        assert_eq!(tx.counts().messages, 2);
+    }
+
+    #[test]
+    fn a_waiting_sender_gets_the_lock_after_the_frame_in_flight() {
+        contended(0, false);
+    }
+
+    #[test]
+    fn a_waiting_cancellable_sender_gets_the_lock_after_the_frame_in_flight() {
+        contended(0, true);
+    }
+
+    #[test]
+    fn a_waiting_sender_gets_the_lock_after_the_budget() {
+        contended(2 * 16384, false);
+        contended(2 * 16384, true);
     }
 
     #[test]
