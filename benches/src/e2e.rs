@@ -171,6 +171,23 @@ pub fn std_node(msg_len: usize, count: usize, senders: usize) -> Run {
 
 /// [`std_node`] with another configuration (both ends).
 pub fn std_node_with(msg_len: usize, count: usize, senders: usize, cfg: &mux_std::Config) -> Run {
+    std_node_run(msg_len, count, senders, cfg, false)
+}
+
+/// [`std_node`] with one sender that uses [`mux_std::Sender::send_buffered`] (small frames
+/// gather in the sender's shared write buffer, written when it fills) and flushes once at the
+/// end, before closing: a stream of small messages in few system calls.
+pub fn std_node_buffered(msg_len: usize, count: usize) -> Run {
+    std_node_run(msg_len, count, 1, &mux_std::Config::default(), true)
+}
+
+fn std_node_run(
+    msg_len: usize,
+    count: usize,
+    senders: usize,
+    cfg: &mux_std::Config,
+    buffered: bool,
+) -> Run {
     let (a, b) = UnixStream::pair().expect("socketpair");
     let cfg = cfg.clone();
     let rx = mux_std::Receiver::spawn(b, &cfg).expect("reader thread");
@@ -198,7 +215,12 @@ pub fn std_node_with(msg_len: usize, count: usize, senders: usize, cfg: &mux_std
         Box::new(|s: &mut UnixStream| s.shutdown(std::net::Shutdown::Write));
     let tx = mux_std::Sender::with_closer(a, &cfg, Some(closer));
     let start = Instant::now();
-    if senders <= 1 {
+    if buffered {
+        for _ in 0..count {
+            tx.send_buffered(&payload).expect("send");
+        }
+        tx.flush().expect("flush");
+    } else if senders <= 1 {
         for _ in 0..count {
             tx.send(&payload).expect("send");
         }
