@@ -132,6 +132,18 @@ impl FramePlan {
         self.id
     }
 
+    /// The size of every Data frame but the last (at least 1).
+    #[inline]
+    pub(crate) const fn chunk(&self) -> u32 {
+        self.chunk
+    }
+
+    /// The Start frame's length field.
+    #[inline]
+    pub(crate) const fn start_len(&self) -> u32 {
+        self.start_len
+    }
+
     /// The message's payload size.
     #[inline]
     pub const fn total(&self) -> u32 {

@@ -38,7 +38,7 @@ impl<W: Write, S: Strategy> Writer<W, S> {
     /// Sends `payload` as message `id`.
     #[inline]
     pub fn send_with_id(&mut self, id: u32, payload: &[u8]) -> Result<(), SendError<W::Error>> {
-        self.send_cancellable(id, payload, || false)
+        self.send_cancellable(id, payload, never)
     }
 
     /// Sends `payload` as message `id`, asking `cancel` before each frame whether to stop. A
@@ -49,70 +49,29 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         &mut self,
         id: u32,
         payload: &[u8],
-        mut cancel: impl FnMut() -> bool,
+        cancel: impl FnMut() -> bool,
     ) -> Result<(), SendError<W::Error>> {
         self.settle()?;
-        // Fast path: frames walked by hand straight from the payload, no progress kept while
-        // all goes well; the resumable progress is built (and settled, or kept as owed) only on
-        // cancellation or failure. The Start header goes out in one write with the header
-        // after it (18 bytes).
+        // The strategy ends here, as two numbers in the plan: the frames are written by code
+        // that does not depend on it (Hybrid below its threshold runs Original's code).
         let plan = FramePlan::new(&self.tx.strategy, id, payload.len())?;
-        let total = payload.len();
-        let chunk = self.tx.strategy.chunk_size(plan.total()).max(1) as usize;
-        // Every header is built here, before the first write: a header built just before the
-        // sink copies it is loaded back while its stores are still in flight (a
-        // store-forwarding stall per frame, measurable at 1 KiB). All Data frames but the last
-        // carry `chunk` bytes.
-        let last_len = total - total.saturating_sub(1) / chunk * chunk;
-        let first_len = if total <= chunk { last_len } else { chunk };
-        let start_len = self.tx.strategy.start_len(plan.total());
-        let mut first = [0u8; 2 * HEADER_LEN];
-        first[..HEADER_LEN]
-            .copy_from_slice(&Header::new(FrameType::Start, id, start_len).to_bytes());
-        let first_kind = if total == 0 {
-            FrameType::End
-        } else {
-            FrameType::Data
-        };
-        first[HEADER_LEN..]
-            .copy_from_slice(&Header::new(first_kind, id, first_len as u32).to_bytes());
-        let full = Header::new(FrameType::Data, id, chunk as u32).to_bytes();
-        let last = Header::new(FrameType::Data, id, last_len as u32).to_bytes();
-        let end = Header::new(FrameType::End, id, 0).to_bytes();
-        let mut head: &[u8] = &first;
-        let mut at = 0;
-        loop {
-            let left = total - at;
-            let body = &payload[at..at + left.min(chunk)];
-            // `cancel` is asked before every frame: before the first write, for Start and
-            // for the frame that goes out with it.
-            let start_pending = head.len() > HEADER_LEN;
-            if (start_pending && cancel()) || cancel() {
-                // Nothing of this frame (nor of a pending Start) was written.
-                self.tx.owed = Some(resume(&plan, start_pending, at, 0));
-                self.settle()?;
-                return Err(SendError::Cancelled);
+        match write_frames(&mut self.io, &plan, payload, cancel) {
+            Ok(()) => {
+                self.tx.metrics.messages += 1;
+                self.tx.metrics.bytes += payload.len() as u64;
+                Ok(())
             }
-            let mut written = 0;
-            let r = write_all(&mut self.io, head, &mut written)
-                .and_then(|()| write_all(&mut self.io, body, &mut written));
-            if let Err(e) = r {
-                self.tx.owed = Some(resume(&plan, start_pending, at, written));
-                return Err(e);
+            Err(stop) => {
+                self.tx.owed = Some(resume(&plan, stop.start_pending, stop.at, stop.written));
+                match stop.error {
+                    Some(e) => Err(e),
+                    None => {
+                        self.settle()?;
+                        Err(SendError::Cancelled)
+                    }
+                }
             }
-            if body.is_empty() {
-                break;
-            }
-            at += body.len();
-            head = match total - at {
-                0 => &end,
-                n if n <= chunk => &last,
-                _ => &full,
-            };
         }
-        self.tx.metrics.messages += 1;
-        self.tx.metrics.bytes += payload.len() as u64;
-        Ok(())
     }
 
     /// Writes what an interrupted send still owes (a no-op when nothing is owed).
@@ -163,6 +122,90 @@ impl<W: Write, S: Strategy> Writer<W, S> {
 }
 
 #[inline(always)]
+/// The `cancel` of a plain send.
+const fn never() -> bool {
+    false
+}
+
+/// Where [`write_frames`] stopped: at the frame at payload offset `at` (its Start still
+/// pending or not), `written` bytes into that write; `error` is `None` for a cancellation.
+struct Stopped<E> {
+    at: usize,
+    start_pending: bool,
+    written: usize,
+    error: Option<SendError<E>>,
+}
+
+/// Writes the frames of `plan` straight from `payload`, keeping no progress while all goes
+/// well; on cancellation or failure it says where it stopped, to the byte, for the caller to
+/// settle or keep as owed.
+///
+/// Every header is built before the first write: a header built just before the sink copies
+/// it is loaded back while its stores are still in flight (a store-forwarding stall per frame,
+/// measurable at 1 KiB). All Data frames but the last carry the plan's chunk. The Start
+/// header goes out in one write with the header after it (18 bytes).
+#[inline(always)]
+fn write_frames<W: Write>(
+    io: &mut W,
+    plan: &FramePlan,
+    payload: &[u8],
+    mut cancel: impl FnMut() -> bool,
+) -> Result<(), Stopped<W::Error>> {
+    let id = plan.id();
+    let total = payload.len();
+    let chunk = plan.chunk() as usize;
+    let last_len = total - total.saturating_sub(1) / chunk * chunk;
+    let first_len = if total <= chunk { last_len } else { chunk };
+    let mut first = [0u8; 2 * HEADER_LEN];
+    first[..HEADER_LEN]
+        .copy_from_slice(&Header::new(FrameType::Start, id, plan.start_len()).to_bytes());
+    let first_kind = if total == 0 {
+        FrameType::End
+    } else {
+        FrameType::Data
+    };
+    first[HEADER_LEN..].copy_from_slice(&Header::new(first_kind, id, first_len as u32).to_bytes());
+    let full = Header::new(FrameType::Data, id, chunk as u32).to_bytes();
+    let last = Header::new(FrameType::Data, id, last_len as u32).to_bytes();
+    let end = Header::new(FrameType::End, id, 0).to_bytes();
+    let mut head: &[u8] = &first;
+    let mut at = 0;
+    loop {
+        let body = &payload[at..at + (total - at).min(chunk)];
+        // `cancel` is asked before every frame: before the first write, for Start and for the
+        // frame that goes out with it.
+        let start_pending = head.len() > HEADER_LEN;
+        if (start_pending && cancel()) || cancel() {
+            // Nothing of this frame (nor of a pending Start) was written.
+            return Err(Stopped {
+                at,
+                start_pending,
+                written: 0,
+                error: None,
+            });
+        }
+        let mut written = 0;
+        let r = write_all(io, head, &mut written).and_then(|()| write_all(io, body, &mut written));
+        if let Err(e) = r {
+            return Err(Stopped {
+                at,
+                start_pending,
+                written,
+                error: Some(e),
+            });
+        }
+        if body.is_empty() {
+            return Ok(());
+        }
+        at += body.len();
+        head = match total - at {
+            0 => &end,
+            n if n <= chunk => &last,
+            _ => &full,
+        };
+    }
+}
+
 /// The progress of a send walked by hand that stopped at the frame at payload offset `at`
 /// (its Start still pending or not) after `written` bytes of that write (Start header first).
 fn resume(plan: &FramePlan, start_pending: bool, at: usize, written: usize) -> Outgoing {
