@@ -16,9 +16,11 @@ use mux_nostd::{Hybrid, Limits, Pool, Reader, Reassembler, Received, Writer};
 
 /// Receive buffer of every receiver (raw and ours): one `read(2)` takes at most this much.
 pub const RX_BUF: usize = 64 * 1024;
-/// The sender's `BufWriter` capacity: small frames (headers, 1 KiB messages) are gathered
-/// into writes of about this size.
-pub const TX_BUF: usize = 64 * 1024;
+/// The sender's `BufWriter` capacity: frames are gathered into writes of about this size
+/// (`embedded-io` has no vectored write, so the no_std core's frames reach the socket through
+/// this copy; 256 KiB rather than 64 KiB: measured 57–59 % → 67–75 % of the raw pair at 1 MiB,
+/// fewer system calls).
+pub const TX_BUF: usize = 256 * 1024;
 
 /// Block size of the end-to-end receiver's pool.
 pub const BLOCK: usize = 16 * 1024;

@@ -3,9 +3,15 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// Nanoseconds per call of `f`, over `iters` calls (its result goes through `black_box`).
+/// Nanoseconds per call of `f`, over `iters` calls (its result goes through `black_box`),
+/// after as many untimed calls: the timed batch starts with `f`'s own data in the caches.
+/// (Without the warm-up, the first batch after switching to another variant's 1 MiB buffers
+/// ran 1.5–3× slow on an AMD EPYC VM, for the whole 2 ms batch, whichever variant it was.)
 #[inline(never)]
 pub fn ns_per_iter<R>(iters: u64, mut f: impl FnMut() -> R) -> f64 {
+    for _ in 0..iters {
+        black_box(f());
+    }
     let t = Instant::now();
     for _ in 0..iters {
         black_box(f());
