@@ -786,7 +786,16 @@ impl<W: Write> TxInner<W> {
     }
 
     /// Writes the shared buffer out.
+    #[inline]
     fn flush_buf(&mut self) -> io::Result<()> {
+        if self.co.pending().is_empty() {
+            return Ok(());
+        }
+        self.flush_pending()
+    }
+
+    #[cold]
+    fn flush_pending(&mut self) -> io::Result<()> {
         let Self { io, co, stats, .. } = self;
         let Some(io) = io.as_mut() else {
             return Ok(());
@@ -1024,6 +1033,12 @@ impl<W: Write + Send> Sender<W> {
         mut stop: Option<&mut dyn FnMut() -> Option<SendError>>,
     ) -> Result<(), SendError> {
         let strategy = strategy.unwrap_or(self.shared.strategy);
+        if !buffered
+            && stop.is_none()
+            && let Some(r) = self.send_small(id, payload, &strategy)
+        {
+            return r;
+        }
         let mut msg = Cursor::new(&strategy, id, payload.len())?;
         let small = msg.small;
         // Whether a hold ended with the message unfinished: its Start is written and its id
@@ -1090,6 +1105,58 @@ impl<W: Write + Send> Sender<W> {
             }
             self.hand_over(seen);
         }
+    }
+
+    /// The fast path of a plain send: a message of one chunk at most on a free, idle link
+    /// (lock free, nobody waiting, shared buffer empty, no Abort owed) goes out in one
+    /// vectored write of three slices, Start and first headers, the payload, the End header,
+    /// without a cursor or a batch. `None`: not the case, take the general path.
+    #[inline]
+    fn send_small(
+        &self,
+        id: u32,
+        payload: &[u8],
+        strategy: &AnyStrategy,
+    ) -> Option<Result<(), SendError>> {
+        let len = u32::try_from(payload.len()).ok()?;
+        let s = &self.shared;
+        if len > strategy.chunk_size(len).max(1)
+            || s.contenders.load(Ordering::Relaxed) > 0
+            || s.has_orphans.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        let mut g = s.inner.try_lock().ok()?;
+        if g.link != Link::Open || !g.co.pending().is_empty() {
+            return None;
+        }
+        let mut first = [0u8; 2 * HEADER_LEN];
+        let (start, next) = first.split_at_mut(HEADER_LEN);
+        start.copy_from_slice(
+            &Header::new(FrameType::Start, id, strategy.start_len(len)).to_bytes(),
+        );
+        let end = Header::new(FrameType::End, id, 0).to_bytes();
+        if len == 0 {
+            next.copy_from_slice(&end);
+        } else {
+            next.copy_from_slice(&Header::new(FrameType::Data, id, len).to_bytes());
+        }
+        let mut iov = [
+            IoSlice::new(&first),
+            IoSlice::new(payload),
+            IoSlice::new(&end),
+        ];
+        let mut left: &mut [IoSlice<'_>] = if len == 0 { &mut iov[..1] } else { &mut iov };
+        let TxInner { io, stats, .. } = &mut *g;
+        let io = io.as_mut()?;
+        while !left.is_empty() {
+            match write_some(io, left, &stats.writes) {
+                Ok(n) => IoSlice::advance_slices(&mut left, n),
+                Err(e) => return Some(Err(g.broke(id, e))),
+            }
+        }
+        g.completed(id, payload.len(), false);
+        Some(self.release(g, false, id))
     }
 
     /// After a hold of message `id`: writes the shared buffer unless it is left to a waiter
