@@ -1109,7 +1109,7 @@ impl<W: Write + Send> Sender<W> {
 
     /// The fast path of a plain send: a message of one chunk at most on a free, idle link
     /// (lock free, nobody waiting, shared buffer empty, no Abort owed) goes out in one
-    /// vectored write of three slices, Start and first headers, the payload, the End header,
+    /// vectored write — the Start header with the next one, the payload, the End header —
     /// without a cursor or a batch. `None`: not the case, take the general path.
     #[inline]
     fn send_small(
@@ -1118,35 +1118,37 @@ impl<W: Write + Send> Sender<W> {
         payload: &[u8],
         strategy: &AnyStrategy,
     ) -> Option<Result<(), SendError>> {
-        let len = u32::try_from(payload.len()).ok()?;
         let s = &self.shared;
-        if len > strategy.chunk_size(len).max(1)
-            || s.contenders.load(Ordering::Relaxed) > 0
-            || s.has_orphans.load(Ordering::Relaxed)
-        {
+        if s.contenders.load(Ordering::Relaxed) > 0 || s.has_orphans.load(Ordering::Relaxed) {
             return None;
+        }
+        // The core's plan: Start, then Data and End, or End alone for an empty message.
+        let mut plan = FramePlan::new(strategy, id, payload.len()).ok()?;
+        let (start, second) = (plan.next()?, plan.next()?);
+        let third = plan.next();
+        if plan.next().is_some() {
+            return None; // more than one Data frame
         }
         let mut g = s.inner.try_lock().ok()?;
         if g.link != Link::Open || !g.co.pending().is_empty() {
             return None;
         }
-        let mut first = [0u8; 2 * HEADER_LEN];
-        let (start, next) = first.split_at_mut(HEADER_LEN);
-        start.copy_from_slice(
-            &Header::new(FrameType::Start, id, strategy.start_len(len)).to_bytes(),
-        );
-        let end = Header::new(FrameType::End, id, 0).to_bytes();
-        if len == 0 {
-            next.copy_from_slice(&end);
-        } else {
-            next.copy_from_slice(&Header::new(FrameType::Data, id, len).to_bytes());
-        }
+        let mut heads = [0u8; 2 * HEADER_LEN];
+        heads[..HEADER_LEN].copy_from_slice(&start.header.to_bytes());
+        heads[HEADER_LEN..].copy_from_slice(&second.header.to_bytes());
+        let at = second.offset as usize;
+        let body = payload.get(at..at + second.body_len() as usize)?;
+        let end = third.map(|f| f.header.to_bytes());
         let mut iov = [
-            IoSlice::new(&first),
-            IoSlice::new(payload),
-            IoSlice::new(&end),
+            IoSlice::new(&heads),
+            IoSlice::new(body),
+            IoSlice::new(end.as_ref().map_or(&[][..], |e| &e[..])),
         ];
-        let mut left: &mut [IoSlice<'_>] = if len == 0 { &mut iov[..1] } else { &mut iov };
+        let mut left: &mut [IoSlice<'_>] = if end.is_some() {
+            &mut iov
+        } else {
+            &mut iov[..1]
+        };
         let TxInner { io, stats, .. } = &mut *g;
         let io = io.as_mut()?;
         while !left.is_empty() {
