@@ -53,8 +53,8 @@ pub struct Config {
     /// then finishes the frame in flight, writes at most this many more payload bytes (whole
     /// Data frames; header-only frames like the End after the last chunk always go along),
     /// and lets the waiter have the lock. A hold writes at least one Data frame. 0, the
-    /// default: a waiting message waits for at most the frame in flight (plus what the
-    /// current write call already carries). 65536 lets four more 16 KiB chunks go first
+    /// default: a waiting message waits for at most the write call in flight (one frame, or
+    /// up to 256 KiB of payload when the holder was alone). 65536 lets four more 16 KiB chunks go first
     /// (fewer lock hand-overs; others may wait up to 64 KiB longer). It also caps each write
     /// call of a send that can be cancelled (a cancel token, a deadline,
     /// [`send_cancellable`](crate::Sender::send_cancellable)) at one Data frame plus this
