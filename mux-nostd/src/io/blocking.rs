@@ -121,7 +121,6 @@ impl<W: Write, S: Strategy> Writer<W, S> {
     }
 }
 
-#[inline(always)]
 /// The `cancel` of a plain send.
 const fn never() -> bool {
     false
@@ -208,6 +207,7 @@ fn write_frames<W: Write>(
 
 /// The progress of a send walked by hand that stopped at the frame at payload offset `at`
 /// (its Start still pending or not) after `written` bytes of that write (Start header first).
+#[cold]
 fn resume(plan: &FramePlan, start_pending: bool, at: usize, written: usize) -> Outgoing {
     if start_pending && written < HEADER_LEN {
         let (start, rest) = plan.split_at(None);
@@ -222,6 +222,7 @@ fn resume(plan: &FramePlan, start_pending: bool, at: usize, written: usize) -> O
     Outgoing::resume(rest, frame, written)
 }
 
+#[inline(always)]
 fn write_all<W: Write>(
     io: &mut W,
     mut buf: &[u8],
