@@ -11,6 +11,13 @@ nightly_components=$(rustup +nightly component list --installed)
 for c in miri rust-src; do
   grep -q "^$c" <<<"$nightly_components" || rustup +nightly component add "$c"
 done
+# The workspace's rust-version (its MSRV), for scripts/checks/70-msrv.sh.
+msrv=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
+if ! rustup "+$msrv" --version >/dev/null 2>&1; then
+  rustup toolchain install "$msrv" --profile minimal
+fi
+rustup target list --toolchain "$msrv" --installed | grep -qx thumbv6m-none-eabi ||
+  rustup target add --toolchain "$msrv" thumbv6m-none-eabi
 if ! command -v qemu-system-arm >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
