@@ -54,7 +54,10 @@ pub struct Config {
     /// Data frames; header-only frames like the End after the last chunk always go along),
     /// and lets the waiter have the lock. A hold writes at least one Data frame. 0, the
     /// default: a waiting message waits for at most the write call in flight (one frame, or
-    /// up to 256 KiB of payload when the holder was alone). 65536 lets four more 16 KiB chunks go first
+    /// up to 256 KiB of payload when the holder was alone). When every waiter is itself the
+    /// sender of a message of several chunks, the holder may go on for at least 256 KiB more
+    /// (large messages then take turns of 256 KiB rather than one chunk each); a one-chunk
+    /// message, a flush or a close waiting brings the bound back to this budget. 65536 lets four more 16 KiB chunks go first
     /// (fewer lock hand-overs; others may wait up to 64 KiB longer). It also caps each write
     /// call of a send that can be cancelled (a cancel token, a deadline,
     /// [`send_cancellable`](crate::Sender::send_cancellable)) at one Data frame plus this

@@ -351,6 +351,13 @@ const GATHER: usize = 64;
 /// about 2 ms on a 1 Gbit/s link) while keeping system calls few (the raw Unix socket pair
 /// carries as much with 256 KiB writes as with 1 MiB ones here).
 const GATHER_BYTES: usize = 256 << 10;
+
+/// Payload bytes a holder may still write once others wait, when all of them are senders of
+/// messages of several chunks (at least; [`Config::hold_budget`] if larger). A one-chunk
+/// message, a flush or a close waiting makes the holder yield within `hold_budget` as usual:
+/// the bound for small messages stays one frame, while large messages interleave in 256 KiB
+/// turns instead of handing the lock over at every 16 KiB chunk.
+const BULK_BUDGET: usize = 256 << 10;
 /// Slices of such a write call: the shared buffer, a header run and a body per frame, the
 /// last header run.
 const GATHER_IOV: usize = 2 * GATHER + 2;
@@ -445,8 +452,8 @@ struct Batch<const F: usize> {
 
 impl<const F: usize> Batch<F> {
     /// Gathers the frames of one write call. `body` payload bytes were written in this hold;
-    /// if a contender was seen, the budget counts from `seen_at` and the call stops where the
-    /// hold must. A `cancellable` send writes one Data frame per call (plus `budget`), so
+    /// if a contender was seen, `hold_budget` counts from `seen_at` and the call stops where
+    /// the hold must. A `cancellable` send writes one Data frame per call (plus `budget`), so
     /// that it asks whether to stop within one chunk.
     #[inline(always)]
     fn gather(
@@ -454,6 +461,7 @@ impl<const F: usize> Batch<F> {
         msg: &Cursor,
         body: usize,
         seen_at: Option<usize>,
+        hold_budget: usize,
         cancellable: bool,
         budget: usize,
     ) {
@@ -470,7 +478,8 @@ impl<const F: usize> Batch<F> {
             if f.header.kind == FrameType::Data {
                 let len = f.header.len as usize;
                 let upto = body + call;
-                if seen_at.is_some_and(|a| past_budget(upto, upto.saturating_sub(a), len, budget))
+                if seen_at
+                    .is_some_and(|a| past_budget(upto, upto.saturating_sub(a), len, hold_budget))
                     || (cancellable && past_budget(call, call, len, budget))
                     || past_budget(call, call, len, GATHER_BYTES)
                 {
@@ -550,6 +559,8 @@ enum HoldEnd {
 struct How<'s, 'f> {
     /// [`Shared::contenders`].
     contenders: &'s AtomicUsize,
+    /// [`Shared::bulk`].
+    bulk: &'s AtomicUsize,
     /// Small frames stay in the shared buffer.
     buffered: bool,
     /// Asked at frame boundaries (cancellable sends only).
@@ -729,8 +740,16 @@ impl<W: Write> TxInner<W> {
         let mut seen_at: Option<usize> = None;
         let mut moved = false;
         while let Some(frame) = msg.next {
-            // Before every write call: someone waiting? Then the hold ends within the budget.
-            let contended = how.contenders.load(Ordering::Relaxed) > 0;
+            // Before every write call: someone waiting? Then the hold ends within the budget:
+            // the configured one if a one-chunk message (or a flush, a close) waits, at least
+            // BULK_BUDGET if only senders of multi-chunk messages do.
+            let contenders = how.contenders.load(Ordering::Relaxed);
+            let contended = contenders > 0;
+            let hold_budget = if contenders > how.bulk.load(Ordering::Relaxed) {
+                budget
+            } else {
+                budget.max(BULK_BUDGET)
+            };
             if contended && seen_at.is_none() {
                 let in_flight = if msg.written > 0 {
                     frame.body_len() as usize
@@ -743,7 +762,7 @@ impl<W: Write> TxInner<W> {
                 let len = frame.body_len() as usize;
                 if let Some(at) = seen_at
                     && frame.header.kind == FrameType::Data
-                    && past_budget(body, body.saturating_sub(at), len, budget)
+                    && past_budget(body, body.saturating_sub(at), len, hold_budget)
                 {
                     return Ok(HoldEnd::Yield);
                 }
@@ -772,7 +791,7 @@ impl<W: Write> TxInner<W> {
                 wire: 0,
                 body: 0,
             };
-            batch.gather(msg, body, seen_at, how.stop.is_some(), budget);
+            batch.gather(msg, body, seen_at, hold_budget, how.stop.is_some(), budget);
             let n = {
                 const { assert!(V >= 2 * F + 2) };
                 let mut iov = [IoSlice::new(&[]); V];
@@ -852,6 +871,9 @@ struct Shared<W> {
     /// [`Config::hold_budget`]). Counted only once a `try_lock` failed, so the uncontended path
     /// never touches it.
     contenders: AtomicUsize,
+    /// Those of the contenders that wait to send the next part of a message of several
+    /// chunks: while only they wait, a holder may write up to [`BULK_BUDGET`] more.
+    bulk: AtomicUsize,
     /// Times a contender got the lock: a sender that ended its hold for a contender waits for
     /// this to move before it queues again, so the lock really changes hands.
     served: AtomicUsize,
@@ -950,6 +972,7 @@ impl<W: Write + Send> Sender<W> {
                 inner: Mutex::new(inner),
                 waiting: AtomicUsize::new(0),
                 contenders: AtomicUsize::new(0),
+                bulk: AtomicUsize::new(0),
                 served: AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
@@ -1061,8 +1084,8 @@ impl<W: Write + Send> Sender<W> {
                 return Err(e);
             }
             let mut g = match wait {
-                None => self.lock(),
-                Some(wait) => match self.lock_or_stop(wait) {
+                None => self.lock_as(!small),
+                Some(wait) => match self.lock_or_stop(wait, !small) {
                     Ok(g) => g,
                     Err(e) => {
                         if started {
@@ -1076,6 +1099,7 @@ impl<W: Write + Send> Sender<W> {
             g.usable(id, started)?;
             let mut how = How {
                 contenders: &self.shared.contenders,
+                bulk: &self.shared.bulk,
                 buffered,
                 stop: stop.as_deref_mut(),
             };
@@ -1210,7 +1234,7 @@ impl<W: Write + Send> Sender<W> {
     ) -> Result<(), SendError> {
         let mut g = match wait {
             None => self.lock(),
-            Some(wait) => match self.lock_or_stop(wait) {
+            Some(wait) => match self.lock_or_stop(wait, false) {
                 Ok(g) => g,
                 Err(_) => {
                     self.orphan(id);
@@ -1317,10 +1341,16 @@ impl<W: Write + Send> Sender<W> {
     /// Takes the write lock, then buffers the Aborts owed by sends that gave up waiting.
     #[inline]
     fn lock(&self) -> MutexGuard<'_, TxInner<W>> {
+        self.lock_as(false)
+    }
+
+    /// [`lock`](Self::lock) for a sender of a message of several chunks (`bulk`) or not.
+    #[inline]
+    fn lock_as(&self, bulk: bool) -> MutexGuard<'_, TxInner<W>> {
         let mut g = match self.shared.inner.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => self.lock_contended(),
+            Err(TryLockError::WouldBlock) => self.lock_contended(bulk),
         };
         self.settle_orphans(&mut g);
         g
@@ -1328,12 +1358,18 @@ impl<W: Write + Send> Sender<W> {
 
     /// Waits for the lock as a counted waiter and contender.
     #[cold]
-    fn lock_contended(&self) -> MutexGuard<'_, TxInner<W>> {
+    fn lock_contended(&self, bulk: bool) -> MutexGuard<'_, TxInner<W>> {
         let s = &self.shared;
         s.contenders.fetch_add(1, Ordering::Relaxed);
+        if bulk {
+            s.bulk.fetch_add(1, Ordering::Relaxed);
+        }
         s.waiting.fetch_add(1, Ordering::Relaxed);
         let g = s.inner.lock().unwrap_or_else(|e| e.into_inner());
         s.waiting.fetch_sub(1, Ordering::Relaxed);
+        if bulk {
+            s.bulk.fetch_sub(1, Ordering::Relaxed);
+        }
         s.contenders.fetch_sub(1, Ordering::Relaxed);
         s.served.fetch_add(1, Ordering::Relaxed);
         g
@@ -1344,6 +1380,7 @@ impl<W: Write + Send> Sender<W> {
     fn lock_or_stop(
         &self,
         stop: &dyn Fn() -> Option<SendError>,
+        bulk: bool,
     ) -> Result<MutexGuard<'_, TxInner<W>>, SendError> {
         let s = &self.shared;
         let mut g = match s.inner.try_lock() {
@@ -1353,6 +1390,9 @@ impl<W: Write + Send> Sender<W> {
                 // A contender (the holder ends its hold for it), but not counted in `waiting`:
                 // a holder must not leave its frames to a waiter that may give up.
                 s.contenders.fetch_add(1, Ordering::Relaxed);
+                if bulk {
+                    s.bulk.fetch_add(1, Ordering::Relaxed);
+                }
                 let mut tries = 0;
                 let got = loop {
                     if let Some(e) = stop() {
@@ -1365,6 +1405,9 @@ impl<W: Write + Send> Sender<W> {
                         Err(TryLockError::WouldBlock) => {}
                     }
                 };
+                if bulk {
+                    s.bulk.fetch_sub(1, Ordering::Relaxed);
+                }
                 s.contenders.fetch_sub(1, Ordering::Relaxed);
                 let g = got?;
                 s.served.fetch_add(1, Ordering::Relaxed);
@@ -1700,8 +1743,10 @@ mod tests {
     /// the wire right after A's frame in flight plus `budget` more payload of A: asserted on
     /// the byte positions of the captured wire (the test waits for B to be waiting before
     /// it lets the sink go on). `cancellable`: B waits with a cancel token (the
-    /// `lock_or_stop` path, not counted in `waiting`).
-    fn contended(budget: usize, cancellable: bool) {
+    /// `lock_or_stop` path, not counted in `waiting`). `b_len`: B's message size; one of
+    /// several chunks makes B a bulk waiter, for which A may write up to [`BULK_BUDGET`] more
+    /// (here: the rest of its message).
+    fn contended(budget: usize, cancellable: bool, b_len: usize) {
         let (reached_tx, reached) = std::sync::mpsc::channel();
         let (resume, resume_rx) = std::sync::mpsc::channel();
         let out = Arc::new(Mutex::new(Vec::new()));
@@ -1718,7 +1763,7 @@ mod tests {
             ..Config::default()
         };
         let tx = Sender::new(sink, &cfg);
-        let (big, small) = (payload(256 << 10), payload(1024));
+        let (big, small) = (payload(256 << 10), payload(b_len));
         let mark = std::thread::scope(|s| {
             s.spawn(|| tx.send_with_id(1, &big).unwrap());
             let mark = reached.recv().unwrap();
@@ -1744,40 +1789,52 @@ mod tests {
         assert_eq!(bodies[&1], big);
         assert_eq!(bodies[&2], small);
         let b = frames.iter().position(|f| f.1 == 2).unwrap();
-        let kinds: Vec<u8> = frames[b..b + 3].iter().map(|f| f.0).collect();
+        let k = frames.iter().filter(|f| f.1 == 2).count();
         assert!(
-            frames[b..b + 3].iter().all(|f| f.1 == 2),
+            frames[b..b + k].iter().all(|f| f.1 == 2),
             "B's frames together"
         );
-        let [start, data, end] = [FrameType::Start, FrameType::Data, FrameType::End];
-        assert_eq!(kinds, [start as u8, data as u8, end as u8]);
-        // A's frames that start after the mark and before B: the budget's worth.
-        let after = frames[..b].iter().filter(|f| f.2 >= mark).count();
-        assert_eq!(
-            after,
-            budget / 16384,
-            "mark {mark}, B at {}, frames {:?}",
-            frames[b].2,
-            &frames[..b + 3]
-        );
+        assert_eq!(frames[b].0, FrameType::Start as u8);
         assert!(frames[..b].iter().all(|f| f.1 == 1));
+        let after = frames[..b].iter().filter(|f| f.2 >= mark).count();
+        if b_len <= 16384 {
+            // A's frames that start after the mark and before B: the budget's worth.
+            assert_eq!(
+                after,
+                budget / 16384,
+                "mark {mark}, B at {}, frames {:?}",
+                frames[b].2,
+                &frames[..b + 3]
+            );
+        } else {
+            // A bulk waiter: A's remaining 12 chunks (192 KiB < BULK_BUDGET) and its End go
+            // first.
+            assert_eq!(frames[b - 1].0, FrameType::End as u8, "A finished first");
+            assert_eq!(after, 12 + 1, "mark {mark}, frames {:?}", &frames[..b + 1]);
+        }
         assert_eq!(tx.counts().messages, 2);
     }
 
     #[test]
     fn a_waiting_sender_gets_the_lock_after_the_frame_in_flight() {
-        contended(0, false);
+        contended(0, false, 1024);
     }
 
     #[test]
     fn a_waiting_cancellable_sender_gets_the_lock_after_the_frame_in_flight() {
-        contended(0, true);
+        contended(0, true, 1024);
     }
 
     #[test]
     fn a_waiting_sender_gets_the_lock_after_the_budget() {
-        contended(2 * 16384, false);
-        contended(2 * 16384, true);
+        contended(2 * 16384, false, 1024);
+        contended(2 * 16384, true, 1024);
+    }
+
+    #[test]
+    fn a_waiting_bulk_sender_lets_the_holder_go_on_for_the_bulk_budget() {
+        contended(0, false, 40_000);
+        contended(0, true, 40_000);
     }
 
     #[test]
