@@ -312,22 +312,10 @@ impl<T: Default, const N: usize> Demux<T, N> {
         if !self.decoder.is_idle() {
             return None;
         }
-        let h = input.first_chunk::<HEADER_LEN>()?;
-        if h[0] != FrameType::Data as u8 {
-            return None;
-        }
-        let id = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
-        let len = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
         let slot = self.open.get_mut(self.current)?;
+        let id = slot.id;
+        let len = whole_data_frame_of(input, id, slot.received, self.limits)?;
         let end = HEADER_LEN + len as usize;
-        if slot.id != id
-            || len == 0
-            || len > self.limits.max_frame
-            || slot.received.saturating_add(len) > self.limits.max_message
-            || input.len() < end
-        {
-            return None;
-        }
         slot.received += len;
         self.metrics.bytes += u64::from(len);
         Some((
@@ -360,19 +348,9 @@ impl<T: Default, const N: usize> Demux<T, N> {
         };
         let limits = self.limits;
         let mut at = 0;
-        while let Some(h) = input[at..].first_chunk::<HEADER_LEN>() {
-            let id = u32::from_be_bytes([h[1], h[2], h[3], h[4]]);
-            let len = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+        let id = slot.id;
+        while let Some(len) = whole_data_frame_of(&input[at..], id, slot.received, limits) {
             let end = at + HEADER_LEN + len as usize;
-            if h[0] != FrameType::Data as u8
-                || slot.id != id
-                || len == 0
-                || len > limits.max_frame
-                || slot.received.saturating_add(len) > limits.max_message
-                || input.len() < end
-            {
-                break;
-            }
             slot.received += len;
             self.metrics.bytes += u64::from(len);
             let taken = take(&mut slot.value, &input[at + HEADER_LEN..end]);
@@ -546,6 +524,23 @@ impl<T: Default, const N: usize> Demux<T, N> {
             None => Some(self.error(ProtocolError::UnknownId { id, kind }, None)),
         }
     }
+}
+
+/// The payload length of the Data frame at the front of `input` if it is whole, belongs to
+/// message `id` (which has `received` payload bytes so far) and is within `limits`: the frames
+/// both fast paths ([`Demux::step`]'s and [`Demux::data_run`]) take in one step. Anything else
+/// goes through the decoder, which applies every rule.
+#[inline(always)]
+fn whole_data_frame_of(input: &[u8], id: u32, received: u32, limits: Limits) -> Option<u32> {
+    let h = input.first_chunk::<HEADER_LEN>()?;
+    let len = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+    let whole = h[0] == FrameType::Data as u8
+        && u32::from_be_bytes([h[1], h[2], h[3], h[4]]) == id
+        && len != 0
+        && len <= limits.max_frame
+        && received.saturating_add(len) <= limits.max_message
+        && input.len() - HEADER_LEN >= len as usize;
+    whole.then_some(len)
 }
 
 /// `v.remove(i)` by swaps: `Vec::remove` shifts with `memmove`, which on a small target pulls in
