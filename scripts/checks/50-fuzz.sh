@@ -3,7 +3,7 @@
 # a crash, a leak assertion or a model mismatch fails the check.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz is missing: bash scripts/setup.sh all"; exit 1; }
 secs=${FUZZ_SECONDS:-20}
 cd fuzz
 log=$(mktemp)
