@@ -9,6 +9,9 @@
 #
 # --check: non-interactive run for the test scripts (shorter opening watch).
 # --cpu cortex-m0: the thumbv6m-none-eabi build, on a Cortex-M0 core of the same board.
+#
+# Installs only what it needs when missing: the firmware's rustup target and Debian's
+# qemu-system-arm (scripts/setup.sh demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fw=sensor_node
@@ -27,13 +30,17 @@ case "$cpu" in
   cortex-m0) target=thumbv6m-none-eabi ;;
   *) target=thumbv7m-none-eabi ;;
 esac
-bash scripts/setup.sh
+# Plain `cargo` runs on the stable toolchain, which setup.sh checks for (whatever the default).
+export RUSTUP_TOOLCHAIN=stable
+bash scripts/setup.sh demo "$target"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-echo "demo: building $fw for $target"
-(cd examples-embedded && CARGO_TARGET_DIR="$PWD/target" cargo build -q --release --locked --target "$target" --bin "$fw")
-echo "demo: building the host peer (mux-tests' demo_host)"
-cargo build -q --release --locked -p mux-tests --bin demo_host
+built() { [ -x "$1" ] && echo " (already built: quick)" || echo " (about a minute the first time)"; }
+echo "demo: building the firmware $fw for $target$(built "examples-embedded/target/$target/release/$fw")"
+(cd examples-embedded && CARGO_TARGET_DIR="$PWD/target" cargo build --release --locked --target "$target" --bin "$fw")
+echo "demo: building the host peer (mux-tests' demo_host)$(built target/release/demo_host)"
+cargo build --release --locked -p mux-tests --bin demo_host
+echo "demo: running"
 # The host starts QEMU itself, gives the whole run 90 s, and kills QEMU if it is still there;
 # the outer timeout is a last resort so that nothing can hang.
-timeout 120 cargo run -q --release --locked -p mux-tests --bin demo_host -- \
+timeout 120 target/release/demo_host \
   --firmware "examples-embedded/target/$target/release/$fw" --cpu "$cpu" --timeout 90 "${check[@]}"

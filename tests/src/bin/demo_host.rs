@@ -4,7 +4,14 @@
 //! ```text
 //! demo_host --firmware examples-embedded/target/thumbv7m-none-eabi/release/sensor_node \
 //!           [--cpu cortex-m3|cortex-m0] [--qemu PROG] [--timeout SECONDS] [--check]
+//! demo_host --device /dev/ttyUSB0 [--baud 115200] [--timeout SECONDS]
 //! ```
+//!
+//! `--device` talks to a real board instead (the firmware in `examples-embedded/boards/`) over
+//! a serial port, which it sets to raw mode at `--baud` with `stty`. The board stays silent
+//! until the host's first message, so the host never starts reading in the middle of a frame;
+//! reset the board before each run. There is no firmware exit status to check on a board: its
+//! counters in the `bye` reply are checked instead.
 //!
 //! `--cpu cortex-m0` runs a `thumbv6m-none-eabi` build on the same board with a Cortex-M0
 //! core (QEMU accepts the override; a `thumbv7m` build faults there).
@@ -20,7 +27,7 @@
 //! The protocol is described in `examples-embedded/src/app.rs`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -48,6 +55,8 @@ fn expected_log() -> Vec<u8> {
 
 struct Options {
     firmware: String,
+    device: Option<String>,
+    baud: u32,
     qemu: String,
     cpu: String,
     check: bool,
@@ -57,6 +66,8 @@ struct Options {
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
         firmware: String::new(),
+        device: None,
+        baud: 115_200,
         qemu: "qemu-system-arm".into(),
         cpu: "cortex-m3".into(),
         check: false,
@@ -66,6 +77,11 @@ fn parse_args() -> Result<Options, String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--firmware" => o.firmware = args.next().ok_or("--firmware needs a path")?,
+            "--device" => o.device = Some(args.next().ok_or("--device needs a path")?),
+            "--baud" => {
+                let s = args.next().ok_or("--baud needs a rate")?;
+                o.baud = s.parse().map_err(|_| "bad --baud")?;
+            }
             "--qemu" => o.qemu = args.next().ok_or("--qemu needs a program")?,
             "--cpu" => o.cpu = args.next().ok_or("--cpu needs a core name")?,
             "--check" => o.check = true,
@@ -75,14 +91,14 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: demo_host --firmware ELF [--cpu CORE] [--qemu PROG] [--check] [--timeout S]".into(),
+                    "usage: demo_host --firmware ELF [--cpu CORE] [--qemu PROG] [--check] [--timeout S]\n       demo_host --device TTY [--baud RATE] [--timeout S]".into(),
                 );
             }
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if o.firmware.is_empty() {
-        return Err("--firmware ELF is required".into());
+    if o.firmware.is_empty() == o.device.is_none() {
+        return Err("give either --firmware ELF or --device TTY".into());
     }
     Ok(o)
 }
@@ -125,8 +141,11 @@ impl LogRx {
     }
 }
 
+/// The host's end of the link: a TCP stream to QEMU's UART, or a serial device.
+type Link = Box<dyn Write + Send>;
+
 struct Demo {
-    node: Node<std::net::TcpStream>,
+    node: Node<Link>,
     t0: Instant,
     next_id: u32,
     /// Readings to watch before the first command (more when a person is watching).
@@ -146,6 +165,13 @@ struct Demo {
 }
 
 impl Demo {
+    /// Takes what arrives until the link has been quiet for `quiet`.
+    fn drain(&mut self, quiet: Duration) {
+        while let Ok(item) = self.node.recv_timeout(quiet) {
+            self.on_item(item);
+        }
+    }
+
     fn stamp(&self) -> String {
         format!("[{:7.3}s]", self.t0.elapsed().as_secs_f64())
     }
@@ -355,7 +381,12 @@ impl Demo {
     }
 }
 
-fn spawn_qemu(o: &Options, port: u16, out: Arc<Mutex<NodeOutput>>) -> std::io::Result<Child> {
+fn spawn_qemu(
+    t0: Instant,
+    o: &Options,
+    port: u16,
+    out: Arc<Mutex<NodeOutput>>,
+) -> std::io::Result<Child> {
     let mut child = Command::new(&o.qemu)
         .args(["-cpu", &o.cpu, "-machine", "lm3s6965evb", "-nographic"])
         .args([
@@ -372,7 +403,6 @@ fn spawn_qemu(o: &Options, port: u16, out: Arc<Mutex<NodeOutput>>) -> std::io::R
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let t0 = Instant::now();
     for stream in [
         child
             .stdout
@@ -440,7 +470,45 @@ fn wait_exit(child: &mut Child, deadline: Instant) -> Option<i32> {
     }
 }
 
+/// The node's configuration: streaming receive (the log dump's progress is shown), Hybrid.
+fn node_config() -> Config {
+    Config {
+        limits: mux_std::Limits::new(1 << 20),
+        ..Config::with_strategy(mux_std::Hybrid::<4096>)
+    }
+    .streaming()
+}
+
+fn new_demo(node: Node<Link>, t0: Instant, o: &Options) -> Demo {
+    Demo {
+        node,
+        t0,
+        next_id: 1,
+        warmup: if o.check { 3 } else { 10 },
+        open: HashMap::new(),
+        readings: BTreeSet::new(),
+        reading_faults: Vec::new(),
+        last_reading: None,
+        replies: HashMap::new(),
+        logs: Vec::new(),
+        aborted: Vec::new(),
+        errors: Vec::new(),
+        closed: false,
+        failures: Vec::new(),
+        rtts: Vec::new(),
+    }
+}
+
 fn run(o: &Options) -> Result<bool, String> {
+    match &o.device {
+        Some(device) => run_device(o, device),
+        None => run_qemu(o),
+    }
+}
+
+fn run_qemu(o: &Options) -> Result<bool, String> {
+    // One clock for everything the demo prints: the node's lines and the host's.
+    let t0 = Instant::now();
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let fw_name = o
@@ -456,7 +524,7 @@ fn run(o: &Options) -> Result<bool, String> {
     );
     let out = Arc::new(Mutex::new(NodeOutput::default()));
     let mut child =
-        spawn_qemu(o, port, out.clone()).map_err(|e| format!("start {}: {e}", o.qemu))?;
+        spawn_qemu(t0, o, port, out.clone()).map_err(|e| format!("start {}: {e}", o.qemu))?;
     let hard_deadline = Instant::now() + o.timeout;
     let stream = match accept(&listener, &mut child) {
         Ok(s) => s,
@@ -466,29 +534,9 @@ fn run(o: &Options) -> Result<bool, String> {
             return Err(e);
         }
     };
-    let config = Config {
-        limits: mux_std::Limits::new(1 << 20),
-        ..Config::with_strategy(mux_std::Hybrid::<4096>)
-    }
-    .streaming();
-    let node = Node::tcp(stream, config).map_err(|e| format!("node: {e}"))?;
-    let mut d = Demo {
-        node,
-        t0: Instant::now(),
-        next_id: 1,
-        warmup: if o.check { 3 } else { 10 },
-        open: HashMap::new(),
-        readings: BTreeSet::new(),
-        reading_faults: Vec::new(),
-        last_reading: None,
-        replies: HashMap::new(),
-        logs: Vec::new(),
-        aborted: Vec::new(),
-        errors: Vec::new(),
-        closed: false,
-        failures: Vec::new(),
-        rtts: Vec::new(),
-    };
+    let (read, write) = tcp_halves(stream).map_err(|e| format!("socket: {e}"))?;
+    let node = Node::new(read, write, node_config()).map_err(|e| format!("node: {e}"))?;
+    let mut d = new_demo(node, t0, o);
     println!(
         "{} connected; the node sends a reading every 100 ms",
         d.stamp()
@@ -504,7 +552,64 @@ fn run(o: &Options) -> Result<bool, String> {
     );
     std::thread::sleep(Duration::from_millis(50)); // let the output threads print the last lines
     let lines = out.lock().unwrap_or_else(|e| e.into_inner()).lines.clone();
-    Ok(summary(&mut d, bye.as_deref(), code, &lines))
+    Ok(summary(&mut d, bye.as_deref(), Ending::Qemu(code), &lines))
+}
+
+fn tcp_halves(stream: std::net::TcpStream) -> std::io::Result<(std::net::TcpStream, Link)> {
+    // nodelay: replies are small and each is one write.
+    stream.set_nodelay(true)?;
+    Ok((stream.try_clone()?, Box::new(stream)))
+}
+
+fn run_device(o: &Options, device: &str) -> Result<bool, String> {
+    let t0 = Instant::now();
+    // Raw mode: no echo, no line editing, no CR/LF translation, 8N1 at the given rate.
+    let stty = Command::new("stty")
+        .args([
+            "-F",
+            device,
+            &o.baud.to_string(),
+            "raw",
+            "-echo",
+            "cs8",
+            "-cstopb",
+            "-parenb",
+        ])
+        .status()
+        .map_err(|e| format!("stty: {e}"))?;
+    if !stty.success() {
+        return Err(format!("stty could not set up {device} ({stty})"));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(|e| format!("open {device}: {e}"))?;
+    let read = file.try_clone().map_err(|e| format!("{device}: {e}"))?;
+    let node =
+        Node::new(read, Box::new(file) as Link, node_config()).map_err(|e| format!("node: {e}"))?;
+    println!("demo: the board on {device} at {} baud", o.baud);
+    let mut d = new_demo(node, t0, o);
+    // The board waits for a first message before it starts sending.
+    d.expect("ping", "pong", false);
+    let bye = script(&mut d);
+    // The board stops after `bye`: a last reading may still be on its way.
+    d.drain(Duration::from_millis(300));
+    Ok(summary(&mut d, bye.as_deref(), Ending::Board, &[]))
+}
+
+/// How the firmware's run ended, as far as the host can tell.
+enum Ending {
+    /// QEMU's exit status: the firmware's verdict through semihosting; `None` if QEMU had to
+    /// be killed at the deadline.
+    Qemu(Option<i32>),
+    /// A real board: no exit status to read.
+    Board,
+}
+
+/// A count the node reported, in words.
+fn reported(v: Option<u32>) -> String {
+    v.map_or_else(|| "nothing (no bye reply)".to_string(), |n| n.to_string())
 }
 
 /// The fixed exchange. Returns the `bye` reply.
@@ -562,8 +667,10 @@ fn script(d: &mut Demo) -> Option<String> {
         "{} -> config upload, 2000 bytes  (id {id}), aborted by the host after its first frame",
         d.stamp()
     );
-    if !matches!(r, Err(SendError::Cancelled)) {
-        d.fail(format!("the host abort did not happen: {r:?}"));
+    match r {
+        Err(SendError::Cancelled) => {}
+        Ok(_) => d.fail("the host abort did not happen: the message was sent whole"),
+        Err(e) => d.fail(format!("the host abort did not happen: {e}")),
     }
     let t = Instant::now();
     if d.pump_until("the node's answer to the aborted message", |d| {
@@ -623,7 +730,7 @@ fn field(text: &str, key: &str) -> Option<u32> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
-fn summary(d: &mut Demo, bye: Option<&str>, code: Option<i32>, node_lines: &[String]) -> bool {
+fn summary(d: &mut Demo, bye: Option<&str>, ending: Ending, node_lines: &[String]) -> bool {
     println!();
     println!("summary");
     let row = |ok: bool, what: &str, detail: String| {
@@ -647,8 +754,9 @@ fn summary(d: &mut Demo, bye: Option<&str>, code: Option<i32>, node_lines: &[Str
         ok,
         "readings",
         format!(
-            "{n} received, sequence 0..{} without a gap, node counted {node_sent:?} at bye",
-            n.saturating_sub(1)
+            "{n} received, sequence 0..{} without a gap, node counted {} at bye",
+            n.saturating_sub(1),
+            reported(node_sent)
         ),
     );
 
@@ -728,15 +836,19 @@ fn summary(d: &mut Demo, bye: Option<&str>, code: Option<i32>, node_lines: &[Str
     all &= row(
         host_aborts == Some(1),
         "host abort",
-        format!("node saw {host_aborts:?} aborted message(s), expected 1"),
+        format!(
+            "node saw {} aborted message(s), expected 1",
+            reported(host_aborts)
+        ),
     );
     let node_errors = bye.and_then(|b| field(b, "errors"));
     all &= row(
         d.errors.is_empty() && node_errors == Some(0),
         "protocol errors",
         format!(
-            "{} at the host, {node_errors:?} at the node",
-            d.errors.len()
+            "{} at the host, {} at the node",
+            d.errors.len(),
+            reported(node_errors)
         ),
     );
     all &= row(
@@ -752,11 +864,26 @@ fn summary(d: &mut Demo, bye: Option<&str>, code: Option<i32>, node_lines: &[Str
         .find(|l| l.contains(": done:"))
         .cloned()
         .unwrap_or_default();
-    all &= row(
-        code == Some(0),
-        "firmware exit",
-        format!("QEMU exit status {code:?}; {done_line}"),
-    );
+    match ending {
+        Ending::Qemu(code) => {
+            let status = match code {
+                Some(c) => format!("QEMU exited with status {c}"),
+                None => "QEMU was killed at the deadline".to_string(),
+            };
+            all &= row(
+                code == Some(0),
+                "firmware exit",
+                format!("{status}; {done_line}"),
+            );
+        }
+        Ending::Board => {
+            all &= row(
+                bye.is_some(),
+                "board",
+                format!("bye reply: {}", bye.unwrap_or("none")),
+            );
+        }
+    }
     if !d.failures.is_empty() {
         all = false;
         println!("  failures:");
