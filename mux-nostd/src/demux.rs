@@ -1,4 +1,5 @@
-//! Message-level receive: which ids are open, and every bad-input policy of `PROTOCOL.md`.
+//! Message-level receive: which ids are open, and every bad-input policy of the
+//! wire protocol (`docs/PROTOCOL.md` in the repository).
 //!
 //! [`Demux`] sits on the [`Decoder`] and turns frames into message events. It keeps a
 //! fixed-capacity table of open messages (`N` entries, each with a caller value `T`, e.g. a
@@ -15,6 +16,10 @@ use crate::metrics::RxMetrics;
 
 /// How many rejected ids are remembered for quiet consumption of their later frames.
 pub const REJECTED_MEMORY: usize = 8;
+
+/// [`Demux`]'s `current` when no open message is current (none had Data yet, or the one that
+/// had it ended).
+const NO_CURRENT: usize = usize::MAX;
 
 /// Receive limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +151,9 @@ pub struct Demux<T, const N: usize> {
     open: heapless::Vec<Slot<T>, N>,
     rejected: heapless::Vec<u32, REJECTED_MEMORY>,
     pending_start: Option<(u32, u32)>,
+    /// Index in `open` of the message the last Data event belonged to, or [`NO_CURRENT`].
+    /// Every removal from `open` goes through [`take_open`](Self::take_open), which keeps it
+    /// right (a swap-remove moves the last entry).
     current: usize,
     max_open: usize,
     metrics: RxMetrics,
@@ -166,7 +174,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
             open: heapless::Vec::new(),
             rejected: heapless::Vec::new(),
             pending_start: None,
-            current: 0,
+            current: NO_CURRENT,
             max_open: N,
             metrics: RxMetrics {
                 messages: 0,
@@ -243,14 +251,19 @@ impl<T: Default, const N: usize> Demux<T, N> {
         (n, raw.map(|r| r.view(input)))
     }
 
-    /// The value of the message the last [`Event::Data`] belonged to.
+    /// The value of the message the last [`Event::Data`] belonged to, while that message is
+    /// open: `None` once it completed, was aborted, dropped or restarted (a duplicate Start),
+    /// or before any Data. Other messages opening and ending in between do not change which
+    /// message this is.
     pub fn current_mut(&mut self) -> Option<&mut T> {
         self.open.get_mut(self.current).map(|s| &mut s.value)
     }
 
-    /// Drops the message the last [`Event::Data`] belonged to, because its data could not be
-    /// kept (`error`, e.g. [`ProtocolError::PoolExhausted`]): its value is handed back and its
-    /// later frames are consumed quietly.
+    /// Drops the message the last [`Event::Data`] belonged to (the one
+    /// [`current_mut`](Self::current_mut) gives), because its data could not be kept (`error`,
+    /// e.g. [`ProtocolError::PoolExhausted`]): its value is handed back, `error` is counted
+    /// and its later frames are consumed quietly. `None`, and nothing counted, if that
+    /// message is no longer open.
     pub fn drop_current(&mut self, error: ProtocolError) -> Option<T> {
         let slot = self.take_open(self.current)?;
         self.reject(slot.id);
@@ -273,7 +286,8 @@ impl<T: Default, const N: usize> Demux<T, N> {
             return Some(self.error(error, None));
         }
         self.rejected.clear();
-        let slot = self.open.pop()?;
+        let last = self.open.len().checked_sub(1)?;
+        let slot = self.take_open(last)?;
         Some(self.error(ProtocolError::Unfinished { id: slot.id }, Some(slot.value)))
     }
 
@@ -317,7 +331,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
         let len = whole_data_frame_of(input, id, slot.received, self.limits)?;
         let end = HEADER_LEN + len as usize;
         slot.received += len;
-        self.metrics.bytes += u64::from(len);
+        self.metrics.bytes = self.metrics.bytes.saturating_add(u64::from(len));
         Some((
             end,
             Some(RawEvent::Data {
@@ -352,7 +366,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
         while let Some(len) = whole_data_frame_of(&input[at..], id, slot.received, limits) {
             let end = at + HEADER_LEN + len as usize;
             slot.received += len;
-            self.metrics.bytes += u64::from(len);
+            self.metrics.bytes = self.metrics.bytes.saturating_add(u64::from(len));
             let taken = take(&mut slot.value, &input[at + HEADER_LEN..end]);
             at = end;
             if !taken {
@@ -372,11 +386,17 @@ impl<T: Default, const N: usize> Demux<T, N> {
 
     /// `open.swap_remove(i)` (`None` if `i` is out of range) without the `memmove` heapless
     /// moves the last entry with, which pulls about 1.5 KB of `compiler_builtins` into a
-    /// small target.
+    /// small target. Keeps `current` on its message: none if that is the one removed, `i` if
+    /// it is the last entry, moved there.
     fn take_open(&mut self, i: usize) -> Option<Slot<T>> {
         let last = self.open.len().checked_sub(1)?;
         if i > last {
             return None;
+        }
+        if self.current == i {
+            self.current = NO_CURRENT;
+        } else if self.current == last {
+            self.current = i;
         }
         if i < last {
             // Disjoint borrows: a plain swap (`slice::swap` may alias, so it moves with
@@ -451,7 +471,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
                     return None;
                 }
                 slot.received += chunk.len() as u32;
-                self.metrics.bytes += chunk.len() as u64;
+                self.metrics.bytes = self.metrics.bytes.saturating_add(chunk.len() as u64);
                 Some(RawEvent::Data { id, chunk })
             }
             RawFrameEvent::Start { id, len_hint } => self.on_start(id, len_hint),
@@ -490,6 +510,9 @@ impl<T: Default, const N: usize> Demux<T, N> {
             return Some(self.error(e, dropped));
         }
         if let Some(i) = open {
+            if self.current == i {
+                self.current = NO_CURRENT; // a new message: the last Data was the old one's
+            }
             let slot = &mut self.open[i];
             slot.received = 0;
             let stale = core::mem::take(&mut slot.value);
@@ -513,10 +536,10 @@ impl<T: Default, const N: usize> Demux<T, N> {
             Some(i) => {
                 let Slot { value, .. } = self.take_open(i)?;
                 if kind == FrameType::End {
-                    self.metrics.messages += 1;
+                    self.metrics.messages = self.metrics.messages.saturating_add(1);
                     Some(RawEvent::Completed { id, value })
                 } else {
-                    self.metrics.aborted += 1;
+                    self.metrics.aborted = self.metrics.aborted.saturating_add(1);
                     Some(RawEvent::Aborted { id, value })
                 }
             }
@@ -550,4 +573,42 @@ fn remove_keeping_order<const N: usize>(v: &mut heapless::Vec<u32, N>, i: usize)
         v.swap(j - 1, j);
     }
     v.pop();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Header;
+
+    #[test]
+    fn counters_driven_by_the_wire_saturate_instead_of_overflowing() {
+        let mut wire = heapless::Vec::<u8, 128>::new();
+        for (kind, id, len) in [
+            (FrameType::Start, 1, 0),
+            (FrameType::Data, 1, 2),
+            (FrameType::End, 1, 0),
+            (FrameType::Start, 2, 0),
+            (FrameType::Abort, 2, 0),
+        ] {
+            wire.extend_from_slice(&Header::new(kind, id, len).to_bytes())
+                .unwrap();
+            if kind == FrameType::Data {
+                wire.extend_from_slice(b"hi").unwrap();
+            }
+        }
+        let mut d: Demux<(), 2> = Demux::new(Limits::new(64));
+        d.metrics.messages = u32::MAX;
+        d.metrics.aborted = u32::MAX;
+        d.metrics.bytes = u64::MAX - 1;
+        let mut input = &wire[..];
+        while !input.is_empty() {
+            let (n, _) = d.feed(input);
+            input = &input[n..];
+        }
+        let m = d.metrics();
+        assert_eq!(
+            (m.messages, m.aborted, m.bytes),
+            (u32::MAX, u32::MAX, u64::MAX)
+        );
+    }
 }

@@ -156,10 +156,29 @@ impl FramePlan {
         matches!(self.step, Step::Done)
     }
 
-    /// Number of bytes the whole message takes on the wire.
+    /// Number of bytes the whole message takes on the wire, or `None` if that does not fit a
+    /// `usize` (on 16- and 32-bit targets: a message near the u32 size limit in small frames
+    /// takes up to about 43 GB on the wire).
+    pub const fn checked_wire_len(&self) -> Option<usize> {
+        let chunks = self.total.div_ceil(self.chunk) as u64;
+        // At most 2^32 + 9 × (2^32 + 2): no overflow in u64.
+        let len = self.total as u64 + HEADER_LEN as u64 * (2 + chunks);
+        if len > usize::MAX as u64 {
+            None
+        } else {
+            Some(len as usize)
+        }
+    }
+
+    /// Number of bytes the whole message takes on the wire, saturating at `usize::MAX` where
+    /// it does not fit (see [`checked_wire_len`](Self::checked_wire_len)): as a buffer size,
+    /// a saturated value is one no buffer can have, so a caller sizing or checking a buffer
+    /// with it fails cleanly.
     pub const fn wire_len(&self) -> usize {
-        let chunks = self.total.div_ceil(self.chunk) as usize;
-        self.total as usize + HEADER_LEN * (2 + chunks)
+        match self.checked_wire_len() {
+            Some(len) => len,
+            None => usize::MAX,
+        }
     }
 }
 
@@ -190,9 +209,16 @@ impl<'a> Frames<'a> {
         })
     }
 
-    /// Bytes the whole message takes on the wire.
+    /// Bytes the whole message takes on the wire, saturating at `usize::MAX` (see
+    /// [`FramePlan::wire_len`]).
     pub const fn wire_len(&self) -> usize {
         self.plan.wire_len()
+    }
+
+    /// Bytes the whole message takes on the wire, or `None` if that does not fit a `usize`
+    /// (see [`FramePlan::checked_wire_len`]).
+    pub const fn checked_wire_len(&self) -> Option<usize> {
+        self.plan.checked_wire_len()
     }
 }
 
@@ -223,7 +249,7 @@ pub fn encode_into<S: Strategy>(
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
     let frames = Frames::new(strategy, id, payload)?;
-    let need = frames.wire_len();
+    let need = frames.checked_wire_len().ok_or(EncodeError::TooLarge)?;
     let out = out
         .get_mut(..need)
         .ok_or(EncodeError::BufferTooSmall { needed: need })?;
@@ -538,6 +564,33 @@ mod tests {
         drive(&mut o, &payload, &mut rest, 64);
         assert_eq!(rest.as_slice(), &[2, 0, 0, 0, 0]); // the End header's last 5 bytes
         assert!(o.is_done());
+    }
+
+    /// A strategy of one-byte Data frames: the most frames a message can have.
+    #[derive(Debug, Clone, Copy)]
+    struct Bytewise;
+
+    impl Strategy for Bytewise {
+        fn chunk_size(&self, _total: u32) -> u32 {
+            1
+        }
+        fn start_len(&self, _total: u32) -> u32 {
+            0
+        }
+    }
+
+    #[test]
+    fn wire_len_of_the_largest_plan_does_not_overflow() {
+        // u32::MAX bytes in one-byte frames: 4294967295 + 9 × (4294967295 + 2) wire bytes,
+        // more than a 32-bit usize holds.
+        let plan = FramePlan::new(&Bytewise, 1, u32::MAX as usize).unwrap();
+        let exact = u64::from(u32::MAX) + 9 * (u64::from(u32::MAX) + 2);
+        assert_eq!(plan.checked_wire_len(), usize::try_from(exact).ok());
+        assert_eq!(plan.wire_len() as u64, exact.min(usize::MAX as u64));
+        // Small plans are exact everywhere.
+        let plan = FramePlan::new(&Original, 1, 3000).unwrap();
+        assert_eq!(plan.checked_wire_len(), Some(3000 + 9 * 5));
+        assert_eq!(plan.wire_len(), 3000 + 9 * 5);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use crate::frame::FrameType;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum EncodeError {
-    /// The payload does not fit the u32 length fields of the wire format.
+    /// The payload does not fit the u32 length fields of the wire format (or, on 16- and
+    /// 32-bit targets, its encoded size does not fit a `usize`).
     TooLarge,
     /// The output buffer is smaller than the encoded message.
     BufferTooSmall {

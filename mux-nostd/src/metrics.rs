@@ -1,8 +1,12 @@
 //! Counters readable without std: plain integers owned by each reader and writer.
+//!
+//! Every counter **saturates**: once at its type's maximum it stays there instead of wrapping
+//! around (or panicking in a debug build), however long the link runs or whatever the peer
+//! sends. A counter at its maximum means "at least that many".
 
 use crate::error::ProtocolError;
 
-/// Protocol errors seen, by kind.
+/// Protocol errors seen, by kind. The counters saturate (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ErrorCounts {
@@ -61,7 +65,7 @@ impl ErrorCounts {
     }
 }
 
-/// What a receiver has seen.
+/// What a receiver has seen. The counters saturate (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RxMetrics {
@@ -75,7 +79,7 @@ pub struct RxMetrics {
     pub errors: ErrorCounts,
 }
 
-/// What a writer has sent.
+/// What a writer has sent. The counters saturate (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TxMetrics {
@@ -85,4 +89,13 @@ pub struct TxMetrics {
     pub bytes: u64,
     /// Messages ended with Abort (cancelled or interrupted).
     pub aborted: u32,
+}
+
+impl TxMetrics {
+    /// Counts one completed message of `bytes` payload bytes (saturating).
+    #[inline]
+    pub(crate) fn count_message(&mut self, bytes: u64) {
+        self.messages = self.messages.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
 }

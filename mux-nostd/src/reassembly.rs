@@ -51,7 +51,8 @@ pub enum Received<'p, const BLOCKS: usize, const SIZE: usize> {
 /// Collects whole messages: up to `N` open at once, their bytes in a shared [`Pool`].
 ///
 /// RAM: the pool (see [`Pool::RAM_BYTES`]) plus `size_of::<Reassembler<..>>()`, about
-/// `12 × N + 80` bytes on 32-bit targets.
+/// `20 × N + 152` bytes on 32-bit targets (each open message: its id, byte count and block
+/// chain).
 #[derive(Debug)]
 pub struct Reassembler<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> {
     demux: Demux<Option<Chain<'p, BLOCKS, SIZE>>, N>,

@@ -1,4 +1,4 @@
-//! Every row of the bad-input table of `PROTOCOL.md` ("we" column), and every `bad-*`,
+//! Every row of the bad-input table of `docs/PROTOCOL.md` ("we" column), and every `bad-*`,
 //! `edge-*`, `abort-*` and `interleaved-*` vector with the outcome it must give, fed whole and
 //! cut at many points (one byte at a time included).
 
@@ -16,7 +16,7 @@ fn ok9() -> Outcome {
 }
 
 /// The outcome of every bad/edge/abort/interleaved vector, ours (the reference's except where
-/// PROTOCOL.md says we do better; those rows say why).
+/// docs/PROTOCOL.md says we do better; those rows say why).
 fn expected(name: &str) -> Vec<Outcome> {
     let unknown = |id, kind| E(P::UnknownId { id, kind });
     match name {
@@ -694,4 +694,78 @@ fn a_run_time_cap_below_the_table_capacity_refuses_extra_messages() {
         2,
         "2 and 4 are open: the slot freed by 1 was reused"
     );
+}
+
+/// Feeds `wire` whole into `d`, recording each Data chunk into the message's value (through
+/// [`Demux::current_mut`](mux_nostd::Demux::current_mut), as a reassembler does); returns the
+/// completed messages.
+fn feed_values(d: &mut mux_nostd::Demux<u32, 4>, wire: &[u8]) -> Vec<(u32, u32)> {
+    let mut done = Vec::new();
+    let mut rest = wire;
+    while !rest.is_empty() {
+        let (n, ev) = d.feed(rest);
+        rest = &rest[n..];
+        match ev {
+            Some(mux_nostd::Event::Data { id, .. }) => {
+                // The value counts the chunks, tagged with the id they came for.
+                let v = d
+                    .current_mut()
+                    .expect("the message of the Data just received");
+                assert!(*v == 0 || *v / 100 == id, "chunk of {id} went to value {v}");
+                *v = id * 100 + *v % 100 + 1;
+            }
+            Some(mux_nostd::Event::Completed { id, value }) => done.push((id, value)),
+            _ => {}
+        }
+    }
+    done
+}
+
+#[test]
+fn the_current_message_is_the_last_data_s_even_after_another_one_ends() {
+    // 1, 2, 3 open; Data for 3, then for 1; 1 ends (its slot is swap-removed: 3 moves into it).
+    let wire = cat(&[
+        header(FrameType::Start, 1, 0),
+        header(FrameType::Start, 2, 0),
+        header(FrameType::Start, 3, 0),
+        frame(FrameType::Data, 3, b"c"),
+        frame(FrameType::Data, 1, b"a"),
+        header(FrameType::End, 1, 0),
+    ]);
+    let mut d: mux_nostd::Demux<u32, 4> = mux_nostd::Demux::new(small_limits());
+    assert_eq!(feed_values(&mut d, &wire), [(1, 101)]);
+    // The last Data's message (1) is gone: nothing is current, nothing can be dropped.
+    assert_eq!(d.current_mut(), None);
+    assert_eq!(d.drop_current(P::PoolExhausted { id: 1 }), None);
+    assert_eq!(d.metrics().errors.pool_exhausted, 0);
+    // 2 and 3 are whole and still open.
+    let wire = cat(&[
+        frame(FrameType::Data, 3, b"c"),
+        header(FrameType::End, 3, 0),
+        header(FrameType::End, 2, 0),
+    ]);
+    assert_eq!(feed_values(&mut d, &wire), [(3, 302), (2, 0)]);
+
+    // The current message is the one moved by the swap-remove: 1, 2, 3 open, Data for 3,
+    // then 1 ends (3 moves into its slot): 3 is still current, and dropping drops 3.
+    let wire = cat(&[
+        header(FrameType::Start, 1, 0),
+        header(FrameType::Start, 2, 0),
+        header(FrameType::Start, 3, 0),
+        frame(FrameType::Data, 3, b"c"),
+        header(FrameType::End, 1, 0),
+    ]);
+    let mut d: mux_nostd::Demux<u32, 4> = mux_nostd::Demux::new(small_limits());
+    assert_eq!(feed_values(&mut d, &wire), [(1, 0)]);
+    assert_eq!(d.current_mut(), Some(&mut 301));
+    assert_eq!(d.drop_current(P::PoolExhausted { id: 3 }), Some(301));
+    // 3's later frames are consumed quietly; 2 is untouched.
+    let wire = cat(&[
+        frame(FrameType::Data, 3, b"c"),
+        header(FrameType::End, 3, 0),
+        frame(FrameType::Data, 2, b"b"),
+        header(FrameType::End, 2, 0),
+    ]);
+    assert_eq!(feed_values(&mut d, &wire), [(2, 201)]);
+    assert_eq!(d.metrics().errors.total(), 1);
 }

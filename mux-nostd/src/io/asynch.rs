@@ -174,3 +174,31 @@ impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P> {
         &mut self.io
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::Original;
+
+    #[test]
+    fn send_counters_saturate_instead_of_overflowing() {
+        let mut wire = [0u8; 256];
+        let mut w = AsyncWriter::new(&mut wire[..], Original);
+        w.tx.metrics.messages = u32::MAX;
+        w.tx.metrics.aborted = u32::MAX;
+        w.tx.metrics.bytes = u64::MAX - 1;
+        embassy_futures::block_on(w.send(b"abc")).unwrap();
+        // Cancelled after its Start: ends with Abort, counted as aborted.
+        let mut asked = 0;
+        let r = embassy_futures::block_on(w.send_cancellable(9, b"abc", || {
+            asked += 1;
+            asked > 1
+        }));
+        assert_eq!(r, Err(SendError::Cancelled));
+        let m = *w.metrics();
+        assert_eq!(
+            (m.messages, m.aborted, m.bytes),
+            (u32::MAX, u32::MAX, u64::MAX)
+        );
+    }
+}

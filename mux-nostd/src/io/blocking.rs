@@ -57,8 +57,7 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         let plan = FramePlan::new(&self.tx.strategy, id, payload.len())?;
         match write_frames(&mut self.io, &plan, payload, cancel) {
             Ok(()) => {
-                self.tx.metrics.messages += 1;
-                self.tx.metrics.bytes += payload.len() as u64;
+                self.tx.metrics.count_message(payload.len() as u64);
                 Ok(())
             }
             Err(stop) => {
@@ -302,5 +301,33 @@ impl<'b, R: Read, P: Receive> Reader<'b, R, P> {
     /// The source.
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.io
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::Original;
+
+    #[test]
+    fn send_counters_saturate_instead_of_overflowing() {
+        let mut wire = [0u8; 256];
+        let mut w = Writer::new(&mut wire[..], Original);
+        w.tx.metrics.messages = u32::MAX;
+        w.tx.metrics.aborted = u32::MAX;
+        w.tx.metrics.bytes = u64::MAX - 1;
+        w.send(b"abc").unwrap();
+        // Cancelled after its Start: ends with Abort, counted as aborted.
+        let mut asked = 0;
+        let r = w.send_cancellable(9, b"abc", || {
+            asked += 1;
+            asked > 2
+        });
+        assert_eq!(r, Err(SendError::Cancelled));
+        let m = *w.metrics();
+        assert_eq!(
+            (m.messages, m.aborted, m.bytes),
+            (u32::MAX, u32::MAX, u64::MAX)
+        );
     }
 }

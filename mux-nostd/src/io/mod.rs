@@ -233,11 +233,10 @@ impl<S: Strategy> TxState<S> {
             return Ok(());
         };
         if out.is_cancelled() {
-            self.metrics.aborted += 1;
+            self.metrics.aborted = self.metrics.aborted.saturating_add(1);
             return Err(SendError::Cancelled);
         }
-        self.metrics.messages += 1;
-        self.metrics.bytes += u64::from(out.total());
+        self.metrics.count_message(u64::from(out.total()));
         Ok(())
     }
 
