@@ -215,7 +215,7 @@ fn std_node_run(
     let payload = crate::payload(msg_len);
     let closer: mux_std::tx::Closer<UnixStream> =
         Box::new(|s: &mut UnixStream| s.shutdown(std::net::Shutdown::Write));
-    let tx = mux_std::Sender::with_closer(a, &cfg, Some(closer));
+    let tx = mux_std::Sender::with_closer(a, &cfg, Some(closer)).expect("valid config");
     let start = Instant::now();
     if buffered {
         for _ in 0..count {

@@ -178,7 +178,7 @@ impl StdWrite {
             .wire_len();
         let mut check = Vec::new();
         {
-            let tx = mux_std::Sender::new(&mut check, &cfg);
+            let tx = mux_std::Sender::new(&mut check, &cfg).expect("valid config");
             tx.send_with_id(ID, &payload).expect("send");
             tx.flush().expect("flush");
         }
@@ -190,7 +190,7 @@ impl StdWrite {
         );
         Self {
             payload,
-            sender: mux_std::Sender::new(CycleSink::new(wire), &cfg),
+            sender: mux_std::Sender::new(CycleSink::new(wire), &cfg).expect("valid config"),
         }
     }
 

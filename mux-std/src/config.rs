@@ -2,11 +2,29 @@
 
 use mux_nostd::{AnyStrategy, Limits};
 
+use crate::error::ConfigError;
+
 /// Most messages the receive table can hold open at once; [`Config::max_in_flight`] may be
 /// set lower, not higher.
 pub const TABLE_CAPACITY: usize = 1024;
 
-/// Node configuration. Start from [`Config::default`] and change what you need:
+/// Largest [`Config::read_buffer`], [`Config::write_buffer`] and [`Config::coalesce_frame`]:
+/// 1 GiB (each is allocated up front).
+pub const MAX_BUFFER: usize = 1 << 30;
+
+/// Largest [`Config::queue_depth`]: 2^20 items (the queue's slots are allocated up front).
+pub const MAX_QUEUE_DEPTH: usize = 1 << 20;
+
+/// Node configuration. Start from [`Config::default`] and change what you need.
+///
+/// Sizes that are allocated up front are bounded: [`read_buffer`](Self::read_buffer),
+/// [`write_buffer`](Self::write_buffer) and [`coalesce_frame`](Self::coalesce_frame) at most
+/// [`MAX_BUFFER`], [`queue_depth`](Self::queue_depth) at most [`MAX_QUEUE_DEPTH`]. Every
+/// constructor that takes a configuration checks it first ([`Config::validate`]) and returns
+/// a [`ConfigError`] for a value out of bounds, before it allocates, spawns or writes anything
+/// (the ones that return `io::Result` wrap it in an error of kind `InvalidInput`). The other
+/// fields take any value.
+///
 ///
 /// ```
 /// use mux_std::{Config, AnyStrategy, Limits};
@@ -35,17 +53,23 @@ pub struct Config {
     pub max_buffers: usize,
     /// Idle buffers larger than this are freed instead of kept (default 4 MiB).
     pub retain_capacity: usize,
-    /// Received items queued for the application before the reader waits (default 1024).
+    /// Received items queued for the application before the reader waits (default 1024; 0
+    /// means 1, at most [`MAX_QUEUE_DEPTH`]).
     pub queue_depth: usize,
-    /// Size of the reader's buffer (default 256 KiB).
+    /// Size of the reader's buffer (default 256 KiB; values below 64 mean 64, at most
+    /// [`MAX_BUFFER`]).
     pub read_buffer: usize,
     /// Frames up to this many bytes (header included) are copied into a shared write buffer
     /// while other senders wait for the write lock (or by
     /// [`send_buffered`](crate::Sender::send_buffered)), and the last sender out writes them
     /// all in one write. A sender with the lock to itself writes its frames straight from its
-    /// payload (vectored writes, no copy). 0 turns coalescing off (default 2048).
+    /// payload (vectored writes, no copy). 0 turns coalescing off (default 2048, at most
+    /// [`MAX_BUFFER`]; the shared buffer is made at least this large).
     pub coalesce_frame: usize,
-    /// Size of the shared write buffer (default 64 KiB).
+    /// Size of the shared write buffer (default 64 KiB, at most [`MAX_BUFFER`]). It also
+    /// holds the Abort frames of messages ended between two of their write calls (by a
+    /// cancellation or [`close`](crate::Sender::close)); when it is full they are written out
+    /// first, so it never grows past its size.
     pub write_buffer: usize,
     /// Payload bytes a sender may still write once another sender waits for the write lock.
     /// A sender keeps the lock across frames while nobody else wants it (up to 64 frames per
@@ -103,5 +127,40 @@ impl Config {
     pub fn streaming(mut self) -> Self {
         self.streaming = true;
         self
+    }
+
+    /// Checks the bounds stated on [`Config`]; the constructors call it first.
+    ///
+    /// ```
+    /// use mux_std::{Config, ConfigError, MAX_BUFFER};
+    /// assert_eq!(Config::default().validate(), Ok(()));
+    /// let huge = Config { write_buffer: usize::MAX, ..Config::default() };
+    /// assert!(matches!(
+    ///     huge.validate(),
+    ///     Err(ConfigError::TooLarge { field: "write_buffer", max: MAX_BUFFER, .. })
+    /// ));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |field: &'static str, value: usize, max: usize| {
+            if value > max {
+                Err(ConfigError::TooLarge { field, value, max })
+            } else {
+                Ok(())
+            }
+        };
+        check("read_buffer", self.read_buffer, MAX_BUFFER)?;
+        check("write_buffer", self.write_buffer, MAX_BUFFER)?;
+        check("coalesce_frame", self.coalesce_frame, MAX_BUFFER)?;
+        check("queue_depth", self.queue_depth, MAX_QUEUE_DEPTH)
+    }
+
+    /// The reader's buffer size in use (`read_buffer`, at least 64).
+    pub(crate) fn read_buffer_len(&self) -> usize {
+        self.read_buffer.max(64)
+    }
+
+    /// The receive queue's depth in use (`queue_depth`, at least 1).
+    pub(crate) fn queue_len(&self) -> usize {
+        self.queue_depth.max(1)
     }
 }

@@ -11,8 +11,8 @@ mod sync;
 pub mod tokio;
 pub mod tx;
 
-pub use config::{Config, TABLE_CAPACITY};
-pub use error::{RecvError, SendError, TryRecvError};
+pub use config::{Config, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
+pub use error::{ConfigError, RecvError, SendError, TryRecvError};
 pub use node::{CloseReport, Iter, Metrics, Node, Receiver};
 pub use pool::{Buffer, BufferPool, PoolStats};
 pub use rx::{Message, Received, RxCounts};

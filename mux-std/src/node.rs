@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -21,6 +22,30 @@ use crate::tx::{SendOptions, Sender, TxCounts};
 pub(crate) enum Item {
     Rx(Received),
     Io(io::Error),
+    /// The reader panicked (the message).
+    Panicked(String),
+}
+
+impl Item {
+    #[inline]
+    pub(crate) fn into_result(self) -> Result<Received, RecvError> {
+        match self {
+            Self::Rx(r) => Ok(r),
+            Self::Io(e) => Err(RecvError::Io(e)),
+            Self::Panicked(m) => Err(RecvError::ReaderPanicked(m)),
+        }
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
 }
 
 /// State shared by the reader (thread or task) and its receivers.
@@ -30,6 +55,8 @@ pub(crate) struct RxShared {
     pub(crate) unfinished: Mutex<Vec<u32>>,
     pub(crate) pool: BufferPool,
     pub(crate) reader: Mutex<Option<JoinHandle<()>>>,
+    /// The message of a panic that ended the reader, if one did.
+    pub(crate) panic: Mutex<Option<String>>,
 }
 
 impl RxShared {
@@ -39,7 +66,15 @@ impl RxShared {
             unfinished: Mutex::new(Vec::new()),
             pool: BufferPool::new(config.max_buffers, config.retain_capacity),
             reader: Mutex::new(None),
+            panic: Mutex::new(None),
         })
+    }
+
+    /// Records a panic of the reader; returns the item that reports it.
+    pub(crate) fn panicked(&self, payload: &(dyn std::any::Any + Send)) -> Item {
+        let message = panic_message(payload);
+        *lock(&self.panic) = Some(message.clone());
+        Item::Panicked(message)
     }
 
     pub(crate) fn publish(&self, core: &mut RxCore) {
@@ -76,6 +111,9 @@ pub struct CloseReport {
     pub undelivered: Vec<Received>,
     /// The read error that ended the stream, if one did.
     pub read_error: Option<io::Error>,
+    /// The message of a panic that ended the reader (in the source's `read` or the receive
+    /// loop), if one did: the stream did not end cleanly.
+    pub reader_panic: Option<String>,
 }
 
 /// The receiving half: complete messages (or streaming chunks), aborts and protocol errors,
@@ -96,22 +134,28 @@ impl fmt::Debug for Receiver {
 }
 
 impl Receiver {
-    /// Starts a reader thread over `read`; it runs until end of stream or a read error.
+    /// Starts a reader thread over `read`; it runs until end of stream, a read error or a
+    /// panic of `read` (reported as [`RecvError::ReaderPanicked`]). Fails with an error of
+    /// kind `InvalidInput` carrying a [`ConfigError`](crate::ConfigError) if `config` is out
+    /// of its bounds (see [`Config`]), before anything is spawned.
     pub fn spawn<R: Read + Send + 'static>(read: R, config: &Config) -> io::Result<Self> {
+        config.validate()?;
         let shared = RxShared::new(config);
-        let (tx, rx) = chan::bounded(config.queue_depth.max(1));
+        let (tx, rx) = chan::bounded(config.queue_len());
         let core = RxCore::new(config, shared.pool.clone());
-        let size = config.read_buffer.max(64);
+        // Allocated here, not in the thread: a failure is this call's.
+        let buf = vec![0u8; config.read_buffer_len()];
         let sh = shared.clone();
         let handle = std::thread::Builder::new()
             .name("mux-reader".into())
-            .spawn(move || read_loop(read, core, &tx, &sh, size))?;
+            .spawn(move || read_loop(read, core, &tx, &sh, buf))?;
         *lock(&shared.reader) = Some(handle);
         Ok(Self { rx, shared })
     }
 
-    /// The next item, waiting for it. [`RecvError::Io`] comes once (then what was open is
-    /// reported and the receiver closes); [`RecvError::Closed`] after the end of stream.
+    /// The next item, waiting for it. [`RecvError::Io`] or [`RecvError::ReaderPanicked`]
+    /// comes once (then what was open is reported and the receiver closes);
+    /// [`RecvError::Closed`] after the end of stream.
     #[inline]
     pub fn recv(&self) -> Result<Received, RecvError> {
         convert(self.rx.recv().ok())
@@ -160,8 +204,15 @@ impl Receiver {
         lock(&self.shared.unfinished).clone()
     }
 
+    /// The message of a panic that ended the reader, if one did (it was also delivered once
+    /// as [`RecvError::ReaderPanicked`]).
+    pub fn reader_panic(&self) -> Option<String> {
+        lock(&self.shared.panic).clone()
+    }
+
     /// Waits for the reader to reach the end of the stream, keeping what it delivers until
-    /// then (in order) and the read error, if any.
+    /// then (in order) and the read error, if any. A panic of the reader is kept for
+    /// [`reader_panic`](Self::reader_panic).
     pub fn drain(&self) -> (Vec<Received>, Option<io::Error>) {
         let mut items = Vec::new();
         let mut err = None;
@@ -169,11 +220,12 @@ impl Receiver {
             match self.recv() {
                 Ok(item) => items.push(item),
                 Err(RecvError::Io(e)) => err = Some(e),
+                Err(RecvError::ReaderPanicked(_)) => {}
                 Err(RecvError::Closed) => break,
             }
         }
         if let Some(h) = lock(&self.shared.reader).take() {
-            // The reader catches nothing that could panic but a bug; ignore its result.
+            // The reader catches panics and reports them; ignore its result.
             let _ = h.join();
         }
         (items, err)
@@ -183,8 +235,7 @@ impl Receiver {
 #[inline]
 fn convert(item: Option<Item>) -> Result<Received, RecvError> {
     match item {
-        Some(Item::Rx(r)) => Ok(r),
-        Some(Item::Io(e)) => Err(RecvError::Io(e)),
+        Some(item) => item.into_result(),
         None => Err(RecvError::Closed),
     }
 }
@@ -213,22 +264,45 @@ impl<'a> IntoIterator for &'a Receiver {
     }
 }
 
+/// The reader thread: [`pump`] with a panic anywhere in it (a bug of the receive loop)
+/// reported to the receivers instead of ending the stream as if it had ended cleanly.
 fn read_loop<R: Read>(
-    mut read: R,
+    read: R,
     mut core: RxCore,
     tx: &chan::Sender<Item>,
     shared: &RxShared,
-    size: usize,
+    buf: Vec<u8>,
 ) {
-    let mut buf = vec![0u8; size];
+    let run = panic::catch_unwind(AssertUnwindSafe(|| pump(read, &mut core, tx, shared, buf)));
+    if let Err(payload) = run {
+        let _ = tx.send(shared.panicked(&*payload));
+        // What the core knew may be inconsistent: publish it, report nothing more.
+        shared.publish(&mut core);
+    }
+}
+
+fn pump<R: Read>(
+    mut read: R,
+    core: &mut RxCore,
+    tx: &chan::Sender<Item>,
+    shared: &RxShared,
+    mut buf: Vec<u8>,
+) {
     'stream: loop {
-        let n = match read.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
+        // A panic in `read` (the caller's code) is reported like a read error: once, then
+        // the stream is finished as if it had ended.
+        let read = panic::catch_unwind(AssertUnwindSafe(|| read.read(&mut buf)));
+        let n = match read {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => {
                 // Reported once; then the stream is finished as if it had ended.
                 let _ = tx.send(Item::Io(e));
+                break;
+            }
+            Err(payload) => {
+                let _ = tx.send(shared.panicked(&*payload));
                 break;
             }
         };
@@ -238,21 +312,21 @@ fn read_loop<R: Read>(
             input = &input[used..];
             if let Some(item) = item {
                 // Counters first, so that they include every item handed out.
-                shared.publish(&mut core);
+                shared.publish(core);
                 if tx.send(Item::Rx(item)).is_err() {
                     break 'stream; // every receiver is gone: stop reading
                 }
             }
         }
-        shared.publish(&mut core);
+        shared.publish(core);
     }
     while let Some(item) = core.finish() {
-        shared.publish(&mut core);
+        shared.publish(core);
         if tx.send(Item::Rx(item)).is_err() {
             break;
         }
     }
-    shared.publish(&mut core);
+    shared.publish(core);
 }
 
 /// A node: many threads send, one or more receive, over one byte stream.
@@ -276,10 +350,15 @@ impl<W> fmt::Debug for Node<W> {
 impl<W: Write + Send + 'static> Node<W> {
     /// A node reading `read` (in a thread of its own) and writing `write`: two ends of a pipe,
     /// a serial device opened twice (`File::open` and `try_clone`), any byte stream.
+    ///
+    /// Every constructor of a node fails with an error of kind `InvalidInput` carrying a
+    /// [`ConfigError`](crate::ConfigError) if `config` is out of its bounds (see [`Config`]),
+    /// before it spawns or writes anything.
     pub fn new<R: Read + Send + 'static>(read: R, write: W, config: Config) -> io::Result<Self> {
+        config.validate()?;
         Ok(Self {
             rx: Receiver::spawn(read, &config)?,
-            tx: Sender::new(write, &config),
+            tx: Sender::new(write, &config)?,
         })
     }
 
@@ -390,6 +469,7 @@ impl<W: Write + Send + 'static> Node<W> {
             unfinished: self.rx.unfinished(),
             undelivered,
             read_error,
+            reader_panic: self.rx.reader_panic(),
         })
     }
 }
@@ -398,6 +478,7 @@ impl Node<ChildStdin> {
     /// Spawns `command` with piped stdin and stdout and talks to it over them (the plugin
     /// case). Its stderr is inherited unless `command` says otherwise.
     pub fn spawn(command: &mut Command, config: Config) -> io::Result<(Self, Child)> {
+        config.validate()?;
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -413,12 +494,13 @@ impl Node<TcpStream> {
     /// A node over a TCP stream (Nagle turned off); [`close`](Self::close) shuts the write
     /// direction down.
     pub fn tcp(stream: TcpStream, config: Config) -> io::Result<Self> {
+        config.validate()?;
         stream.set_nodelay(true)?;
         let read = stream.try_clone()?;
         let closer = Box::new(|s: &mut TcpStream| s.shutdown(Shutdown::Write));
         Ok(Self {
             rx: Receiver::spawn(read, &config)?,
-            tx: Sender::with_closer(stream, &config, Some(closer)),
+            tx: Sender::with_closer(stream, &config, Some(closer))?,
         })
     }
 }
@@ -428,11 +510,12 @@ impl Node<std::os::unix::net::UnixStream> {
     /// A node over a Unix stream socket; [`close`](Self::close) shuts the write direction
     /// down.
     pub fn unix(stream: std::os::unix::net::UnixStream, config: Config) -> io::Result<Self> {
+        config.validate()?;
         let read = stream.try_clone()?;
         let closer = Box::new(|s: &mut std::os::unix::net::UnixStream| s.shutdown(Shutdown::Write));
         Ok(Self {
             rx: Receiver::spawn(read, &config)?,
-            tx: Sender::with_closer(stream, &config, Some(closer)),
+            tx: Sender::with_closer(stream, &config, Some(closer))?,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::ops::Deref;
 
 use crate::sync::{Arc, Mutex, MutexGuard};
 
-/// Counters of a [`BufferPool`].
+/// Counters of a [`BufferPool`]. The request counts saturate at `u64::MAX`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Most buffers that may exist at once (the cap).
@@ -116,17 +116,17 @@ impl BufferPool {
     pub fn take(&self) -> Option<Buffer> {
         let mut s = self.inner.lock();
         if s.stats.in_use >= s.stats.max_buffers {
-            s.stats.exhausted += 1;
+            s.stats.exhausted = s.stats.exhausted.saturating_add(1);
             return None;
         }
         let data = match s.free.pop() {
             Some(v) => {
-                s.stats.hits += 1;
+                s.stats.hits = s.stats.hits.saturating_add(1);
                 s.stats.idle = s.free.len();
                 v
             }
             None => {
-                s.stats.misses += 1;
+                s.stats.misses = s.stats.misses.saturating_add(1);
                 Vec::new()
             }
         };

@@ -93,7 +93,8 @@ impl Received {
     }
 }
 
-/// Receive counters (a part of [`Metrics`](crate::Metrics)).
+/// Receive counters (a part of [`Metrics`](crate::Metrics)). They saturate at their
+/// maximum instead of wrapping around, whatever the peer sends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RxCounts {
     /// Messages completed.
@@ -133,15 +134,22 @@ impl RxCore {
     }
 
     /// Decodes from the front of `input`: bytes consumed and an item, if one completed.
-    /// `(0, None)` only for empty input.
+    /// `(0, None)` only for empty input: every call with input consumes some or delivers an
+    /// item. (The demux may give an event for no input, e.g. the Start of a message
+    /// restarted by a duplicate Start, which is no item in whole-message mode: then this
+    /// goes on decoding.)
     #[inline]
     pub(crate) fn feed(&mut self, input: &[u8]) -> (usize, Option<Received>) {
-        let (n, ev) = self.demux.feed(input);
-        let item = match ev {
-            None => None,
-            Some(ev) => self.on_event(ev),
-        };
-        (n, item)
+        loop {
+            let (n, ev) = self.demux.feed(input);
+            let item = match ev {
+                None => None,
+                Some(ev) => self.on_event(ev),
+            };
+            if n > 0 || item.is_some() || input.is_empty() {
+                return (n, item);
+            }
+        }
     }
 
     /// At end of stream, repeatedly until `None`: a truncation, then each message still open.
@@ -169,7 +177,7 @@ impl RxCore {
                 self.streaming.then_some(Received::Started { id, len_hint })
             }
             Event::Data { id, chunk } => {
-                self.counts.bytes += chunk.len() as u64;
+                self.counts.bytes = self.counts.bytes.saturating_add(chunk.len() as u64);
                 if self.streaming {
                     let Some(mut data) = self.pool.take() else {
                         return self.exhausted(id);
@@ -190,7 +198,7 @@ impl RxCore {
                 }
             }
             Event::Completed { id, value } => {
-                self.counts.messages += 1;
+                self.counts.messages = self.counts.messages.saturating_add(1);
                 if self.streaming {
                     return Some(Received::Ended { id });
                 }
@@ -198,7 +206,7 @@ impl RxCore {
                 Some(Received::Message(Message { id, body }))
             }
             Event::Aborted { id, .. } => {
-                self.counts.aborted += 1;
+                self.counts.aborted = self.counts.aborted.saturating_add(1);
                 Some(Received::Aborted { id })
             }
             Event::Error { error, .. } => self.error(error),
@@ -274,5 +282,70 @@ mod tests {
         drop(held);
         let items = run(&mut core, &wire[..n]);
         assert!(matches!(&items[..], [Received::Message(m)] if m.body() == b"abc"));
+    }
+
+    #[test]
+    fn feed_consumes_or_delivers_on_every_call_with_input() {
+        // A duplicate Start: the demux reports the error, then the restarted message's Start
+        // with no byte consumed (not an item in whole-message mode).
+        let mut wire = Vec::new();
+        for (kind, id, len) in [
+            (FrameType::Start, 1, 0),
+            (FrameType::Data, 1, 1),
+            (FrameType::Start, 1, 0),
+            (FrameType::Data, 1, 1),
+            (FrameType::End, 1, 0),
+        ] {
+            wire.extend_from_slice(&Header::new(kind, id, len).to_bytes());
+            if kind == FrameType::Data {
+                wire.push(b'x');
+            }
+        }
+        for streaming in [false, true] {
+            let cfg = Config {
+                streaming,
+                ..Config::default()
+            };
+            let mut core = RxCore::new(&cfg, BufferPool::new(8, 1 << 20));
+            let mut input = &wire[..];
+            let mut items = Vec::new();
+            while !input.is_empty() {
+                let (n, item) = core.feed(input);
+                assert!(
+                    n > 0 || item.is_some(),
+                    "streaming {streaming}: (0, None) with {} bytes of input",
+                    input.len()
+                );
+                input = &input[n..];
+                items.extend(item);
+            }
+            assert!(
+                matches!(
+                    items[0],
+                    Received::Error(ProtocolError::DuplicateStart { id: 1 })
+                ) || streaming
+            );
+        }
+    }
+
+    #[test]
+    fn counts_driven_by_the_wire_saturate() {
+        let mut core = RxCore::new(&Config::default(), BufferPool::new(8, 1 << 20));
+        core.counts.messages = u64::MAX;
+        core.counts.aborted = u64::MAX;
+        core.counts.bytes = u64::MAX - 1;
+        let mut wire = [0u8; 128];
+        let mut n = encode_into(&Optimized, 3, b"abc", &mut wire).unwrap();
+        for (kind, id) in [(FrameType::Start, 4), (FrameType::Abort, 4)] {
+            wire[n..n + 9].copy_from_slice(&Header::new(kind, id, 0).to_bytes());
+            n += 9;
+        }
+        let items = run(&mut core, &wire[..n]);
+        assert_eq!(items.len(), 2, "{items:?}");
+        let c = core.counts;
+        assert_eq!(
+            (c.messages, c.aborted, c.bytes),
+            (u64::MAX, u64::MAX, u64::MAX)
+        );
     }
 }

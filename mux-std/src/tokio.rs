@@ -17,7 +17,8 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use mux_std::{Config, Received, tokio::AsyncNode};
 //! let (a, b) = tokio::net::UnixStream::pair().unwrap();
-//! let (a, b) = (AsyncNode::unix(a, Config::default()), AsyncNode::unix(b, Config::default()));
+//! let a = AsyncNode::unix(a, Config::default()).unwrap();
+//! let b = AsyncNode::unix(b, Config::default()).unwrap();
 //! let id = tokio::spawn(async move { a.send(b"over tokio").await.unwrap() }).await.unwrap();
 //! match b.recv().await.unwrap() {
 //!     Received::Message(m) => assert_eq!((m.id(), m.body()), (id, &b"over tokio"[..])),
@@ -27,9 +28,12 @@
 //! ```
 
 use std::fmt;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Instant;
 
 use mux_nostd::{AnyStrategy, Outgoing};
@@ -37,12 +41,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::error::{RecvError, SendError};
+use crate::error::{ConfigError, RecvError, SendError};
 use crate::node::{Item, Metrics, RxShared, lock};
 use crate::pool::BufferPool;
 use crate::rx::{Received, RxCore, RxCounts};
 use crate::sync::atomic::AtomicU64;
-use crate::tx::{CancelToken, Link, Plan, SendOptions, TxCounts, TxInner, hold_ends};
+use crate::tx::{CancelToken, Link, Plan, SendOptions, TxCounts, TxInner, bump, hold_ends};
 
 struct Shared<W> {
     inner: tokio::sync::Mutex<TxInner<W>>,
@@ -97,11 +101,13 @@ impl Drop for InFlight<'_> {
 }
 
 impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
-    /// A sender over `io`; automatic ids start at 1.
-    pub fn new(io: W, config: &Config) -> Self {
+    /// A sender over `io`; automatic ids start at 1. Fails if `config` is out of its bounds
+    /// (see [`Config`]).
+    pub fn new(io: W, config: &Config) -> Result<Self, ConfigError> {
+        config.validate()?;
         let inner = TxInner::new(io, config);
         let stats = inner.stats.clone();
-        Self {
+        Ok(Self {
             shared: Arc::new(Shared {
                 stats,
                 inner: tokio::sync::Mutex::new(inner),
@@ -110,7 +116,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                 strategy: config.strategy,
                 orphans: Mutex::new(Vec::new()),
             }),
-        }
+        })
     }
 
     /// Takes the next automatic id (1, 2, …, wrapping).
@@ -126,7 +132,9 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             .map(|()| id)
     }
 
-    /// Sends `payload` as message `id`.
+    /// Sends `payload` as message `id`. A send of an id whose message another task is still
+    /// sending is refused with [`SendError::IdInFlight`] and writes nothing (see
+    /// [`Sender::send_with_id`](crate::Sender::send_with_id)).
     pub async fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
         self.send_cancellable(id, payload, None, || None).await
     }
@@ -201,6 +209,9 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             let mut g = self.lock().await;
             settle_owed(&mut g, &self.shared.orphans).await?;
             g.usable(id, fl.started)?;
+            if !fl.started && g.in_flight(id) {
+                return Err(SendError::IdInFlight { id }); // nothing of it was written
+            }
             if !fl.started {
                 g.sending.push(id);
                 fl.started = true;
@@ -259,8 +270,12 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             }
             Link::Open => {}
         }
-        let ids = g.abort_all();
-        let r = match flush_buf(&mut g).await {
+        let (ids, r) = abort_all(&mut g).await;
+        let r = match r {
+            Ok(()) => flush_buf(&mut g).await,
+            Err(e) => Err(e),
+        };
+        let r = match r {
             Ok(()) => match g.io.as_mut() {
                 Some(io) => io.shutdown().await,
                 None => Ok(()),
@@ -352,6 +367,25 @@ async fn hold<W: AsyncWrite + Unpin>(g: &mut TxInner<W>, payload: &[u8]) -> io::
     Ok(())
 }
 
+/// Before closing: Abort for every message under way (each at a frame boundary), buffered,
+/// the buffer written out first whenever it is full. Returns their ids and the error of such a
+/// write (the Aborts after it are not buffered).
+async fn abort_all<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> (Vec<u32>, io::Result<()>) {
+    let ids = std::mem::take(&mut g.sending);
+    let mut r = Ok(());
+    for &id in &ids {
+        if r.is_ok() && !g.co.push_abort(id) {
+            r = flush_buf(g).await;
+            if r.is_ok() {
+                // Cannot fail: the buffer is empty now and holds at least one header.
+                let _ = g.co.push_abort(id);
+            }
+        }
+        bump(&g.stats.aborted, 1);
+    }
+    (ids, r)
+}
+
 async fn flush_buf<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> io::Result<()> {
     let TxInner { io, co, stats, .. } = g;
     let Some(io) = io.as_mut() else {
@@ -394,26 +428,30 @@ impl fmt::Debug for AsyncReceiver {
 }
 
 impl AsyncReceiver {
-    /// Spawns the reader task on the current tokio runtime (panics outside one).
-    pub fn spawn<R: AsyncRead + Unpin + Send + 'static>(read: R, config: &Config) -> Self {
+    /// Spawns the reader task on the current tokio runtime (panics outside one). Fails if
+    /// `config` is out of its bounds (see [`Config`]), before anything is spawned.
+    pub fn spawn<R: AsyncRead + Unpin + Send + 'static>(
+        read: R,
+        config: &Config,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
         let shared = RxShared::new(config);
-        let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
+        let (tx, rx) = mpsc::channel(config.queue_len());
         let core = RxCore::new(config, shared.pool.clone());
-        let size = config.read_buffer.max(64);
-        let task = tokio::spawn(read_task(read, core, tx, shared.clone(), size));
-        Self {
+        let buf = vec![0u8; config.read_buffer_len()];
+        let task = tokio::spawn(read_task(read, core, tx, shared.clone(), buf));
+        Ok(Self {
             rx: tokio::sync::Mutex::new(rx),
             shared,
             task: Mutex::new(Some(task)),
-        }
+        })
     }
 
-    /// The next item. [`RecvError::Io`] comes once; [`RecvError::Closed`] after the end of
-    /// stream. Cancel-safe.
+    /// The next item. [`RecvError::Io`] or [`RecvError::ReaderPanicked`] comes once;
+    /// [`RecvError::Closed`] after the end of stream. Cancel-safe.
     pub async fn recv(&self) -> Result<Received, RecvError> {
         match self.rx.lock().await.recv().await {
-            Some(Item::Rx(r)) => Ok(r),
-            Some(Item::Io(e)) => Err(RecvError::Io(e)),
+            Some(item) => item.into_result(),
             None => Err(RecvError::Closed),
         }
     }
@@ -433,7 +471,14 @@ impl AsyncReceiver {
         lock(&self.shared.unfinished).clone()
     }
 
-    /// Waits for the end of stream, keeping what arrives until then and the read error.
+    /// The message of a panic that ended the reader task, if one did (it was also
+    /// delivered once as [`RecvError::ReaderPanicked`]).
+    pub fn reader_panic(&self) -> Option<String> {
+        lock(&self.shared.panic).clone()
+    }
+
+    /// Waits for the end of stream, keeping what arrives until then and the read error. A
+    /// panic of the reader is kept for [`reader_panic`](Self::reader_panic).
     pub async fn drain(&self) -> (Vec<Received>, Option<io::Error>) {
         let mut items = Vec::new();
         let mut err = None;
@@ -441,6 +486,7 @@ impl AsyncReceiver {
             match self.recv().await {
                 Ok(item) => items.push(item),
                 Err(RecvError::Io(e)) => err = Some(e),
+                Err(RecvError::ReaderPanicked(_)) => {}
                 Err(RecvError::Closed) => break,
             }
         }
@@ -453,21 +499,59 @@ impl AsyncReceiver {
     }
 }
 
+/// Polls `fut` to its end, catching a panic in any of its polls (its message in `Err`).
+async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn std::any::Any + Send>> {
+    let mut fut = std::pin::pin!(fut);
+    poll_fn(
+        move |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload)),
+        },
+    )
+    .await
+}
+
+/// The reader task: [`pump`] with a panic anywhere in it (a bug of the receive loop)
+/// reported to the receivers instead of ending the stream as if it had ended cleanly.
 async fn read_task<R: AsyncRead + Unpin>(
-    mut read: R,
+    read: R,
     mut core: RxCore,
     tx: mpsc::Sender<Item>,
     shared: Arc<RxShared>,
-    size: usize,
+    buf: Vec<u8>,
 ) {
-    let mut buf = vec![0u8; size];
+    if let Err(payload) = catch_panic(pump(read, &mut core, &tx, &shared, buf)).await {
+        let item = shared.panicked(&*payload);
+        drop(payload);
+        let _ = tx.send(item).await;
+        // What the core knew may be inconsistent: publish it, report nothing more.
+        shared.publish(&mut core);
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(
+    mut read: R,
+    core: &mut RxCore,
+    tx: &mpsc::Sender<Item>,
+    shared: &RxShared,
+    mut buf: Vec<u8>,
+) {
     'stream: loop {
-        let n = match read.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
+        // A panic in `poll_read` (the caller's code) is reported like a read error: once,
+        // then the stream is finished as if it had ended.
+        let n = match catch_panic(read.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => {
                 let _ = tx.send(Item::Io(e)).await;
+                break;
+            }
+            Err(payload) => {
+                let item = shared.panicked(&*payload);
+                drop(payload);
+                let _ = tx.send(item).await;
                 break;
             }
         };
@@ -477,21 +561,21 @@ async fn read_task<R: AsyncRead + Unpin>(
             input = &input[used..];
             if let Some(item) = item {
                 // Counters first, so that they include every item handed out.
-                shared.publish(&mut core);
+                shared.publish(core);
                 if tx.send(Item::Rx(item)).await.is_err() {
                     break 'stream;
                 }
             }
         }
-        shared.publish(&mut core);
+        shared.publish(core);
     }
     while let Some(item) = core.finish() {
-        shared.publish(&mut core);
+        shared.publish(core);
         if tx.send(Item::Rx(item)).await.is_err() {
             break;
         }
     }
-    shared.publish(&mut core);
+    shared.publish(core);
 }
 
 /// An async node: many tasks send, one or more receive, over one byte stream.
@@ -506,11 +590,17 @@ pub type AsyncCloseReport = crate::CloseReport;
 
 impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
     /// A node reading `read` (in a task spawned on the current runtime) and writing `write`.
-    pub fn new<R: AsyncRead + Unpin + Send + 'static>(read: R, write: W, config: Config) -> Self {
-        Self {
-            rx: AsyncReceiver::spawn(read, &config),
-            tx: AsyncSender::new(write, &config),
-        }
+    /// Fails if `config` is out of its bounds (see [`Config`]), before anything is spawned.
+    pub fn new<R: AsyncRead + Unpin + Send + 'static>(
+        read: R,
+        write: W,
+        config: Config,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            rx: AsyncReceiver::spawn(read, &config)?,
+            tx: AsyncSender::new(write, &config)?,
+        })
     }
 
     /// The sending half.
@@ -533,7 +623,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
         self.tx.send(payload).await
     }
 
-    /// Sends as message `id`.
+    /// Sends as message `id` (see [`AsyncSender::send_with_id`]).
     pub async fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
         self.tx.send_with_id(id, payload).await
     }
@@ -576,23 +666,27 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
             unfinished: self.rx.unfinished(),
             undelivered,
             read_error,
+            reader_panic: self.rx.reader_panic(),
         })
     }
 }
 
 impl AsyncNode<tokio::net::tcp::OwnedWriteHalf> {
-    /// A node over a tokio TCP stream (Nagle turned off).
+    /// A node over a tokio TCP stream (Nagle turned off). An invalid `config` gives an error
+    /// of kind `InvalidInput` carrying the [`ConfigError`].
     pub fn tcp(stream: tokio::net::TcpStream, config: Config) -> io::Result<Self> {
+        config.validate()?;
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
-        Ok(Self::new(r, w, config))
+        Ok(Self::new(r, w, config)?)
     }
 }
 
 #[cfg(unix)]
 impl AsyncNode<tokio::net::unix::OwnedWriteHalf> {
-    /// A node over a tokio Unix stream socket.
-    pub fn unix(stream: tokio::net::UnixStream, config: Config) -> Self {
+    /// A node over a tokio Unix stream socket. Fails if `config` is out of its bounds (see
+    /// [`Config`]).
+    pub fn unix(stream: tokio::net::UnixStream, config: Config) -> Result<Self, ConfigError> {
         let (r, w) = stream.into_split();
         Self::new(r, w, config)
     }

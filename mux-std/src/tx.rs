@@ -21,7 +21,7 @@ use mux_nostd::{
 };
 
 use crate::config::Config;
-use crate::error::SendError;
+use crate::error::{ConfigError, SendError};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
@@ -60,7 +60,8 @@ impl CancelToken {
 /// cancel token, no deadline.
 #[derive(Debug, Clone, Default)]
 pub struct SendOptions {
-    /// The message id (default: the next automatic id).
+    /// The message id (default: the next automatic id). An id whose message is still being
+    /// sent is refused with [`SendError::IdInFlight`] (see [`Sender::send_with_id`]).
     pub id: Option<u32>,
     /// The strategy (default: the node's, [`Config::strategy`]).
     pub strategy: Option<AnyStrategy>,
@@ -73,7 +74,8 @@ pub struct SendOptions {
     pub buffered: bool,
 }
 
-/// Send counters (a part of [`Metrics`](crate::Metrics)).
+/// Send counters (a part of [`Metrics`](crate::Metrics)). They saturate at `u64::MAX`
+/// instead of wrapping around.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TxCounts {
     /// Messages completed (End written).
@@ -92,16 +94,20 @@ pub struct TxCounts {
 pub(crate) struct TxStats {
     messages: AtomicU64,
     bytes: AtomicU64,
-    aborted: AtomicU64,
+    pub(crate) aborted: AtomicU64,
     pub(crate) writes: AtomicU64,
     broken: AtomicBool,
 }
 
 /// Adds `n` to a counter only ever changed under the write lock: a plain load and store (no
-/// read-modify-write instruction), since no other writer can race it.
+/// read-modify-write instruction), since no other writer can race it. Saturates (see
+/// [`TxCounts`]).
 #[inline]
 pub(crate) fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).saturating_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 impl TxStats {
@@ -127,24 +133,32 @@ pub(crate) enum Link {
 }
 
 /// The shared write buffer: small frames are copied here, written by the last sender out.
+/// It never holds more than `cap` bytes (no allocation after it is made).
 #[derive(Debug)]
 pub(crate) struct Coalescer {
     buf: Vec<u8>,
     off: usize,
     frame_max: usize,
+    cap: usize,
 }
 
 impl Coalescer {
+    /// The buffer of a validated `config`: `write_buffer` bytes (at least `coalesce_frame`),
+    /// or, with coalescing off, room for one Abort header.
     pub(crate) fn new(config: &Config) -> Self {
         let cap = if config.coalesce_frame == 0 {
-            0
+            HEADER_LEN
         } else {
-            config.write_buffer.max(config.coalesce_frame)
+            config
+                .write_buffer
+                .max(config.coalesce_frame)
+                .max(HEADER_LEN)
         };
         Self {
             buf: Vec::with_capacity(cap),
             off: 0,
             frame_max: config.coalesce_frame,
+            cap,
         }
     }
 
@@ -155,7 +169,7 @@ impl Coalescer {
     pub(crate) fn try_copy(&mut self, out: &mut Outgoing, payload: &[u8]) -> Option<usize> {
         let (h, b) = out.pending(payload);
         let n = h.len() + b.len();
-        if n > self.frame_max || self.buf.len() + n > self.buf.capacity() {
+        if n > self.frame_max || self.buf.len() + n > self.cap {
             return None;
         }
         self.buf.extend_from_slice(h);
@@ -196,7 +210,7 @@ impl Coalescer {
     fn put(&mut self, frame: &PlannedFrame, payload: &[u8]) -> bool {
         let body = frame.body_len() as usize;
         let n = HEADER_LEN + body;
-        if n > self.frame_max || self.buf.len() + n > self.buf.capacity() {
+        if n > self.frame_max || self.buf.len() + n > self.cap {
             return false;
         }
         let at = frame.offset as usize;
@@ -221,10 +235,16 @@ impl Coalescer {
         }
     }
 
-    /// Buffers an Abort header (for messages cut by close).
-    pub(crate) fn push_abort(&mut self, id: u32) {
+    /// Buffers an Abort header (for a message cut between two holds) if it fits; `false`:
+    /// the buffer is full, write it out first.
+    #[must_use]
+    pub(crate) fn push_abort(&mut self, id: u32) -> bool {
+        if self.buf.len() + HEADER_LEN > self.cap {
+            return false;
+        }
         self.buf
             .extend_from_slice(&Header::new(FrameType::Abort, id, 0).to_bytes());
+        true
     }
 }
 
@@ -663,26 +683,6 @@ impl<W> TxInner<W> {
         bump(&self.stats.bytes, total as u64);
     }
 
-    /// A send that had written its Start gave up waiting for the lock (cancelled or timed
-    /// out): its Abort goes into the shared buffer now (it sits at a frame boundary).
-    pub(crate) fn orphaned(&mut self, id: u32) {
-        let Some(i) = self.sending.iter().position(|&x| x == id) else {
-            return; // already ended, e.g. by close
-        };
-        self.sending.swap_remove(i);
-        self.abort_here(id);
-    }
-
-    /// Ends message `id` (at a frame boundary, no longer in `sending`) with an Abort in the
-    /// shared buffer, owed to the wire even by a buffered send.
-    fn abort_here(&mut self, id: u32) {
-        if self.link == Link::Open {
-            self.co.push_abort(id);
-            self.set_owe_flush(true);
-        }
-        bump(&self.stats.aborted, 1);
-    }
-
     /// A write not on behalf of one message failed: the link is broken.
     pub(crate) fn link_failed(&mut self, e: io::Error) -> SendError {
         self.link = Link::Broken;
@@ -698,19 +698,64 @@ impl<W> TxInner<W> {
         SendError::Io(e)
     }
 
-    /// Before closing: Abort for every message under way (they are all at frame boundaries,
-    /// since a hold always ends on one).
-    pub(crate) fn abort_all(&mut self) -> Vec<u32> {
-        let ids = std::mem::take(&mut self.sending);
-        for &id in &ids {
-            self.co.push_abort(id);
-            bump(&self.stats.aborted, 1);
-        }
-        ids
+    /// Whether message `id` is under way (its Start written, its last frame not): a new
+    /// message with this id would splice into it.
+    #[inline]
+    pub(crate) fn in_flight(&self, id: u32) -> bool {
+        self.sending.contains(&id)
     }
 }
 
 impl<W: Write> TxInner<W> {
+    /// A send that had written its Start gave up waiting for the lock (cancelled or timed
+    /// out): its Abort goes into the shared buffer now (it sits at a frame boundary).
+    pub(crate) fn orphaned(&mut self, id: u32) {
+        let Some(i) = self.sending.iter().position(|&x| x == id) else {
+            return; // already ended, e.g. by close
+        };
+        self.sending.swap_remove(i);
+        self.abort_here(id);
+    }
+
+    /// Ends message `id` (at a frame boundary, no longer in `sending`) with an Abort in the
+    /// shared buffer, owed to the wire even by a buffered send. A write error (the buffer
+    /// was full) breaks the link, which then owes nothing.
+    fn abort_here(&mut self, id: u32) {
+        if self.link == Link::Open {
+            match self.push_abort(id) {
+                Ok(()) => self.set_owe_flush(true),
+                Err(e) => drop(self.link_failed(e)),
+            }
+        }
+        bump(&self.stats.aborted, 1);
+    }
+
+    /// Buffers an Abort for `id`, writing the shared buffer out first if it is full (it
+    /// keeps to its capacity).
+    fn push_abort(&mut self, id: u32) -> io::Result<()> {
+        if !self.co.push_abort(id) {
+            self.flush_pending()?;
+            // Cannot fail: the buffer is empty now and holds at least one header.
+            let _ = self.co.push_abort(id);
+        }
+        Ok(())
+    }
+
+    /// Before closing: Abort for every message under way (they are all at frame boundaries,
+    /// since a hold always ends on one). Returns their ids, and the error of a write of the
+    /// shared buffer made to make room (the Aborts after it are not buffered).
+    fn abort_all(&mut self) -> (Vec<u32>, io::Result<()>) {
+        let ids = std::mem::take(&mut self.sending);
+        let mut r = Ok(());
+        for &id in &ids {
+            if r.is_ok() {
+                r = self.push_abort(id);
+            }
+            bump(&self.stats.aborted, 1);
+        }
+        (ids, r)
+    }
+
     /// One hold of the write lock for `msg`: writes its frames (or, while others wait or for
     /// a buffered send, copies the small ones into the shared buffer) until the message is
     /// done, a contender is owed the lock, or `how.stop` says stop. Every write call gathers
@@ -907,7 +952,10 @@ fn close_on_drop<W: Write>(g: &mut TxInner<W>, closer: Option<Closer<W>>) {
     if g.link != Link::Open {
         return;
     }
-    g.abort_all();
+    let (_, r) = g.abort_all();
+    if r.is_err() {
+        return; // the sink failed: nothing more to write
+    }
     let _ = g.flush_buf();
     if let Some(io) = g.io.as_mut() {
         let _ = io.flush();
@@ -925,7 +973,7 @@ fn close_on_drop<W: Write>(g: &mut TxInner<W>, closer: Option<Closer<W>>) {
 /// ```
 /// use mux_std::{Config, Sender};
 /// let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-/// let tx = Sender::new(a, &Config::default());
+/// let tx = Sender::new(a, &Config::default()).unwrap();
 /// std::thread::scope(|s| {
 ///     for _ in 0..4 {
 ///         s.spawn(|| tx.send(b"ping").unwrap());
@@ -957,17 +1005,24 @@ impl<W> fmt::Debug for Sender<W> {
 }
 
 impl<W: Write + Send> Sender<W> {
-    /// A sender over `io`; automatic ids start at 1.
-    pub fn new(io: W, config: &Config) -> Self {
+    /// A sender over `io`; automatic ids start at 1. Fails if `config` is out of its bounds
+    /// (see [`Config`]).
+    pub fn new(io: W, config: &Config) -> Result<Self, ConfigError> {
         Self::with_closer(io, config, None)
     }
 
     /// A sender whose [`close`](Self::close) runs `closer` on the sink before dropping it
-    /// (e.g. `shutdown(Write)` of a socket whose read half lives on).
-    pub fn with_closer(io: W, config: &Config, closer: Option<Closer<W>>) -> Self {
+    /// (e.g. `shutdown(Write)` of a socket whose read half lives on). Fails if `config` is
+    /// out of its bounds (see [`Config`]).
+    pub fn with_closer(
+        io: W,
+        config: &Config,
+        closer: Option<Closer<W>>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
         let inner = TxInner::new(io, config);
         let stats = inner.stats.clone();
-        Self {
+        Ok(Self {
             shared: Arc::new(Shared {
                 inner: Mutex::new(inner),
                 waiting: AtomicUsize::new(0),
@@ -982,7 +1037,7 @@ impl<W: Write + Send> Sender<W> {
                 orphans: Mutex::new(Vec::new()),
                 has_orphans: AtomicBool::new(false),
             }),
-        }
+        })
     }
 
     /// Takes the next automatic id (1, 2, …, wrapping), e.g. to know it before sending.
@@ -999,6 +1054,12 @@ impl<W: Write + Send> Sender<W> {
     }
 
     /// Sends `payload` as message `id`.
+    ///
+    /// An id may be reused once its message is sent; a send of an id whose message another
+    /// thread is still sending (Start written, End not yet) is refused with
+    /// [`SendError::IdInFlight`] and writes nothing (two messages with one id would splice on
+    /// the wire). The same holds for every send with an explicit id, and for an automatic id
+    /// that meets one given explicitly.
     #[inline]
     pub fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
         self.send_inner(id, payload, None, false, None, None)
@@ -1097,6 +1158,11 @@ impl<W: Write + Send> Sender<W> {
                 },
             };
             g.usable(id, started)?;
+            if !started && g.in_flight(id) {
+                // Nothing of this message was written; frames left for this waiter go out.
+                self.release(g, false, id)?;
+                return Err(SendError::IdInFlight { id });
+            }
             let mut how = How {
                 contenders: &self.shared.contenders,
                 bulk: &self.shared.bulk,
@@ -1161,7 +1227,7 @@ impl<W: Write + Send> Sender<W> {
             return None; // more than one Data frame
         }
         let mut g = s.inner.try_lock().ok()?;
-        if g.link != Link::Open || !g.co.pending().is_empty() {
+        if g.link != Link::Open || !g.co.pending().is_empty() || g.in_flight(id) {
             return None;
         }
         let mut heads = [0u8; 2 * HEADER_LEN];
@@ -1306,17 +1372,19 @@ impl<W: Write + Send> Sender<W> {
             }
             Link::Open => {}
         }
-        let ids = g.abort_all();
+        let (ids, r) = g.abort_all();
         let closer = self
             .shared
             .closer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        let r = g.flush_buf().and_then(|()| match g.io.as_mut() {
-            Some(io) => io.flush().and_then(|()| closer.map_or(Ok(()), |c| c(io))),
-            None => Ok(()),
-        });
+        let r = r
+            .and_then(|()| g.flush_buf())
+            .and_then(|()| match g.io.as_mut() {
+                Some(io) => io.flush().and_then(|()| closer.map_or(Ok(()), |c| c(io))),
+                None => Ok(()),
+            });
         g.link = Link::Closed;
         g.io = None;
         r.map_err(SendError::Io)?;
@@ -1493,7 +1561,8 @@ mod tests {
                     step,
                 },
                 &cfg,
-            );
+            )
+            .unwrap();
             let mut want = vec![0u8; 1 << 17];
             let mut at = 0;
             for (id, n) in [(1, 0), (2, 1), (3, 1000), (4, 3000), (5, 50), (6, 40_000)] {
@@ -1514,7 +1583,7 @@ mod tests {
             out: out.clone(),
             step: usize::MAX,
         };
-        let tx = Sender::new(sink, &Config::with_strategy(Hybrid::<4096>));
+        let tx = Sender::new(sink, &Config::with_strategy(Hybrid::<4096>)).unwrap();
         let p = payload(10_000); // S0 D4096 D4096 D1808 E0: holds S+D, D, D+E
         let r = tx.send_cancellable(1, &p, None, || Some(SendError::Cancelled));
         assert!(matches!(r, Err(SendError::Cancelled)));
@@ -1553,7 +1622,7 @@ mod tests {
     #[test]
     fn an_uncontended_message_leaves_in_few_vectored_writes() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let tx = Sender::new(Vectored(calls.clone()), &Config::default());
+        let tx = Sender::new(Vectored(calls.clone()), &Config::default()).unwrap();
         // Hybrid, 100000 bytes: S0 D16384×6 D1696 E0, nine frames: one write.
         tx.send(&payload(100_000)).unwrap();
         assert_eq!(*calls.lock().unwrap(), [100_000 + 9 * 9]);
@@ -1614,7 +1683,7 @@ mod tests {
             let mut sink = Slices::default();
             let p = payload(1024);
             {
-                let tx = Sender::new(&mut sink, &Config::with_strategy(strategy));
+                let tx = Sender::new(&mut sink, &Config::with_strategy(strategy)).unwrap();
                 tx.send_with_id(9, &p).unwrap();
                 assert_eq!(tx.counts().writes, 1);
                 tx.close().unwrap();
@@ -1640,7 +1709,7 @@ mod tests {
                 hold_budget: budget,
                 ..Config::default()
             };
-            let tx = Sender::new(Vectored(calls.clone()), &cfg);
+            let tx = Sender::new(Vectored(calls.clone()), &cfg).unwrap();
             // Hybrid, 1 MiB: S0 D16384×64 E0; Start rides with the first Data frame, End with
             // the last.
             tx.send_cancellable(1, &payload(1 << 20), None, || None)
@@ -1661,7 +1730,7 @@ mod tests {
         let mut want = vec![0; 100 * (1024 + 27)];
         let mut at = 0;
         {
-            let tx = Sender::new(&mut sink, &Config::default());
+            let tx = Sender::new(&mut sink, &Config::default()).unwrap();
             for _ in 0..100 {
                 let id = tx.send_buffered(&p).unwrap();
                 at += encode_into(&Hybrid::<4096>, id, &p, &mut want[at..]).unwrap();
@@ -1762,7 +1831,7 @@ mod tests {
             hold_budget: budget,
             ..Config::default()
         };
-        let tx = Sender::new(sink, &cfg);
+        let tx = Sender::new(sink, &cfg).unwrap();
         let (big, small) = (payload(256 << 10), payload(b_len));
         let mark = std::thread::scope(|s| {
             s.spawn(|| tx.send_with_id(1, &big).unwrap());
@@ -1862,11 +1931,92 @@ mod tests {
                 Ok(())
             }
         }
-        let tx = Sender::new(Failing, &Config::default());
+        let tx = Sender::new(Failing, &Config::default()).unwrap();
         assert!(
             matches!(tx.send(b"x"), Err(SendError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe)
         );
         assert!(matches!(tx.send(b"x"), Err(SendError::Broken)));
         assert!(tx.is_broken());
+    }
+
+    #[test]
+    fn aborts_buffered_at_close_keep_to_the_write_buffer_capacity() {
+        // Coalescing with a 64-byte buffer, and coalescing off (no buffer for frames).
+        for (coalesce, buffer) in [(64, 64), (0, 64 << 10)] {
+            let mut sink = Slices::default();
+            let cfg = Config {
+                coalesce_frame: coalesce,
+                write_buffer: buffer,
+                ..Config::default()
+            };
+            {
+                let tx = Sender::new(&mut sink, &cfg).unwrap();
+                // 20 messages under way (each at a frame boundary between two holds).
+                tx.shared.inner.lock().unwrap().sending.extend(1..=20);
+                let ids = tx.close().unwrap();
+                assert_eq!(ids, (1..=20).collect::<Vec<u32>>());
+                let g = tx.shared.inner.lock().unwrap();
+                let cap = if coalesce == 0 { HEADER_LEN } else { buffer };
+                assert!(
+                    g.co.buf.capacity() <= cap,
+                    "coalesce {coalesce}: the buffer grew to {}",
+                    g.co.buf.capacity()
+                );
+            }
+            let want: Vec<u8> = (1..=20)
+                .flat_map(|id| Header::new(FrameType::Abort, id, 0).to_bytes())
+                .collect();
+            assert_eq!(sink.bytes, want, "coalesce {coalesce}");
+        }
+    }
+
+    #[test]
+    fn a_send_with_an_id_in_flight_is_refused_and_writes_nothing() {
+        // A sends 4 MiB as id 7; while it is under way (paused in its fifth write call), B
+        // sends 1 MiB as id 7 too and waits for the lock. A yields to B (a bulk waiter) after
+        // 256 KiB more: B must be refused, not splice its frames into message 7.
+        let (reached_tx, reached) = std::sync::mpsc::channel();
+        let (resume, resume_rx) = std::sync::mpsc::channel();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Gate {
+            out: out.clone(),
+            step: 10_000,
+            calls: 0,
+            pause_at: 5,
+            reached: reached_tx,
+            resume: resume_rx,
+        };
+        let tx = Sender::new(sink, &Config::default()).unwrap();
+        let (big, other) = (payload(4 << 20), vec![0xEE; 1 << 20]);
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| tx.send_with_id(7, &big));
+            reached.recv().unwrap();
+            let b = s.spawn(|| tx.send_with_id(7, &other));
+            let t = Instant::now();
+            while tx.shared.contenders.load(Ordering::Relaxed) == 0 {
+                assert!(t.elapsed() < Duration::from_secs(20), "B never waited");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            resume.send(()).unwrap();
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(a.is_ok(), "{a:?}");
+        assert!(
+            matches!(b, Err(SendError::IdInFlight { id: 7 })),
+            "the second send of id 7: {b:?}"
+        );
+        tx.flush().unwrap();
+        let wire = out.lock().unwrap().clone();
+        let (frames, bodies) = parse(&wire);
+        assert_eq!(bodies.len(), 1);
+        assert!(bodies[&7] == big, "message 7 is A's payload, whole");
+        let starts = frames
+            .iter()
+            .filter(|f| f.0 == FrameType::Start as u8)
+            .count();
+        assert_eq!(starts, 1);
+        assert_eq!(tx.counts().messages, 1);
+        // Once A is done, id 7 is free again.
+        tx.send_with_id(7, b"again").unwrap();
     }
 }

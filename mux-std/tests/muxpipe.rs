@@ -234,3 +234,136 @@ fn frames_shows_bad_captures_for_debugging() {
         ["9: S2 D2 E0", "truncated (4 bytes missing)"]
     );
 }
+
+/// Runs muxpipe with `args`, stdin from `stdin`; returns its exit status, stdout and stderr.
+fn run(args: &[&str], stdin: Stdio) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(stdin)
+        .output()
+        .expect("run muxpipe");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status, text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn write_refuses_a_size_over_the_wire_limit_before_allocating() {
+    for size in ["1000000000000", "4294967296"] {
+        let (status, stdout, stderr) = run(&["write", "hybrid", "1", size], Stdio::null());
+        // A clear error and exit status 1: not an abort (134) on a failed allocation.
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{size}: {status:?}, stderr {stderr:?}"
+        );
+        assert!(stderr.contains("4 GiB"), "{size}: {stderr:?}");
+        assert!(!stderr.contains("memory allocation"), "{stderr:?}");
+        assert!(stdout.is_empty());
+    }
+}
+
+#[test]
+fn frames_is_linear_in_the_messages_open() {
+    // 50 000 Starts, then their Ends in the same order (each End used to scan every message
+    // still open: 16 s in a debug build; well under a second now).
+    const N: u32 = 50_000;
+    let mut wire = Vec::with_capacity(2 * 9 * N as usize);
+    for kind in [1u8, 2] {
+        for id in 1..=N {
+            wire.push(kind);
+            wire.extend_from_slice(&id.to_be_bytes());
+            wire.extend_from_slice(&0u32.to_be_bytes());
+        }
+    }
+    let path = std::env::temp_dir().join(format!("muxpipe-frames-{}.bin", std::process::id()));
+    std::fs::write(&path, &wire).unwrap();
+    let t = std::time::Instant::now();
+    let (status, stdout, stderr) = run(
+        &["frames"],
+        Stdio::from(std::fs::File::open(&path).unwrap()),
+    );
+    let took = t.elapsed();
+    std::fs::remove_file(&path).unwrap();
+    assert!(status.success(), "{status:?} {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), N as usize);
+    assert_eq!(lines[0], "1: S0 E0");
+    assert_eq!(lines[N as usize - 1], format!("{N}: S0 E0"));
+    assert!(took.as_secs() < 5, "frames took {took:?}");
+    // What is still open at the end is listed in the order the messages started.
+    let mut wire = Vec::new();
+    for (kind, id) in [(1u8, 3u32), (1, 1), (1, 2), (2, 1)] {
+        wire.push(kind);
+        wire.extend_from_slice(&id.to_be_bytes());
+        wire.extend_from_slice(&0u32.to_be_bytes());
+    }
+    std::fs::write(&path, &wire).unwrap();
+    let (status, stdout, _) = run(
+        &["frames"],
+        Stdio::from(std::fs::File::open(&path).unwrap()),
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert!(status.success());
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["1: S0 E0", "3: S0 (unfinished)", "2: S0 (unfinished)"]
+    );
+}
+
+#[test]
+fn read_failing_to_read_its_input_exits_non_zero() {
+    let dir = std::fs::File::open(vectors()).unwrap();
+    let (status, stdout, stderr) = run(&["read"], Stdio::from(dir));
+    assert!(!status.success(), "{status:?}: {stdout:?} {stderr:?}");
+    assert!(stdout.contains("error read failed"), "{stdout:?}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_like_other_unix_tools() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let capture = vectors().join("interleaved-hybrid.bin");
+    // Each writes far more than a pipe holds; the reader takes 100 bytes and goes away.
+    let cases: [&[&str]; 2] = [
+        &["write", "hybrid", "1000", "65536"],
+        &["write", "original", "3000", "1000"],
+    ];
+    for args in cases {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        // The read end is closed here (dropped).
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr:?}");
+        // Killed by SIGPIPE, or its shell status (128 + 13), like `yes | head -c 100`.
+        assert!(
+            out.status.signal() == Some(13) || out.status.code() == Some(141),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+    // `read` and `frames` with their output closed early (a long capture in a pipe): quiet,
+    // and 141 (their output, over 150 KB, does not fit in the pipe).
+    for cmd in ["read", "frames"] {
+        let script = format!(
+            "for i in $(seq 3000); do cat '{}'; done | \"$M\" {cmd} | head -c 10 >/dev/null",
+            capture.display()
+        );
+        let out = Command::new("bash")
+            .args(["-c", &format!("{script}; echo \"${{PIPESTATUS[1]}}\"")])
+            .env("M", BIN)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{cmd}: {stderr:?}");
+        let status = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(status.trim(), "141", "{cmd}");
+    }
+}

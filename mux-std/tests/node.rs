@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mux_std::{
-    AnyStrategy, CancelToken, Config, FrameType, Node, ProtocolError, Received, Receiver,
-    RecvError, SendError, SendOptions, Sender,
+    AnyStrategy, CancelToken, Config, ConfigError, FrameType, Node, ProtocolError, Received,
+    Receiver, RecvError, SendError, SendOptions, Sender,
 };
 
 fn vectors() -> PathBuf {
@@ -72,7 +72,7 @@ fn sending_is_byte_exact_with_the_golden_vectors() {
             b.read_to_end(&mut wire).unwrap();
             wire
         });
-        let tx = Sender::new(a, &Config::with_strategy(strategy));
+        let tx = Sender::new(a, &Config::with_strategy(strategy)).unwrap();
         tx.send_with_id(7, &rule_r(size)).unwrap();
         tx.close().unwrap();
         let want = std::fs::read(vectors().join(&name)).unwrap();
@@ -155,7 +155,7 @@ fn stuck_send(
     during: impl FnOnce(),
 ) -> (Vec<Out>, Result<u32, SendError>) {
     let (a, b) = UnixStream::pair().unwrap();
-    let tx = Sender::new(a, &Config::default());
+    let tx = Sender::new(a, &Config::default()).unwrap();
     let payload = rule_r(8 << 20);
     let (rx, r) = std::thread::scope(|s| {
         let h = s.spawn(|| {
@@ -182,7 +182,7 @@ fn stuck_send(
 fn cancel_token_and_deadline_abort_on_the_wire() {
     // Cancelled before it starts: nothing is written.
     let (a, mut b) = UnixStream::pair().unwrap();
-    let tx = Sender::new(a, &Config::default());
+    let tx = Sender::new(a, &Config::default()).unwrap();
     let token = CancelToken::new();
     token.cancel();
     let opts = SendOptions {
@@ -418,7 +418,7 @@ fn a_small_message_interleaves_with_a_large_one() {
     // 64 KiB per millisecond), so it is mid-way when the small one is sent from another
     // thread.
     let (a, b) = UnixStream::pair().unwrap();
-    let tx = Sender::new(a, &Config::default());
+    let tx = Sender::new(a, &Config::default()).unwrap();
     let slow = std::thread::spawn(move || {
         let mut b = b;
         let mut wire = Vec::new();
@@ -513,7 +513,7 @@ fn dropping_the_node_ends_our_stream_and_writes_what_was_buffered() {
 #[test]
 fn metrics_do_not_wait_for_a_send_stuck_in_the_kernel() {
     let (a, b) = UnixStream::pair().unwrap();
-    let tx = Sender::new(a, &Config::default());
+    let tx = Sender::new(a, &Config::default()).unwrap();
     let big = rule_r(8 << 20);
     std::thread::scope(|s| {
         let stuck = s.spawn(|| tx.send(&big));
@@ -537,7 +537,7 @@ fn metrics_do_not_wait_for_a_send_stuck_in_the_kernel() {
 #[test]
 fn a_send_queued_behind_a_stuck_writer_can_still_be_cancelled() {
     let (a, b) = UnixStream::pair().unwrap();
-    let tx = Sender::new(a, &Config::default());
+    let tx = Sender::new(a, &Config::default()).unwrap();
     let big = rule_r(8 << 20);
     let token = CancelToken::new();
     std::thread::scope(|s| {
@@ -571,7 +571,7 @@ fn a_send_queued_behind_a_stuck_writer_can_still_be_cancelled() {
 fn a_started_message_that_gives_up_waiting_is_aborted_on_the_wire() {
     for _ in 0..3 {
         let (a, b) = UnixStream::pair().unwrap();
-        let tx = Sender::new(a, &Config::default());
+        let tx = Sender::new(a, &Config::default()).unwrap();
         let big = rule_r(8 << 20);
         let token = CancelToken::new();
         let (r1, r2, got) = std::thread::scope(|s| {
@@ -613,4 +613,74 @@ fn a_started_message_that_gives_up_waiting_is_aborted_on_the_wire() {
         assert!(got.contains(&Out::Ok(2, big.clone())));
         assert_eq!(tx.counts().aborted, u64::from(started));
     }
+}
+
+#[test]
+fn an_invalid_config_is_a_typed_error_not_a_panic() {
+    let cases = [
+        (
+            "write_buffer",
+            Config {
+                write_buffer: usize::MAX,
+                ..Config::default()
+            },
+        ),
+        (
+            "coalesce_frame",
+            Config {
+                coalesce_frame: usize::MAX,
+                ..Config::default()
+            },
+        ),
+        (
+            "read_buffer",
+            Config {
+                read_buffer: usize::MAX,
+                ..Config::default()
+            },
+        ),
+        (
+            "queue_depth",
+            Config {
+                queue_depth: usize::MAX,
+                ..Config::default()
+            },
+        ),
+    ];
+    for (field, cfg) in cases {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Node::unix(a, cfg.clone()).map(drop)
+        }));
+        let e = match r {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => panic!("{field}: accepted"),
+            Err(_) => panic!("{field}: Node::unix panicked"),
+        };
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{field}: {e}");
+        let typed = e.get_ref().and_then(|e| e.downcast_ref::<ConfigError>());
+        assert!(
+            matches!(typed, Some(ConfigError::TooLarge { field: f, value: usize::MAX, .. }) if *f == field),
+            "{field}: {e:?}"
+        );
+        // The same error from the halves' constructors and from `validate`.
+        assert_eq!(cfg.validate().err().as_ref(), typed);
+        if field == "write_buffer" || field == "coalesce_frame" {
+            let r = Sender::new(Vec::new(), &cfg).map(drop);
+            assert_eq!(r.err().as_ref(), typed);
+        } else {
+            let r = Receiver::spawn(std::io::empty(), &cfg).map(drop);
+            assert!(r.is_err_and(|e| e.kind() == std::io::ErrorKind::InvalidInput));
+        }
+    }
+    // The bounds themselves are accepted.
+    let (a, _b) = UnixStream::pair().unwrap();
+    let edge = Config {
+        write_buffer: mux_std::MAX_BUFFER,
+        coalesce_frame: 0,
+        queue_depth: mux_std::MAX_QUEUE_DEPTH,
+        ..Config::default()
+    };
+    assert_eq!(edge.validate(), Ok(()));
+    drop(Node::unix(a, edge).unwrap());
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mux_std::tokio::{AsyncNode, AsyncReceiver, AsyncSender};
-use mux_std::{AnyStrategy, Config, Received, RecvError, SendOptions};
+use mux_std::{AnyStrategy, Config, ConfigError, Received, RecvError, SendError, SendOptions};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
@@ -29,8 +29,8 @@ async fn round_trip_every_strategy() {
     for name in ["original", "optimized", "hybrid", "hybrid8k"] {
         let strategy: AnyStrategy = name.parse().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
-        let a = AsyncNode::unix(a, Config::with_strategy(strategy));
-        let b = AsyncNode::unix(b, Config::default());
+        let a = AsyncNode::unix(a, Config::with_strategy(strategy)).unwrap();
+        let b = AsyncNode::unix(b, Config::default()).unwrap();
         let sizes = [0usize, 1, 1024, 1025, 4097, 8193, 65_537, 1_048_577];
         for &size in &sizes {
             let payload = rule_r(size);
@@ -60,8 +60,8 @@ async fn concurrent_spawned_senders() {
     const EACH: u32 = 100;
     let (a, b) = UnixStream::pair().unwrap();
     let (tx, _rx_a): (AsyncSender<_>, AsyncReceiver) =
-        AsyncNode::unix(a, Config::default()).split();
-    let b = AsyncNode::unix(b, Config::default());
+        AsyncNode::unix(a, Config::default()).unwrap().split();
+    let b = AsyncNode::unix(b, Config::default()).unwrap();
     let tx = Arc::new(tx);
     let mut tasks = Vec::new();
     for t in 0..TASKS {
@@ -105,7 +105,7 @@ async fn concurrent_spawned_senders() {
 async fn a_dropped_send_future_is_settled_with_abort() {
     let (a, mut b) = UnixStream::pair().unwrap();
     let (_, w) = a.into_split();
-    let tx = AsyncSender::new(w, &Config::default());
+    let tx = AsyncSender::new(w, &Config::default()).unwrap();
     // Nobody reads yet: the 8 MiB send blocks in the socket and is dropped by the timeout,
     // mid-message (possibly mid-frame).
     let big = rule_r(8 << 20);
@@ -121,7 +121,7 @@ async fn a_dropped_send_future_is_settled_with_abort() {
     tx.send_with_id(6, b"after").await.unwrap();
     tx.close().await.unwrap();
     let wire = reader.await.unwrap();
-    let rx = AsyncReceiver::spawn(std::io::Cursor::new(wire), &Config::default());
+    let rx = AsyncReceiver::spawn(std::io::Cursor::new(wire), &Config::default()).unwrap();
     let mut got = Vec::new();
     loop {
         match rx.recv().await {
@@ -140,7 +140,7 @@ async fn a_dropped_send_future_is_settled_with_abort() {
 async fn a_send_dropped_while_waiting_for_the_lock_leaves_no_trace() {
     let (a, b) = UnixStream::pair().unwrap();
     let (_, w) = a.into_split();
-    let tx = Arc::new(AsyncSender::new(w, &Config::default()));
+    let tx = Arc::new(AsyncSender::new(w, &Config::default()).unwrap());
     let big = Arc::new(rule_r(8 << 20));
     // Message 1 blocks in the socket (nobody reads yet), holding the write lock.
     let first = tokio::spawn({
@@ -150,7 +150,7 @@ async fn a_send_dropped_while_waiting_for_the_lock_leaves_no_trace() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let r = tokio::time::timeout(Duration::from_millis(50), tx.send_with_id(2, b"gone")).await;
     assert!(r.is_err(), "message 2 waits for the lock and is dropped");
-    let rx = AsyncReceiver::spawn(b, &Config::default());
+    let rx = AsyncReceiver::spawn(b, &Config::default()).unwrap();
     first.await.unwrap().unwrap();
     // A small write-through send must reach the peer (no phantom waiter keeps it buffered).
     tx.send_with_id(3, b"small").await.unwrap();
@@ -166,4 +166,149 @@ async fn a_send_dropped_while_waiting_for_the_lock_leaves_no_trace() {
         }
     }
     assert_eq!(got, [(1, 8 << 20), (3, 5)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_with_an_id_in_flight_is_refused() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let (_, w) = a.into_split();
+    let tx = Arc::new(AsyncSender::new(w, &Config::default()).unwrap());
+    let big = Arc::new(rule_r(4 << 20));
+    // Message 7 blocks in the socket mid-message (nobody reads yet).
+    let first = tokio::spawn({
+        let (tx, big) = (tx.clone(), big.clone());
+        async move { tx.send_with_id(7, &big).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Another message with id 7 queues for the lock behind it.
+    let second = tokio::spawn({
+        let tx = tx.clone();
+        async move { tx.send_with_id(7, &[0xEE; 1 << 20]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rx = AsyncReceiver::spawn(b, &Config::default()).unwrap();
+    let first = first.await.unwrap();
+    let second = second.await.unwrap();
+    assert!(first.is_ok(), "{first:?}");
+    assert!(
+        matches!(second, Err(SendError::IdInFlight { id: 7 })),
+        "the second send of id 7: {second:?}"
+    );
+    tx.close().await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        match rx.recv().await {
+            Ok(Received::Message(m)) => {
+                assert!(
+                    m.id() == 7 && m.body() == &big[..],
+                    "message 7 is the first's"
+                );
+                got.push(m.id());
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(RecvError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, [7]);
+}
+
+/// A source that hands out `wire`, then panics in `poll_read`.
+struct PanickingRead(std::io::Cursor<Vec<u8>>);
+
+impl tokio::io::AsyncRead for PanickingRead {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if buf.filled().len() == before {
+            panic!("injected panic in poll_read");
+        }
+        r
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_reader_task_is_reported_not_a_clean_end() {
+    // Message 9 whole, then message 5 open when `poll_read` panics.
+    let mut wire = vec![0u8; 64];
+    let n = mux_nostd::encode_into(&AnyStrategy::default(), 9, b"ok", &mut wire).unwrap();
+    wire.truncate(n);
+    wire.extend_from_slice(&mux_nostd::Header::new(mux_nostd::FrameType::Start, 5, 0).to_bytes());
+    let rx = AsyncReceiver::spawn(
+        PanickingRead(std::io::Cursor::new(wire)),
+        &Config::default(),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut errors = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Ok(Received::Message(m))) => got.push(format!("ok {}", m.id())),
+            Ok(Ok(Received::Error(e))) => got.push(format!("error {e}")),
+            Ok(Ok(other)) => panic!("{other:?}"),
+            Ok(Err(RecvError::Closed)) => break,
+            Ok(Err(RecvError::ReaderPanicked(m))) => errors.push(m),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => panic!("receiver stalled; so far {got:?}"),
+        }
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("injected panic in poll_read"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        got,
+        ["ok 9", "error stream ended with message 5 unfinished"]
+    );
+    assert_eq!(rx.unfinished(), [5]);
+    assert_eq!(
+        rx.reader_panic().as_deref(),
+        Some("injected panic in poll_read")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_is_a_typed_error_not_a_panic() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let cfg = Config {
+        write_buffer: usize::MAX,
+        ..Config::default()
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        AsyncNode::unix(a, cfg).map(drop)
+    }));
+    let Ok(r) = r else {
+        panic!("AsyncNode::unix panicked");
+    };
+    assert!(
+        matches!(
+            r,
+            Err(ConfigError::TooLarge {
+                field: "write_buffer",
+                value: usize::MAX,
+                max: mux_std::MAX_BUFFER
+            })
+        ),
+        "{r:?}"
+    );
+    let cfg = Config {
+        read_buffer: usize::MAX,
+        ..Config::default()
+    };
+    let r = AsyncReceiver::spawn(tokio::io::empty(), &cfg).map(drop);
+    assert!(
+        matches!(
+            r,
+            Err(ConfigError::TooLarge {
+                field: "read_buffer",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }

@@ -371,7 +371,7 @@ fn writer_failing_after_k_bytes() {
         let got = within(60, &format!("cut at {k}"), move || {
             let (a, b) = UnixStream::pair().unwrap();
             let cfg = Config::default();
-            let tx = Sender::new(FailAfter { inner: a, left: k }, &cfg);
+            let tx = Sender::new(FailAfter { inner: a, left: k }, &cfg).unwrap();
             let rx = Receiver::spawn(b, &cfg).unwrap();
             let mut results = Vec::new();
             for &(id, size) in &sent {
@@ -496,7 +496,7 @@ fn flaky_node(
         calls: 0,
     };
     let node = Node::new(read, b, Config::default()).unwrap();
-    let peer = Sender::new(a, &Config::default());
+    let peer = Sender::new(a, &Config::default()).unwrap();
     let h = std::thread::spawn(move || {
         msgs.iter()
             .map(|&(id, size)| peer.send_with_id(id, &payload(id, size)))
@@ -790,4 +790,91 @@ fn collect_one(rx: &Receiver) -> Out {
         Ok(Received::Error(e)) => Out::Err(e),
         other => panic!("{other:?}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A reader whose read panics.
+
+/// A source that hands out `wire`, then panics in `read`.
+struct PanickingRead {
+    wire: io::Cursor<Vec<u8>>,
+}
+
+impl Read for PanickingRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.wire.read(buf)? {
+            0 => panic!("injected panic in read"),
+            n => Ok(n),
+        }
+    }
+}
+
+#[test]
+fn a_panic_in_the_reader_is_reported_not_a_clean_end() {
+    // Message 9 whole, then message 5 open (Start and part of its data) when `read` panics.
+    let mut wire = vec![0u8; 64];
+    let n = encode_into(&AnyStrategy::default(), 9, b"ok", &mut wire).unwrap();
+    wire.truncate(n);
+    wire.extend_from_slice(&header(FrameType::Start, 5, 0));
+    wire.extend_from_slice(&header(FrameType::Data, 5, 4));
+    wire.extend_from_slice(b"ab");
+    let rx = Receiver::spawn(
+        PanickingRead {
+            wire: io::Cursor::new(wire),
+        },
+        &Config::default(),
+    )
+    .unwrap();
+    let (got, errors, rx) = within(20, "panicking reader", move || {
+        let mut got = Vec::new();
+        let mut errors = Vec::new();
+        loop {
+            match rx.recv_timeout(WAIT) {
+                Ok(Received::Message(m)) => got.push(Out::Ok(m.id(), m.len())),
+                Ok(Received::Error(e)) => got.push(Out::Err(e)),
+                Ok(other) => panic!("{other:?}"),
+                Err(TryRecvError::Recv(RecvError::Closed)) => break,
+                Err(TryRecvError::Empty) => panic!("receiver stalled; so far {got:?}"),
+                Err(TryRecvError::Recv(RecvError::ReaderPanicked(m))) => errors.push(m),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (got, errors, rx)
+    });
+    // The panic is an error of the receive stream, once, like a read error; then what was
+    // open is reported, then the end.
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("injected panic in read"), "{errors:?}");
+    assert_eq!(
+        got,
+        [
+            Out::Ok(9, 2),
+            Out::Err(ProtocolError::Truncated { missing: 2 }),
+            Out::Err(ProtocolError::Unfinished { id: 5 })
+        ]
+    );
+    assert_eq!(rx.unfinished(), [5]);
+    assert!(rx.pool().stats().is_full());
+    assert_eq!(rx.reader_panic().as_deref(), Some("injected panic in read"));
+}
+
+#[test]
+fn a_panic_in_the_reader_shows_in_the_close_report() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let read = PanickingRead {
+        wire: io::Cursor::new(header(FrameType::Start, 5, 0).to_vec()),
+    };
+    let node = Node::new(read, a, Config::default()).unwrap();
+    drop(b);
+    let report = within(20, "close", move || node.close().unwrap());
+    assert_eq!(
+        report.reader_panic.as_deref(),
+        Some("injected panic in read")
+    );
+    assert_eq!(report.unfinished, [5]);
+    assert!(report.read_error.is_none());
+    assert!(matches!(
+        report.undelivered[..],
+        [Received::Error(ProtocolError::Unfinished { id: 5 })]
+    ));
 }

@@ -250,7 +250,7 @@ fn config() -> Config {
 fn std_sender_interleaves_whole_frames_and_keeps_its_word() {
     check("std sender", || {
         let sink = Sink::new(None);
-        let tx = Sender::new(sink.clone(), &config());
+        let tx = Sender::new(sink.clone(), &config()).unwrap();
         let token = CancelToken::new();
         let sizes = [(1u32, 3000usize, false), (2, 10, false), (3, 20, true)];
         let mut hs = Vec::new();
@@ -314,7 +314,7 @@ fn std_sender_interleaves_whole_frames_and_keeps_its_word() {
 fn std_close_races_with_sends() {
     check("std close", || {
         let sink = Sink::new(None);
-        let tx = Sender::new(sink.clone(), &config());
+        let tx = Sender::new(sink.clone(), &config()).unwrap();
         let hs: Vec<_> = [(1u32, 2500usize), (2, 1500)]
             .into_iter()
             .map(|(id, n)| {
@@ -360,7 +360,7 @@ fn std_close_races_with_sends() {
 fn std_write_failure_with_concurrent_senders() {
     check("std write failure", || {
         let sink = Sink::new(Some(1500));
-        let tx = Sender::new(sink.clone(), &config());
+        let tx = Sender::new(sink.clone(), &config()).unwrap();
         let hs: Vec<_> = [(1u32, 1200usize), (2, 30), (3, 700)]
             .into_iter()
             .map(|(id, n)| {

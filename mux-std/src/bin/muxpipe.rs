@@ -13,6 +13,11 @@
 //! MANIFEST.md), in the order messages end; frames outside any message get a line of their
 //! own with a note. End and Abort are header-only, their length fields are ignored by the
 //! decoder and shown as 0; an invalid type byte t is shown as `Tt`.
+//!
+//! Exit status: 0, or 1 after an error (a usage error, a SIZE over the wire format's 4 GiB
+//! limit, a failed read or write; `read` prints the items it got first). When the output is
+//! closed early (`muxpipe write … | head -c 100`), it ends quietly with status 141 (128 +
+//! SIGPIPE), as a tool killed by SIGPIPE appears to the shell.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,42 +25,84 @@ use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
 use mux_nostd::{Decoder, FrameEvent, Limits, ProtocolError};
-use mux_std::{AnyStrategy, Config, Node, Received, Receiver, RecvError, Sender};
+use mux_std::{AnyStrategy, Config, Node, Received, Receiver, RecvError, SendError, Sender};
 use sha2::{Digest, Sha256};
 
 const USAGE: &str = "usage: muxpipe write STRATEGY N SIZE | read | echo STRATEGY | frames
 STRATEGY: original, optimized, hybrid (threshold 4096) or hybrid8k";
 
+/// The exit status when the output was closed early: what the shell shows for a tool killed
+/// by SIGPIPE (128 + 13).
+const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// Why a command stopped.
+enum Fail {
+    /// An error, for stderr.
+    Msg(String),
+    /// Our output was closed (EPIPE): end quietly.
+    BrokenPipe,
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Self {
+        Self::Msg(s)
+    }
+}
+
+impl From<io::Error> for Fail {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Self::BrokenPipe
+        } else {
+            Self::Msg(e.to_string())
+        }
+    }
+}
+
+impl From<SendError> for Fail {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Io(e) => e.into(),
+            e => Self::Msg(e.to_string()),
+        }
+    }
+}
+
+/// A line on stderr; never panics (stderr may be closed too).
+fn note(msg: &str) {
+    let _ = writeln!(io::stderr(), "{msg}");
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = match args.as_slice() {
-        ["write", strategy, n, size] => strategy_arg(strategy).and_then(|s| {
-            let n = number(n)?;
-            let size = number(size)?;
-            write(s, n, size)
-        }),
+        ["write", strategy, n, size] => (|| {
+            let s = strategy_arg(strategy)?;
+            write(s, number(n)?, number(size)?)
+        })(),
         ["read"] => read(),
         ["echo", strategy] => strategy_arg(strategy).and_then(echo),
         ["frames"] => frames(),
-        _ => Err(USAGE.to_string()),
+        _ => Err(USAGE.to_string().into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("muxpipe: {e}");
+        Err(Fail::BrokenPipe) => ExitCode::from(BROKEN_PIPE_STATUS),
+        Err(Fail::Msg(e)) => {
+            note(&format!("muxpipe: {e}"));
             ExitCode::FAILURE
         }
     }
 }
 
-fn strategy_arg(s: &str) -> Result<AnyStrategy, String> {
-    s.parse().map_err(|e| format!("{e}\n{USAGE}"))
+fn strategy_arg(s: &str) -> Result<AnyStrategy, Fail> {
+    s.parse().map_err(|e| Fail::Msg(format!("{e}\n{USAGE}")))
 }
 
-fn number(s: &str) -> Result<usize, String> {
+fn number(s: &str) -> Result<usize, Fail> {
     s.parse()
-        .map_err(|_| format!("not a number: {s:?}\n{USAGE}"))
+        .map_err(|_| Fail::Msg(format!("not a number: {s:?}\n{USAGE}")))
 }
 
 /// Stdout as a plain file (no line buffering, vectored writes reach the OS).
@@ -86,31 +133,42 @@ fn stdin() -> io::Result<io::Stdin> {
     Ok(io::stdin())
 }
 
-fn io_err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-/// Payload rule R: byte i = (i·31 + 7) mod 251.
-fn rule_r(size: usize) -> Vec<u8> {
-    (0..size).map(|i| ((i * 31 + 7) % 251) as u8).collect()
-}
-
-fn write(strategy: AnyStrategy, n: usize, size: usize) -> Result<(), String> {
-    let tx = Sender::new(stdout().map_err(io_err)?, &Config::with_strategy(strategy));
-    let payload = rule_r(size);
-    for _ in 0..n {
-        tx.send(&payload).map_err(io_err)?;
+/// Payload rule R: byte i = (i·31 + 7) mod 251. `size` is checked against the wire format's
+/// limit first, and the allocation may fail with an error (never an abort).
+fn rule_r(size: usize) -> Result<Vec<u8>, Fail> {
+    if u32::try_from(size).is_err() {
+        return Err(Fail::Msg(format!(
+            "SIZE {size} is over the wire format's 4 GiB limit (at most {} bytes per message)",
+            u32::MAX
+        )));
     }
-    tx.close().map_err(io_err)?;
+    let mut payload = Vec::new();
+    payload
+        .try_reserve_exact(size)
+        .map_err(|e| Fail::Msg(format!("cannot allocate a payload of {size} bytes: {e}")))?;
+    payload.extend((0..size).map(|i| ((i * 31 + 7) % 251) as u8));
+    Ok(payload)
+}
+
+fn write(strategy: AnyStrategy, n: usize, size: usize) -> Result<(), Fail> {
+    let payload = rule_r(size)?;
+    let tx = Sender::new(stdout()?, &Config::with_strategy(strategy))
+        .map_err(|e| Fail::Msg(e.to_string()))?;
+    for _ in 0..n {
+        tx.send(&payload)?;
+    }
+    tx.close()?;
     Ok(())
 }
 
-fn read() -> Result<(), String> {
-    let rx = Receiver::spawn(stdin().map_err(io_err)?, &Config::default()).map_err(io_err)?;
+fn read() -> Result<(), Fail> {
+    let rx = Receiver::spawn(stdin()?, &Config::default())?;
     let out = io::stdout();
     let mut out = out.lock();
     let mut total = 0u64;
     let mut line = String::new();
+    // The error that ended the input, if one did: the exit status says so.
+    let mut failed = None;
     for item in &rx {
         line.clear();
         match item {
@@ -132,34 +190,34 @@ fn read() -> Result<(), String> {
             }
             Err(e) => {
                 let _ = write!(line, "error {e}");
+                failed = Some(e.to_string());
             }
         }
-        writeln!(out, "{line}").map_err(io_err)?;
+        writeln!(out, "{line}")?;
     }
-    writeln!(out, "total {total}").map_err(io_err)?;
-    out.flush().map_err(io_err)
+    writeln!(out, "total {total}")?;
+    out.flush()?;
+    match failed {
+        Some(e) => Err(Fail::Msg(e)),
+        None => Ok(()),
+    }
 }
 
-fn echo(strategy: AnyStrategy) -> Result<(), String> {
-    let node = Node::new(
-        stdin().map_err(io_err)?,
-        stdout().map_err(io_err)?,
-        Config::with_strategy(strategy),
-    )
-    .map_err(io_err)?;
+fn echo(strategy: AnyStrategy) -> Result<(), Fail> {
+    let node = Node::new(stdin()?, stdout()?, Config::with_strategy(strategy))?;
     loop {
         match node.recv() {
             Ok(Received::Message(m)) => {
-                node.send_with_id(m.id(), m.body()).map_err(io_err)?;
-                node.flush().map_err(io_err)?;
+                node.send_with_id(m.id(), m.body())?;
+                node.flush()?;
             }
-            Ok(Received::Aborted { id }) => eprintln!("muxpipe echo: message {id} aborted"),
-            Ok(other) => eprintln!("muxpipe echo: {other:?}"),
+            Ok(Received::Aborted { id }) => note(&format!("muxpipe echo: message {id} aborted")),
+            Ok(other) => note(&format!("muxpipe echo: {other:?}")),
             Err(RecvError::Closed) => break,
-            Err(e) => eprintln!("muxpipe echo: {e}"),
+            Err(e) => note(&format!("muxpipe echo: {e}")),
         }
     }
-    node.close().map_err(io_err)?;
+    node.close()?;
     Ok(())
 }
 
@@ -184,13 +242,21 @@ fn render(id: u32, line: &[(String, u32)], note: &str) -> String {
     s
 }
 
-fn frames() -> Result<(), String> {
-    let mut input = stdin().map_err(io_err)?;
+/// A message open in `frames`: when it started (for the order of the unfinished ones at the
+/// end) and its tokens so far.
+struct Open {
+    seq: u64,
+    line: Vec<(String, u32)>,
+}
+
+fn frames() -> Result<(), Fail> {
+    let mut input = stdin()?;
     let out = io::stdout();
     let mut out = out.lock();
     let mut decoder = Decoder::new(Limits::REFERENCE.max_frame);
-    let mut open: HashMap<u32, Vec<(String, u32)>> = HashMap::new();
-    let mut order: Vec<u32> = Vec::new();
+    // Every frame costs O(1): open messages by id, in start order by `seq`.
+    let mut open: HashMap<u32, Open> = HashMap::new();
+    let mut seq = 0u64;
     // The Data frame being read: (id, length, bytes seen).
     let mut data: Option<(u32, u32, u32)> = None;
     let mut buf = vec![0u8; 64 << 10];
@@ -200,7 +266,7 @@ fn frames() -> Result<(), String> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(e)),
+            Err(e) => return Err(e.into()),
         };
         let mut rest = &buf[..n];
         while !rest.is_empty() {
@@ -210,11 +276,11 @@ fn frames() -> Result<(), String> {
             match ev {
                 FrameEvent::Start { id, len_hint } => {
                     if let Some(old) = open.remove(&id) {
-                        lines.push(render(id, &old, " (restarted)"));
-                        order.retain(|&x| x != id);
+                        lines.push(render(id, &old.line, " (restarted)"));
                     }
-                    open.insert(id, vec![(format!("S{len_hint}"), 1)]);
-                    order.push(id);
+                    let line = vec![(format!("S{len_hint}"), 1)];
+                    open.insert(id, Open { seq, line });
+                    seq += 1;
                 }
                 FrameEvent::Data {
                     id,
@@ -231,7 +297,7 @@ fn frames() -> Result<(), String> {
                     if new_frame {
                         let token = format!("D{frame_len}");
                         match open.get_mut(&id) {
-                            Some(line) => push_token(line, token),
+                            Some(o) => push_token(&mut o.line, token),
                             None => lines.push(format!("{id}: {token} (unknown id)")),
                         }
                     }
@@ -240,10 +306,9 @@ fn frames() -> Result<(), String> {
                     let end = matches!(ev, FrameEvent::End { .. });
                     let token = if end { "E0" } else { "A0" };
                     match open.remove(&id) {
-                        Some(mut line) => {
-                            push_token(&mut line, token.to_string());
-                            order.retain(|&x| x != id);
-                            lines.push(render(id, &line, ""));
+                        Some(mut o) => {
+                            push_token(&mut o.line, token.to_string());
+                            lines.push(render(id, &o.line, ""));
                         }
                         None => lines.push(format!("{id}: {token} (unknown id)")),
                     }
@@ -258,13 +323,13 @@ fn frames() -> Result<(), String> {
             }
         }
         for l in lines.drain(..) {
-            writeln!(out, "{l}").map_err(io_err)?;
+            writeln!(out, "{l}")?;
         }
     }
     let mut cut = None;
     if let Err(ProtocolError::Truncated { missing }) = decoder.finish() {
         match data {
-            Some((id, len, got)) => match open.get_mut(&id) {
+            Some((id, len, got)) => match open.get_mut(&id).map(|o| &mut o.line) {
                 // The message's last frame is the cut one: show it in the notation of
                 // MANIFEST.md.
                 Some(line) => {
@@ -280,14 +345,15 @@ fn frames() -> Result<(), String> {
             None => cut = Some(format!("truncated ({missing} bytes missing)")),
         }
     }
-    for id in order {
-        if let Some(line) = open.remove(&id) {
-            lines.push(render(id, &line, " (unfinished)"));
-        }
+    let mut unfinished: Vec<(u32, Open)> = open.into_iter().collect();
+    unfinished.sort_unstable_by_key(|(_, o)| o.seq);
+    for (id, o) in unfinished {
+        lines.push(render(id, &o.line, " (unfinished)"));
     }
     lines.extend(cut);
     for l in lines {
-        writeln!(out, "{l}").map_err(io_err)?;
+        writeln!(out, "{l}")?;
     }
-    out.flush().map_err(io_err)
+    out.flush()?;
+    Ok(())
 }
