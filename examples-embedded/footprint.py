@@ -2,6 +2,7 @@
 """Footprint report of the firmware: flash and static RAM per ELF section, and the core's share.
 
 Usage: python3 footprint.py [--no-build] [--markdown]
+       python3 footprint.py --boards [--no-build]
 
 Builds (release profile: opt-level "s", LTO, one codegen unit) every firmware for
 thumbv7m-none-eabi and thumbv6m-none-eabi, reads the section sizes straight from the ELF files
@@ -15,6 +16,21 @@ the core's types as the target sees them, and prints:
 - the goals: core flash < 8 KiB; core RAM = pool + table + receive buffer + under 512 bytes.
 
 Exits 1 if a goal is missed on thumbv7m-none-eabi.
+
+With --boards it reports the firmware for real boards instead (boards/rp2040, boards/esp32c3,
+each built in release with --locked in its own workspace and target dir): per board, the
+allocated sections of the ELF file sorted by their flags, so that the same rule fits both
+linker scripts:
+
+- text = code (executable sections; on the ESP32-C3 this includes .trap and .rwtext, which the
+  bootloader copies to SRAM and which run from there);
+- rodata = read-only data (.rodata, the vector table, the RP2040's second-stage bootloader
+  .boot2, the ESP32-C3's application descriptor);
+- data = initialised statics (their initial values are in flash too), bss = zeroed statics;
+- flash = text + rodata, RAM = data + bss; the flash image adds .data's initial values.
+
+Placeholders (the ESP32-C3's .stack, .rwdata_dummy, .rotext_dummy: allocated, not writable, no
+contents) are not counted; nor is the stack, which takes the rest of RAM.
 """
 
 import os
@@ -26,13 +42,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = ["thumbv7m-none-eabi", "thumbv6m-none-eabi"]
 FIRMWARE = ["sensor_node", "async_node", "selftest"]
 FOOTPRINT = ["fp_baseline", "fp_core"]
+# (folder under boards/, target, binary, what it is)
+BOARDS = [
+    ("rp2040", "thumbv6m-none-eabi", "mux-board-rp2040", "Raspberry Pi Pico (RP2040)"),
+    ("esp32c3", "riscv32imc-unknown-none-elf", "mux-board-esp32c3", "ESP32-C3"),
+]
+SHT_PROGBITS, SHT_NOBITS = 1, 8
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
 QEMU = ["qemu-system-arm", "-cpu", "cortex-m3", "-machine", "lm3s6965evb", "-nographic",
         "-monitor", "none", "-semihosting-config", "enable=on,target=native", "-kernel"]
 
 
 def elf_sections(path):
-    """Section name -> (size, type, flags) of a 32-bit little-endian ELF file, and its symbols
-    (name -> size) of the objects."""
+    """Section name -> (size, type, flags, address) of a 32-bit little-endian ELF file, and its
+    symbols (name -> size) of the objects."""
     with open(path, "rb") as f:
         data = f.read()
     if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
@@ -53,7 +76,7 @@ def elf_sections(path):
 
     sections, symbols = {}, {}
     for name, typ, flags, addr, offset, size, link, entsize in headers:
-        sections[cstr(shstr[4], name)] = (size, typ, flags)
+        sections[cstr(shstr[4], name)] = (size, typ, flags, addr)
         if typ == 2:  # SHT_SYMTAB
             strtab = headers[link]
             for k in range(size // entsize):
@@ -107,7 +130,62 @@ def type_sizes():
     return res
 
 
+def board_sizes(path):
+    """text, rodata, data, bss of a board's ELF file by section flags, and which sections went
+    where."""
+    sec, _ = elf_sections(path)
+    row = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
+    names = {k: [] for k in row}
+    for name, (size, typ, flags, _addr) in sorted(sec.items(), key=lambda kv: kv[1][3]):
+        if not flags & SHF_ALLOC or size == 0:
+            continue
+        if typ == SHT_PROGBITS and flags & SHF_EXECINSTR:
+            kind = "text"
+        elif typ == SHT_PROGBITS and flags & SHF_WRITE:
+            kind = "data"
+        elif typ == SHT_PROGBITS:
+            kind = "rodata"
+        elif typ == SHT_NOBITS and flags & SHF_WRITE:
+            kind = "bss"
+        else:
+            continue  # a placeholder: allocated, not writable, no contents
+        row[kind] += size
+        names[kind].append(f"{name} {size}")
+    row["flash"] = row["text"] + row["rodata"]
+    row["ram"] = row["data"] + row["bss"]
+    row["image"] = row["flash"] + row["data"]
+    return row, names
+
+
+def boards(build_first):
+    """The --boards report."""
+    for folder, target, binary, _ in BOARDS:
+        d = os.path.join(HERE, "boards", folder)
+        if build_first:
+            cmd = ["cargo", "build", "--release", "--locked"]
+            print(f"$ (cd boards/{folder} && {' '.join(cmd)})", file=sys.stderr)
+            env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(d, "target"))
+            subprocess.run(cmd, cwd=d, check=True, env=env)
+    print("| board | target | text | rodata | data | bss | flash (text+rodata) "
+          "| RAM (data+bss) | flash image (+.data init) |")
+    print("|---|---|" + "---:|" * 7)
+    notes = []
+    for folder, target, binary, what in BOARDS:
+        elf = os.path.join(HERE, "boards", folder, "target", target, "release", binary)
+        row, names = board_sizes(elf)
+        cols = ["text", "rodata", "data", "bss", "flash", "ram", "image"]
+        print(f"| {what} | {target} | " + " | ".join(str(row[c]) for c in cols) + " |")
+        notes.append(f"{folder}: " + "; ".join(
+            f"{k} = {' + '.join(v) if v else '0'}" for k, v in names.items()))
+    print()
+    for n in notes:
+        print(n)
+    return 0
+
+
 def main():
+    if "--boards" in sys.argv:
+        return boards("--no-build" not in sys.argv)
     if "--no-build" not in sys.argv:
         build()
     ok = True

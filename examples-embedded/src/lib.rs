@@ -3,8 +3,9 @@
 //! - [`uart`]: a small polled/interrupt-driven driver for UART0 implementing
 //!   `embedded_io::{Read, Write}` and `embedded_io_async::{Read, Write}`;
 //! - [`clock`]: a 1 ms SysTick clock (and an async wait on it);
-//! - [`app`]: the sensor-node protocol spoken with the host demo (commands, replies,
-//!   readings, the log dump sent frame by frame);
+//! - [`app`]: the sensor node: the protocol spoken with the host demo (commands, replies, readings, the log
+//!   dump sent frame by frame) and its blocking superloop: the `mux-sensor-app` crate
+//!   (`sensor-app/`), shared with the firmware for real boards, re-exported;
 //! - [`exit`]: leaving QEMU through semihosting, and the panic handler.
 //!
 //! Everything is static: no heap, no allocator.

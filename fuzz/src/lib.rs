@@ -1,5 +1,5 @@
 //! Shared pieces of the fuzz targets: an owned view of what a receiver delivered, a
-//! reassembler driver, and a simple reference model of the receive rules of PROTOCOL.md.
+//! reassembler driver, and a simple reference model of the receive rules of docs/PROTOCOL.md.
 
 use mux_nostd::{FrameType, Limits, Pool, ProtocolError, Reassembler, Received};
 

@@ -10,7 +10,7 @@
 //! 2. **Decode**: every bad-input and edge vector, and four valid ones, are decoded with the
 //!    blocking `Reader` and a `Reassembler` on a static pool, from a source that hands out 1 to
 //!    13 bytes per read; the outcome (messages, aborts, typed errors) is compared with the
-//!    rules of `PROTOCOL.md`. The 75 KB `interleaved-hybrid` vector is decoded in streaming
+//!    rules of `docs/PROTOCOL.md`. The 75 KB `interleaved-hybrid` vector is decoded in streaming
 //!    mode (`Demux`, no buffer at all) and its three payloads checked byte by byte.
 //!
 //! Prints one line per case over semihosting; exits 0 only if all pass.
@@ -482,7 +482,7 @@ macro_rules! vector {
     };
 }
 
-/// Decoding cases: the file and the outcome `PROTOCOL.md`'s rules give (limits: 10 MiB).
+/// Decoding cases: the file and the outcome `docs/PROTOCOL.md`'s rules give (limits: 10 MiB).
 const DECODE: &[(&str, &[u8], &str)] = &[
     vector!("abort-partial", "A5 C9:ok"),
     vector!("bad-abort-unknown-id", "E:unknown-id C9:ok"),

@@ -1,0 +1,380 @@
+//! The blocking superloop of the sensor node, generic over the UART halves and the board.
+//!
+//! A firmware supplies its UART's receive half (`embedded_io::Read + ReadReady`), its transmit
+//! half (`embedded_io::Write`), a pool for host messages, and a [`Board`]: a millisecond clock,
+//! a way to sleep until the next tick or received byte, and where to report events.
+//! [`Superloop::run`] then runs the exchange until the host says `bye`, or gives up when the
+//! host has been silent for [`IDLE_TIMEOUT_MS`](crate::IDLE_TIMEOUT_MS):
+//!
+//! - a reading every `interval` ms, each a whole small message (`Writer::send_with_id`);
+//! - host commands answered with the command's id; host messages are reassembled into the pool
+//!   by the sans-IO `Reassembler`, fed with whatever has arrived (the loop never blocks in a
+//!   read);
+//! - the 20 KiB log dump one frame at a time, readings and replies going out between its
+//!   frames; `cancel-log` ends it with an Abort frame written between two frames;
+//! - between two rounds, [`Board::sleep`].
+//!
+//! # Starting
+//!
+//! By default the node starts at once: its first reading goes out as [`Superloop::run`]
+//! begins (the QEMU firmware, whose host is listening before the firmware starts). With
+//! [`Superloop::wait_for_host`] it stays silent until the host's first message arrives, and its
+//! clock, counters and reading sequence start then (the firmware for real boards: a host that
+//! opens the serial port after the board has booted never starts reading in the middle of a
+//! frame). Protocol or UART errors before that first message (line noise while a cable is
+//! plugged in) are reported to the board but not counted.
+//!
+//! # Receiving while writing
+//!
+//! Writes are blocking and long on a real link: at 115 200 baud a 1 KiB log frame takes 89 ms,
+//! while a UART's receive FIFO holds 32 bytes (RP2040) or 128 bytes (ESP32-C3), that is 3 or
+//! 11 ms of input. So every write goes out in pieces of at most [`WRITE_PIECE`] bytes, and
+//! between two pieces whatever the receive half holds is moved into a ring buffer of `RING`
+//! bytes, which the loop reads before the UART. The ring must hold what the host can send while
+//! one log frame and one reading go out: about 1.1 KiB at 115 200 baud (the boards use 2 KiB).
+//! If it fills up anyway, the bytes stay in the UART until the loop reads them.
+
+use embedded_io::{ErrorType, Read, ReadReady, Write};
+use heapless::Deque;
+use mux_nostd::{
+    Limits, Pool, PoolStats, ProtocolError, Reassembler, Received, RxMetrics, SendError, TxMetrics,
+    Writer,
+};
+
+use crate::protocol::{
+    Body, Effect, FNV_INIT, MAX_COMMAND, MAX_MESSAGE, Node, Stats, Strategy, Text, fnv1a,
+};
+
+/// Largest piece of a write handed to the transmit half at once; the receive half is drained
+/// into the ring between two pieces (16 bytes take 1.4 ms at 115 200 baud).
+pub const WRITE_PIECE: usize = 16;
+
+/// What a board supplies to the loop besides its UART. `R` is the UART's receive half.
+pub trait Board<R> {
+    /// Milliseconds since an arbitrary start, wrapping at `u32::MAX` (about 49 days).
+    fn now_ms(&mut self) -> u32;
+
+    /// Waits until the next millisecond tick or a received byte, whichever comes first.
+    /// Returning earlier is harmless (the loop looks again); returning later delays readings
+    /// and replies. A board without a low-power wait may return at once.
+    fn sleep(&mut self, rx: &mut R);
+
+    /// Something worth telling (a debug console, an LED). Does nothing by default: on a real
+    /// board the UART is the mux link, so there may be nowhere to print.
+    fn report(&mut self, event: Event) {
+        let _ = event;
+    }
+}
+
+/// An event of the run, reported through [`Board::report`]. Both kinds are counted in the
+/// node's `errors` (shown in `status` and `bye`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The reassembler reported a protocol error; the stream stays in sync.
+    Protocol(ProtocolError),
+    /// The UART reported a receive error (overrun, framing, parity, break): bytes were lost.
+    Uart,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The host said `bye`: the reply went out, a log dump still running was aborted, and the
+    /// transmit half was flushed.
+    Bye,
+    /// The host sent no command for [`IDLE_TIMEOUT_MS`](crate::IDLE_TIMEOUT_MS); nothing more
+    /// was written.
+    IdleTimeout,
+}
+
+/// The UART seen by the writer: writes in pieces, and the receive half drained into a ring
+/// between two pieces (see the module documentation).
+#[derive(Debug)]
+struct Link<R, W, const RING: usize> {
+    rx: R,
+    tx: W,
+    ring: Deque<u8, RING>,
+    /// Receive errors not yet counted by the loop.
+    rx_errors: u32,
+}
+
+impl<R: Read + ReadReady, W: Write, const RING: usize> Link<R, W, RING> {
+    /// Whether the receive half has a byte; an error there is counted and read as "no".
+    fn rx_ready(&mut self) -> bool {
+        match self.rx.read_ready() {
+            Ok(ready) => ready,
+            Err(_) => {
+                self.rx_errors += 1;
+                false
+            }
+        }
+    }
+
+    /// Moves what the receive half holds into the ring, as far as the ring has room.
+    fn pump(&mut self) {
+        let mut piece = [0u8; 16];
+        while !self.ring.is_full() && self.rx_ready() {
+            let room = (RING - self.ring.len()).min(piece.len());
+            match self.rx.read(&mut piece[..room]) {
+                Ok(n) => {
+                    for &b in &piece[..n] {
+                        // Cannot fail: at most `room` bytes were read.
+                        let _ = self.ring.push_back(b);
+                    }
+                }
+                Err(_) => {
+                    self.rx_errors += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes up to `buf.len()` received bytes without blocking: the ring's first, else what
+    /// the receive half holds. Returns 0 if nothing has arrived.
+    fn read_available(&mut self, buf: &mut [u8]) -> usize {
+        if !self.ring.is_empty() {
+            let mut n = 0;
+            while n < buf.len() {
+                let Some(b) = self.ring.pop_front() else {
+                    break;
+                };
+                buf[n] = b;
+                n += 1;
+            }
+            return n;
+        }
+        if buf.is_empty() || !self.rx_ready() {
+            return 0;
+        }
+        match self.rx.read(buf) {
+            Ok(n) => n,
+            Err(_) => {
+                self.rx_errors += 1;
+                0
+            }
+        }
+    }
+}
+
+impl<R, W: ErrorType, const RING: usize> ErrorType for Link<R, W, RING> {
+    type Error = W::Error;
+}
+
+impl<R: Read + ReadReady, W: Write, const RING: usize> Write for Link<R, W, RING> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, W::Error> {
+        let piece = buf.len().min(WRITE_PIECE);
+        let n = self.tx.write(&buf[..piece])?;
+        self.pump();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), W::Error> {
+        self.tx.flush()
+    }
+}
+
+/// The sensor node's blocking main loop: one core, no heap, no executor.
+///
+/// `STREAMS` host messages may be open at once, reassembled into a `Pool<BLOCKS, SIZE>`; `RING`
+/// bytes of input are kept while a write goes out. All its state is in this value (put it on
+/// the stack or in a static); the pool is the caller's, so that its statistics can be read
+/// after the run.
+#[derive(Debug)]
+pub struct Superloop<
+    'p,
+    R,
+    W,
+    const STREAMS: usize,
+    const BLOCKS: usize,
+    const SIZE: usize,
+    const RING: usize,
+> {
+    tx: Writer<Link<R, W, RING>, Strategy>,
+    rx: Reassembler<'p, STREAMS, BLOCKS, SIZE>,
+    node: Node,
+    wait_for_host: bool,
+}
+
+impl<'p, R, W, const STREAMS: usize, const BLOCKS: usize, const SIZE: usize, const RING: usize>
+    Superloop<'p, R, W, STREAMS, BLOCKS, SIZE, RING>
+where
+    R: Read + ReadReady,
+    W: Write,
+{
+    /// A node on the UART halves `rx` and `tx`, reassembling host messages (up to
+    /// [`MAX_MESSAGE`] bytes) into `pool`.
+    pub fn new(rx: R, tx: W, pool: &'p Pool<BLOCKS, SIZE>) -> Self {
+        let link = Link {
+            rx,
+            tx,
+            ring: Deque::new(),
+            rx_errors: 0,
+        };
+        Self {
+            tx: Writer::new(link, Strategy::default()),
+            rx: Reassembler::new(pool, Limits::new(MAX_MESSAGE)),
+            node: Node::new(0),
+            wait_for_host: false,
+        }
+    }
+
+    /// Makes [`run`](Self::run) wait silently for the host's first message before it starts
+    /// (see the module documentation); without a host it waits for ever.
+    pub fn wait_for_host(mut self) -> Self {
+        self.wait_for_host = true;
+        self
+    }
+
+    /// Runs the exchange (see the module documentation) until `bye` or the idle timeout. The
+    /// node's state starts afresh (at once, or at the host's first message with
+    /// [`wait_for_host`](Self::wait_for_host)); the writer's and reassembler's counters go on.
+    ///
+    /// # Errors
+    /// A write failed: the run stops there.
+    pub fn run(&mut self, board: &mut impl Board<R>) -> Result<Outcome, SendError<W::Error>> {
+        self.node = Node::new(board.now_ms());
+        let mut text = Text::new();
+        let mut buf = [0u8; 16];
+        let mut cmd = [0u8; MAX_COMMAND];
+        let mut bye = false;
+        let mut started = !self.wait_for_host;
+
+        while !bye {
+            // 1. Everything that has arrived, through the reassembler.
+            loop {
+                let n = self.tx.get_mut().read_available(&mut buf);
+                self.count_rx_errors(board, started);
+                if n == 0 {
+                    break;
+                }
+                let mut input = &buf[..n];
+                while !input.is_empty() {
+                    let (used, item) = self.rx.feed(input);
+                    input = &input[used..];
+                    let now = board.now_ms();
+                    if !started
+                        && matches!(item, Some(Received::Message(_) | Received::Aborted { .. }))
+                    {
+                        // The host's first message: the exchange starts now.
+                        started = true;
+                        self.node = Node::new(now);
+                    }
+                    match item {
+                        None => {}
+                        Some(Received::Message(m)) => {
+                            let head = m.body().copy_to(&mut cmd);
+                            let fnv = m.body().chunks().fold(FNV_INIT, fnv1a);
+                            let (id, len) = (m.id(), m.len());
+                            drop(m); // its blocks go back to the pool now
+                            let body = Body {
+                                head: &cmd[..head],
+                                len,
+                                fnv,
+                            };
+                            match self.node.on_command(id, body, now, &mut text) {
+                                Effect::LogStarted => {}
+                                Effect::Reply => self.tx.send_with_id(id, text.as_bytes())?,
+                                Effect::CancelLog(dump) => {
+                                    self.tx
+                                        .get_mut()
+                                        .write_all(&dump.abort_frame())
+                                        .map_err(SendError::Io)?;
+                                    self.tx.send_with_id(id, text.as_bytes())?;
+                                }
+                                Effect::Bye => {
+                                    self.tx.send_with_id(id, text.as_bytes())?;
+                                    bye = true;
+                                }
+                            }
+                        }
+                        Some(Received::Aborted { id }) => {
+                            self.node.on_aborted(now, &mut text);
+                            self.tx.send_with_id(id, text.as_bytes())?;
+                        }
+                        Some(Received::Error(e)) => {
+                            board.report(Event::Protocol(e));
+                            if started {
+                                self.node.on_error();
+                            }
+                        }
+                    }
+                }
+            }
+
+            // 2. A reading, if due.
+            let now = board.now_ms();
+            if !started {
+                board.sleep(&mut self.tx.get_mut().rx);
+                continue;
+            }
+            if let Some(id) = self.node.due_reading(now, &mut text) {
+                self.tx.send_with_id(id, text.as_bytes())?;
+            }
+
+            // 3. One frame of the log dump, if due. Frames are whole, so the next reading or
+            //    reply can follow any of them.
+            if self.node.log_frame_due(now)
+                && let Some(dump) = self.node.log.as_mut()
+            {
+                let done = dump.write_next(self.tx.get_mut()).map_err(SendError::Io)?;
+                self.node.log_frame_written(now, done);
+            }
+
+            if self.node.idle_too_long(now) {
+                return Ok(Outcome::IdleTimeout);
+            }
+
+            // 4. Sleep until the next tick or received byte, unless input is already waiting
+            //    in the ring.
+            let link = self.tx.get_mut();
+            if !bye && link.ring.is_empty() {
+                board.sleep(&mut link.rx);
+            }
+        }
+
+        // A log dump still running ends with an Abort, then the UART drains.
+        if let Some(dump) = self.node.log.take() {
+            self.tx
+                .get_mut()
+                .write_all(&dump.abort_frame())
+                .map_err(SendError::Io)?;
+        }
+        self.tx.flush()?;
+        Ok(Outcome::Bye)
+    }
+
+    /// Reports the receive errors the link has seen since the last call, and counts them once
+    /// the exchange has `started`.
+    fn count_rx_errors(&mut self, board: &mut impl Board<R>, started: bool) {
+        let link = self.tx.get_mut();
+        let n = link.rx_errors;
+        link.rx_errors = 0;
+        for _ in 0..n {
+            board.report(Event::Uart);
+            if started {
+                self.node.on_error();
+            }
+        }
+    }
+
+    /// The node's counters.
+    pub fn stats(&self) -> Stats {
+        self.node.stats
+    }
+
+    /// What the writer has sent (messages, bytes, aborts).
+    pub fn tx_metrics(&self) -> &TxMetrics {
+        self.tx.metrics()
+    }
+
+    /// What the reassembler has received (messages, bytes, aborts, errors).
+    pub fn rx_metrics(&self) -> &RxMetrics {
+        self.rx.metrics()
+    }
+
+    /// The pool's statistics (blocks, in use, high-water mark).
+    pub fn pool_stats(&self) -> PoolStats {
+        self.rx.pool_stats()
+    }
+}
