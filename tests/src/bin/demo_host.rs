@@ -24,7 +24,7 @@
 //! firmware's own counters and exit status) and exits 1 if anything failed. `--check` (for
 //! the test scripts) only shortens the opening watch of readings from ten to three.
 //!
-//! The protocol is described in `examples-embedded/src/app.rs`.
+//! The protocol is described in `examples-embedded/sensor-app/src/protocol.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -42,7 +42,7 @@ const LOG_LEN: usize = 20 * 1024;
 /// Longest wait for any one expected item.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Line `i` of the firmware's log (the rule of `examples-embedded/src/app.rs`).
+/// Line `i` of the firmware's log (the rule of `examples-embedded/sensor-app/src/protocol.rs`).
 fn expected_log() -> Vec<u8> {
     let mut out = Vec::with_capacity(LOG_LEN);
     for i in 0..LOG_LEN / 32 {
@@ -580,11 +580,18 @@ fn run_device(o: &Options, device: &str) -> Result<bool, String> {
     if !stty.success() {
         return Err(format!("stty could not set up {device} ({stty})"));
     }
-    let file = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(device)
         .map_err(|e| format!("open {device}: {e}"))?;
+    // Opening the port may reset the board, and a board's boot ROM may print text (an
+    // ESP32-C3's does, at 115200 baud): read and drop everything until the line has been quiet
+    // for half a second, then turn the timeout off again for the node's reader.
+    let dropped = drain_port(&mut file, device, o.baud)?;
+    if dropped > 0 {
+        println!("demo: dropped {dropped} bytes the board sent before the exchange (boot text)");
+    }
     let read = file.try_clone().map_err(|e| format!("{device}: {e}"))?;
     let node =
         Node::new(read, Box::new(file) as Link, node_config()).map_err(|e| format!("node: {e}"))?;
@@ -596,6 +603,41 @@ fn run_device(o: &Options, device: &str) -> Result<bool, String> {
     // The board stops after `bye`: a last reading may still be on its way.
     d.drain(Duration::from_millis(300));
     Ok(summary(&mut d, bye.as_deref(), Ending::Board, &[]))
+}
+
+/// Reads and drops what `port` has until it is quiet for 0.5 s (a read timeout set with
+/// `stty`, then cleared: the node's reader must block, since a read of 0 bytes is an end of
+/// stream). Returns how many bytes were dropped.
+fn drain_port(port: &mut std::fs::File, device: &str, baud: u32) -> Result<usize, String> {
+    let stty = |timing: &[&str]| -> Result<(), String> {
+        let baud = baud.to_string();
+        let mut args = vec!["-F", device, &baud];
+        args.extend_from_slice(timing);
+        match Command::new("stty").args(&args).status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("stty {}: {s}", args.join(" "))),
+            Err(e) => Err(format!("stty: {e}")),
+        }
+    };
+    stty(&["min", "0", "time", "5"])?;
+    let mut dropped = 0;
+    let mut buf = [0u8; 256];
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        if Instant::now() > give_up {
+            return Err(format!(
+                "{device} never went quiet: the board must wait for the host's first message (reset it, then start the host)"
+            ));
+        }
+        match port.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => dropped += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read {device}: {e}")),
+        }
+    }
+    stty(&["min", "1", "time", "0"])?;
+    Ok(dropped)
 }
 
 /// How the firmware's run ended, as far as the host can tell.
