@@ -1529,7 +1529,7 @@ mod tests {
     }
 
     fn payload(n: usize) -> Vec<u8> {
-        (0..n).map(|i| ((i * 31 + 7) % 251) as u8).collect()
+        mux_test_support::rule_r(n)
     }
 
     #[test]

@@ -3,51 +3,13 @@
 //!
 //! One test in this binary, so nothing else allocates while it counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use mux_std::{Config, Node, Received};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-/// Sizes of the first allocations counted, to tell what grew if the test fails.
-static SIZES: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
-
-/// Allocation count when the current measurement began.
-static BASE: AtomicU64 = AtomicU64::new(u64::MAX);
-
-fn record(size: usize) {
-    let n = ALLOCS.fetch_add(1, Ordering::Relaxed);
-    if let Some(slot) = n
-        .checked_sub(BASE.load(Ordering::Relaxed))
-        .and_then(|i| SIZES.get(i as usize))
-    {
-        slot.store(size as u64, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record(new_size);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use mux_test_support::{CountingAlloc, rule_r};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// Sends `rounds × batch` messages of `size` bytes and receives them all; returns the
 /// allocations counted meanwhile.
@@ -59,9 +21,9 @@ fn exchange<W: std::io::Write + Send + 'static>(
     batch: usize,
     measure: bool,
 ) -> u64 {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = CountingAlloc::allocations();
     if measure {
-        BASE.store(before, Ordering::Relaxed);
+        CountingAlloc::record_sizes();
     }
     for _ in 0..rounds {
         for _ in 0..batch {
@@ -81,14 +43,9 @@ fn exchange<W: std::io::Write + Send + 'static>(
             }
         }
     }
-    let n = ALLOCS.load(Ordering::Relaxed) - before;
-    BASE.store(u64::MAX, Ordering::Relaxed);
+    let n = CountingAlloc::allocations() - before;
     if measure && n > 0 {
-        let sizes: Vec<u64> = SIZES
-            .iter()
-            .take(n as usize)
-            .map(|s| s.load(Ordering::Relaxed))
-            .collect();
+        let sizes = CountingAlloc::recorded_sizes();
         println!("  sizes of the allocations: {sizes:?}");
     }
     n
@@ -107,7 +64,7 @@ fn steady_state_send_and_receive_allocate_nothing_per_message() {
     ));
     let mut report = Vec::new();
     for (size, rounds, batch) in [(1024, 200, 50), (100, 200, 50), (256 << 10, 50, 4)] {
-        let payload: Vec<u8> = (0..size).map(|i| (i * 31 + 7) as u8).collect();
+        let payload = rule_r(size);
         // Warm-up: the pool and the channel grow to what this traffic needs.
         exchange(&a, &b, &payload, rounds / 4, batch, false);
         // A thread's first block on the channel or a lock sets up a waiter context once (a

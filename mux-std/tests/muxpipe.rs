@@ -1,8 +1,8 @@
 //! The `muxpipe` tool in real shell pipes, and as a child-process plugin spoken to over its
 //! stdio by a [`Node`].
 
+use mux_test_support::{rule_r, vectors_dir as vectors};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use mux_std::{Config, Node, Received};
@@ -10,14 +10,6 @@ use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_muxpipe");
 const STRATEGIES: [&str; 4] = ["original", "optimized", "hybrid", "hybrid8k"];
-
-fn vectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
-}
-
-fn rule_r(size: usize) -> Vec<u8> {
-    (0..size).map(|i| ((i * 31 + 7) % 251) as u8).collect()
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)

@@ -2,25 +2,17 @@
 //! sending, typed receive outcomes of the bad-input captures, cancellation, deadlines,
 //! streaming, close reports, a broken link.
 
+use mux_test_support::{rule_r, vectors_dir as vectors};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mux_std::{
     AnyStrategy, CancelToken, Config, ConfigError, FrameType, Node, ProtocolError, Received,
     Receiver, RecvError, SendError, SendOptions, Sender,
 };
-
-fn vectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors")
-}
-
-fn rule_r(size: usize) -> Vec<u8> {
-    (0..size).map(|i| ((i * 31 + 7) % 251) as u8).collect()
-}
 
 /// What a receiver delivers, as comparable values.
 #[derive(Debug, PartialEq, Eq)]

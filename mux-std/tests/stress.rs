@@ -63,9 +63,7 @@ fn is_cancelled(t: u32, i: u32) -> bool {
     i % 10 == 3 && size_of_message(t, i) >= 20_000.max(budget() + 16_385)
 }
 
-fn byte(id: u32, k: usize) -> u8 {
-    ((k as u64 * 31 + 7 + u64::from(id) * 13) % 251) as u8
-}
+use mux_test_support::stream_byte as byte;
 
 fn fill(id: u32, buf: &mut Vec<u8>, size: usize) {
     buf.clear();

@@ -11,13 +11,7 @@ use mux_std::{AnyStrategy, Config, ConfigError, Received, RecvError, SendError, 
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
-fn rule_r(size: usize) -> Vec<u8> {
-    (0..size).map(|i| ((i * 31 + 7) % 251) as u8).collect()
-}
-
-fn byte(id: u32, k: usize) -> u8 {
-    ((k as u64 * 31 + 7 + u64::from(id) * 13) % 251) as u8
-}
+use mux_test_support::{rule_r, stream_byte as byte};
 
 /// Checks that futures are `Send` (usable with `tokio::spawn`).
 fn assert_send<T: Send>(t: T) -> T {

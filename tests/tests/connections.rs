@@ -15,54 +15,15 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Rng, is_payload, payload, within};
 use mux_nostd::{Demux, Limits};
 use mux_std::{Buffer, Config, Message, Node, Received, TABLE_CAPACITY};
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = LIVE.fetch_add(n, Ordering::Relaxed) + n;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: forwards to the system allocator, only counting the bytes live.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size >= layout.size() {
-            grew(new_size - layout.size());
-        } else {
-            LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use mux_test_support::CountingAlloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const PAIRS: usize = 200;
 const NODES: usize = 2 * PAIRS;
@@ -124,7 +85,7 @@ fn run() {
         .collect();
     let mut scratch = Vec::with_capacity(MAX_MESSAGE);
 
-    let base = LIVE.load(Ordering::Relaxed);
+    let base = CountingAlloc::live_bytes();
     for _ in 0..PAIRS {
         let (a, b) = UnixStream::pair().unwrap();
         nodes.push(Node::unix(a, cfg.clone()).unwrap());
@@ -141,9 +102,9 @@ fn run() {
             other => panic!("{other:?}"),
         }
     }
-    let rest = LIVE.load(Ordering::Relaxed) - base;
+    let rest = CountingAlloc::live_bytes() - base;
     let rest_per_node = rest / NODES;
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+    CountingAlloc::reset_peak();
 
     // Load: every node sends its messages to its peer from 8 threads (25 pairs each), and
     // every node keeps what it received until all of it is in.
@@ -167,7 +128,7 @@ fn run() {
             }
         }
     });
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = CountingAlloc::peak_bytes() - base;
     let peak_per_node = peak / NODES;
     for keep in &held {
         let mut ids: Vec<u32> = keep.iter().map(Message::id).collect();
@@ -196,7 +157,7 @@ fn run() {
         let report = n.close().unwrap();
         assert!(report.unfinished.is_empty() && report.read_error.is_none());
     }
-    let after = LIVE.load(Ordering::Relaxed).saturating_sub(base);
+    let after = CountingAlloc::live_bytes().saturating_sub(base);
 
     let rest_limit = rest_bound(&cfg);
     let use_limit = rest_limit + in_use_bound(&cfg);

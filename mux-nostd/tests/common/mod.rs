@@ -3,32 +3,8 @@
 
 use mux_nostd::{Limits, Pool, ProtocolError, Reassembler, Received};
 
-/// Payload rule R of the vectors: byte i = (i·31 + 7) mod 251.
-pub fn rule_r(len: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i * 31 + 7) % 251) as u8).collect()
-}
-
-/// A golden capture from `tests/vectors/` (copied from the Go reference's output).
-pub fn vector(name: &str) -> Vec<u8> {
-    let path = format!("{}/../tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Every `.bin` vector whose name starts with `prefix`, with its contents.
-pub fn vectors_with_prefix(prefix: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = format!("{}/../tests/vectors", env!("CARGO_MANIFEST_DIR"));
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with(prefix) && n.ends_with(".bin"))
-        .map(|n| {
-            let bytes = vector(&n);
-            (n, bytes)
-        })
-        .collect();
-    out.sort();
-    out
-}
+#[allow(unused_imports)] // each test binary uses some of them
+pub use mux_test_support::{rule_r, vector, vectors_with_prefix};
 
 /// What a receiver delivered, owned, for comparisons.
 #[derive(Debug, Clone, PartialEq, Eq)]
