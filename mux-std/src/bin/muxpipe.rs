@@ -24,8 +24,8 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use mux_nostd::{Decoder, FrameEvent, Limits, ProtocolError};
-use mux_std::{AnyStrategy, Config, Node, Received, Receiver, RecvError, SendError, Sender};
+use mux_nostd::{Decoder, Demux, Event, FrameEvent, Limits, ProtocolError};
+use mux_std::{AnyStrategy, Config, Node, Received, RecvError, SendError, Sender, TABLE_CAPACITY};
 use sha2::{Digest, Sha256};
 
 const USAGE: &str = "usage: muxpipe write STRATEGY N SIZE | read | echo STRATEGY | frames
@@ -154,53 +154,119 @@ fn write(strategy: AnyStrategy, n: usize, size: usize) -> Result<(), Fail> {
     let payload = rule_r(size)?;
     let tx = Sender::new(stdout()?, &Config::with_strategy(strategy))
         .map_err(|e| Fail::Msg(e.to_string()))?;
+    // A bulk producer: small messages gather in the shared write buffer and leave together
+    // (large ones are written straight from the payload); `close` flushes the rest.
     for _ in 0..n {
-        tx.send(&payload)?;
+        tx.send_buffered(&payload)?;
     }
     tx.close()?;
     Ok(())
 }
 
+/// `read`: a digest needs no message in memory, so this runs the core's streaming receiver
+/// ([`Demux`]) on one thread: each open message holds only its SHA-256 state, fed chunk by
+/// chunk straight from the input buffer. Limits and the cap on messages in flight are
+/// [`Config::default`]'s, the same rules a [`Receiver`] applies.
 fn read() -> Result<(), Fail> {
-    let rx = Receiver::spawn(stdin()?, &Config::default())?;
-    let out = io::stdout();
-    let mut out = out.lock();
-    let mut total = 0u64;
-    let mut line = String::new();
-    // The error that ended the input, if one did: the exit status says so.
-    let mut failed = None;
-    for item in &rx {
-        line.clear();
-        match item {
-            Ok(Received::Message(m)) => {
-                total += 1;
-                let _ = write!(line, "ok {} {} ", m.id(), m.len());
-                for b in Sha256::digest(m.body()) {
-                    let _ = write!(line, "{b:02x}");
-                }
-            }
-            Ok(Received::Aborted { id }) => {
-                let _ = write!(line, "abort {id}");
-            }
-            Ok(Received::Error(e)) => {
-                let _ = write!(line, "error {e}");
-            }
-            Ok(other) => {
-                let _ = write!(line, "error unexpected item {other:?}");
-            }
+    let config = Config::default();
+    let mut demux: Box<Demux<Running, TABLE_CAPACITY>> = Box::new(Demux::new(config.limits));
+    demux.set_max_open(config.max_in_flight.clamp(1, TABLE_CAPACITY));
+    let mut input = stdin()?;
+    let mut buf = vec![0u8; config.read_buffer.max(1 << 16)];
+    // Lines leave in 64 KiB writes, not one write per line (stdout is line-buffered).
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout()?);
+    let mut lines = Lines { total: 0 };
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                let _ = write!(line, "error {e}");
-                failed = Some(e.to_string());
+                // What was decoded so far is printed, then the error, as a `Receiver` reports.
+                while let Some(ev) = demux.finish() {
+                    lines.event(ev, &mut out)?;
+                }
+                let e = RecvError::Io(e);
+                writeln!(out, "error {e}")?;
+                writeln!(out, "total {}", lines.total)?;
+                out.flush()?;
+                return Err(Fail::Msg(e.to_string()));
             }
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let (used, ev) = demux.feed(rest);
+            if let Some(Event::Data { chunk, .. }) = ev {
+                if let Some(digest) = demux.current_mut() {
+                    digest.hash.update(chunk);
+                    digest.len += chunk.len() as u64;
+                }
+            } else if let Some(ev) = ev {
+                lines.event(ev, &mut out)?;
+            }
+            rest = &rest[used..];
         }
-        writeln!(out, "{line}")?;
     }
-    writeln!(out, "total {total}")?;
+    while let Some(ev) = demux.finish() {
+        lines.event(ev, &mut out)?;
+    }
+    writeln!(out, "total {}", lines.total)?;
     out.flush()?;
-    match failed {
-        Some(e) => Err(Fail::Msg(e)),
-        None => Ok(()),
+    Ok(())
+}
+
+/// What `read` keeps of a message while it arrives.
+#[derive(Default)]
+struct Running {
+    hash: Sha256,
+    len: u64,
+}
+
+/// The lines `read` prints.
+struct Lines {
+    /// Complete messages so far.
+    total: u64,
+}
+
+impl Lines {
+    /// The line of a message-level event (Data has none).
+    fn event(&mut self, ev: Event<'_, Running>, out: &mut impl Write) -> io::Result<()> {
+        match ev {
+            Event::Completed { id, value } => {
+                self.total += 1;
+                // `ok ID LEN SHA256`, built without `fmt` (this is the per-message path).
+                let (mut id_text, mut len_text) = (itoa::Buffer::new(), itoa::Buffer::new());
+                let mut line = [0u8; 2 + 1 + 10 + 1 + 20 + 1 + 64 + 1];
+                let mut at = 0;
+                for part in [
+                    b"ok ".as_slice(),
+                    id_text.format(id).as_bytes(),
+                    b" ",
+                    len_text.format(value.len).as_bytes(),
+                    b" ",
+                ] {
+                    line[at..at + part.len()].copy_from_slice(part);
+                    at += part.len();
+                }
+                at += hex(&value.hash.finalize(), &mut line[at..]);
+                line[at] = b'\n';
+                out.write_all(&line[..=at])
+            }
+            Event::Aborted { id, .. } => writeln!(out, "abort {id}"),
+            Event::Error { error, .. } => writeln!(out, "error {error}"),
+            Event::Started { .. } | Event::Data { .. } => Ok(()),
+        }
     }
+}
+
+/// Writes `bytes` in lower-case hex at the start of `out`; returns the length written.
+fn hex(bytes: &[u8], out: &mut [u8]) -> usize {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    2 * bytes.len()
 }
 
 fn echo(strategy: AnyStrategy) -> Result<(), Fail> {
@@ -251,8 +317,8 @@ struct Open {
 
 fn frames() -> Result<(), Fail> {
     let mut input = stdin()?;
-    let out = io::stdout();
-    let mut out = out.lock();
+    // Lines leave in 64 KiB writes, not one write per line (stdout is line-buffered).
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout()?);
     let mut decoder = Decoder::new(Limits::REFERENCE.max_frame);
     // Every frame costs O(1): open messages by id, in start order by `seq`.
     let mut open: HashMap<u32, Open> = HashMap::new();
