@@ -3,8 +3,8 @@
 //!
 //! [`Demux`] sits on the [`Decoder`] and turns frames into message events. It keeps a
 //! fixed-capacity table of open messages (`N` entries, each with a caller value `T`, e.g. a
-//! buffer) and a short list of rejected ids whose later frames it consumes quietly, so that a
-//! bad message costs one error, not one per frame. Streaming receive (a message handled chunk
+//! buffer) and a list of up to `N` rejected ids whose later frames it consumes quietly, so that
+//! a bad message costs one error, not one per frame. Streaming receive (a message handled chunk
 //! by chunk, larger than any buffer) uses its events directly with `T = ()`.
 
 use core::ops::Range;
@@ -13,9 +13,6 @@ use crate::decode::{Decoder, RawFrameEvent};
 use crate::error::ProtocolError;
 use crate::frame::{FrameType, HEADER_LEN};
 use crate::metrics::RxMetrics;
-
-/// How many rejected ids are remembered for quiet consumption of their later frames.
-pub const REJECTED_MEMORY: usize = 8;
 
 /// [`Demux`]'s `current` when no open message is current (none had Data yet, or the one that
 /// had it ended).
@@ -144,12 +141,20 @@ struct Slot<T> {
 
 /// The message-level receiver. `N` is the number of messages that may be open at once; `T`
 /// the value kept per open message (`()` for streaming receive).
+///
+/// Besides the table of open messages it remembers up to `N` rejected ids (messages refused
+/// or dropped whose End or Abort has not come yet; `4 × N` bytes), so that each of them costs
+/// one error however many frames of it follow: the rule holds for as many rejected messages
+/// in flight at once as the table has slots. Past that (a peer with more than `N` messages in
+/// flight, all refused) the oldest rejected id is forgotten and later frames of that message
+/// are reported as [`ProtocolError::UnknownId`]; the memory stays fixed.
 #[derive(Debug)]
 pub struct Demux<T, const N: usize> {
     decoder: Decoder,
     limits: Limits,
     open: heapless::Vec<Slot<T>, N>,
-    rejected: heapless::Vec<u32, REJECTED_MEMORY>,
+    /// Rejected ids, oldest first (see the type's docs).
+    rejected: heapless::Vec<u32, N>,
     pending_start: Option<(u32, u32)>,
     /// Index in `open` of the message the last Data event belonged to, or [`NO_CURRENT`].
     /// Every removal from `open` goes through [`take_open`](Self::take_open), which keeps it
@@ -567,7 +572,8 @@ fn whole_data_frame_of(input: &[u8], id: u32, received: u32, limits: Limits) -> 
 }
 
 /// `v.remove(i)` by swaps: `Vec::remove` shifts with `memmove`, which on a small target pulls in
-/// about 1.5 KB of `compiler_builtins` for these eight ids.
+/// about 1.5 KB of `compiler_builtins` for these few ids (at most `N`, one per rejected
+/// message in flight).
 fn remove_keeping_order<const N: usize>(v: &mut heapless::Vec<u32, N>, i: usize) {
     for j in i + 1..v.len() {
         v.swap(j - 1, j);

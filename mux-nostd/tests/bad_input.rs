@@ -769,3 +769,47 @@ fn the_current_message_is_the_last_data_s_even_after_another_one_ends() {
     assert_eq!(feed_values(&mut d, &wire), [(2, 201)]);
     assert_eq!(d.metrics().errors.total(), 1);
 }
+
+#[test]
+fn many_rejected_messages_in_flight_cost_one_error_each() {
+    // A table of 48 with 8 messages open at most: 8 open ones, then 40 more Starts, each
+    // refused with `TooManyStreams`. All 48 go on sending Data and End. The one-error rule
+    // holds for every refused message: as many rejected ids are remembered as the table has
+    // slots, not 8.
+    const N: usize = 48;
+    let ids = 1..=48u32;
+    let mut parts: Vec<Vec<u8>> = ids
+        .clone()
+        .map(|id| header(FrameType::Start, id, 0))
+        .collect();
+    for _ in 0..3 {
+        parts.extend(ids.clone().map(|id| frame(FrameType::Data, id, b"x")));
+    }
+    parts.extend(ids.clone().map(|id| header(FrameType::End, id, 0)));
+    parts.push(message(100, b"after"));
+    let wire = cat(&parts);
+    for cut in CUTS {
+        let mut d: mux_nostd::Demux<(), N> = mux_nostd::Demux::new(small_limits());
+        d.set_max_open(8);
+        let mut errors = Vec::new();
+        let mut completed = Vec::new();
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            let (n, ev) = d.feed(&rest[..cut.min(rest.len())]);
+            rest = &rest[n..];
+            match ev {
+                Some(mux_nostd::Event::Error { error, .. }) => errors.push(error),
+                Some(mux_nostd::Event::Completed { id, .. }) => completed.push(id),
+                _ => {}
+            }
+        }
+        let want: Vec<P> = (9..=48).map(|id| P::TooManyStreams { id }).collect();
+        assert_eq!(errors, want, "cut {cut}: one error per refused message");
+        let mut want_done: Vec<u32> = (1..=8).collect();
+        want_done.push(100);
+        assert_eq!(completed, want_done, "cut {cut}");
+        assert!(d.is_idle());
+        assert_eq!(d.metrics().errors.too_many_streams, 40, "cut {cut}");
+        assert_eq!(d.metrics().errors.unknown_id, 0, "cut {cut}");
+    }
+}
