@@ -47,12 +47,34 @@ pub struct Config {
     /// beyond it is refused with
     /// [`ProtocolError::TooManyStreams`](mux_nostd::ProtocolError::TooManyStreams).
     pub max_in_flight: usize,
+    /// Most of our own messages under way at once per sender: Start written, End or Abort
+    /// not yet (default 256, the default [`max_in_flight`](Self::max_in_flight) of a peer; 0
+    /// means 1). A send that would start one more waits until one ends, honouring its cancel
+    /// token or deadline while it waits, instead of starting a message the peer would refuse
+    /// with [`ProtocolError::TooManyStreams`](mux_nostd::ProtocolError::TooManyStreams). Set
+    /// it to at most the peer's `max_in_flight`.
+    pub max_sending: usize,
     /// Most receive buffers that may exist at once: open messages plus delivered ones the
     /// application still holds (default 4096). Past it, a message is dropped with
     /// [`ProtocolError::PoolExhausted`](mux_nostd::ProtocolError::PoolExhausted).
     pub max_buffers: usize,
     /// Idle buffers larger than this are freed instead of kept (default 4 MiB).
     pub retain_capacity: usize,
+    /// Most bytes of idle buffers the receive pool keeps for reuse, all buffers together
+    /// (default 16 MiB); a buffer returned past it is freed. After a burst of large messages
+    /// the pool thus gives the memory back instead of keeping a buffer per message.
+    pub pool_idle_bytes: usize,
+    /// Receive memory budget: payload bytes the receiver may hold, messages being assembled
+    /// and received items waiting in the queue for [`recv`](crate::Receiver::recv) together
+    /// (default 64 MiB). Once it holds this much and the queue is not empty, the reader stops
+    /// reading until `recv` takes items (the peer's writes then wait in the byte stream:
+    /// backpressure), so an application that does not keep up holds at most about this much
+    /// plus one message. The reader never stops while the queue is empty (only reading on
+    /// can complete the messages being assembled), so a message larger than the budget is
+    /// still delivered, within [`limits`](Self::limits); messages assembled at once are
+    /// bounded by [`max_in_flight`](Self::max_in_flight) and the message limit, as before.
+    /// The bytes held are in [`RxCounts::held_bytes`](crate::RxCounts::held_bytes).
+    pub rx_budget: usize,
     /// Received items queued for the application before the reader waits (default 1024; 0
     /// means 1, at most [`MAX_QUEUE_DEPTH`]).
     pub queue_depth: usize,
@@ -102,8 +124,11 @@ impl Default for Config {
             strategy: AnyStrategy::default(),
             limits: Limits::REFERENCE,
             max_in_flight: 256,
+            max_sending: 256,
             max_buffers: 4096,
             retain_capacity: 4 << 20,
+            pool_idle_bytes: 16 << 20,
+            rx_budget: 64 << 20,
             queue_depth: 1024,
             read_buffer: 256 << 10,
             coalesce_frame: 2048,
@@ -157,6 +182,11 @@ impl Config {
     /// The reader's buffer size in use (`read_buffer`, at least 64).
     pub(crate) fn read_buffer_len(&self) -> usize {
         self.read_buffer.max(64)
+    }
+
+    /// The cap on messages under way in use (`max_sending`, at least 1).
+    pub(crate) fn sending_cap(&self) -> usize {
+        self.max_sending.max(1)
     }
 
     /// The receive queue's depth in use (`queue_depth`, at least 1).

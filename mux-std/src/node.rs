@@ -5,9 +5,10 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel as chan;
 use mux_nostd::AnyStrategy;
@@ -15,12 +16,14 @@ use mux_nostd::AnyStrategy;
 use crate::config::Config;
 use crate::error::{RecvError, SendError, TryRecvError};
 use crate::pool::{BufferPool, PoolStats};
-use crate::rx::{Received, RxCore, RxCounts};
+use crate::rx::{Queued, Received, RxBudget, RxCore, RxCounts};
 use crate::tx::{SendOptions, Sender, TxCounts};
 
 /// What the reader hands to the application.
 pub(crate) enum Item {
-    Rx(Received),
+    /// An item, and its bytes' place in the receive budget (given back when it is taken:
+    /// kept for its `Drop`).
+    Rx(Received, #[allow(dead_code)] Option<Queued>),
     Io(io::Error),
     /// The reader panicked (the message).
     Panicked(String),
@@ -30,7 +33,7 @@ impl Item {
     #[inline]
     pub(crate) fn into_result(self) -> Result<Received, RecvError> {
         match self {
-            Self::Rx(r) => Ok(r),
+            Self::Rx(r, _) => Ok(r),
             Self::Io(e) => Err(RecvError::Io(e)),
             Self::Panicked(m) => Err(RecvError::ReaderPanicked(m)),
         }
@@ -57,6 +60,11 @@ pub(crate) struct RxShared {
     pub(crate) reader: Mutex<Option<JoinHandle<()>>>,
     /// The message of a panic that ended the reader, if one did.
     pub(crate) panic: Mutex<Option<String>>,
+    /// Every receiver is gone, or a close was forced: the reader stops at its read's next
+    /// return (as at end of stream).
+    pub(crate) stop: AtomicBool,
+    /// The receive memory budget ([`Config::rx_budget`]).
+    pub(crate) budget: Arc<RxBudget>,
 }
 
 impl RxShared {
@@ -64,10 +72,22 @@ impl RxShared {
         Arc::new(Self {
             counts: Mutex::new(RxCounts::default()),
             unfinished: Mutex::new(Vec::new()),
-            pool: BufferPool::new(config.max_buffers, config.retain_capacity),
+            pool: BufferPool::with_idle_limit(
+                config.max_buffers,
+                config.retain_capacity,
+                config.pool_idle_bytes,
+            ),
             reader: Mutex::new(None),
             panic: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            budget: RxBudget::new(config),
         })
+    }
+
+    /// `r` as a queued item, its bytes counted in the receive budget until it is taken.
+    pub(crate) fn item(&self, r: Received) -> Item {
+        let queued = self.budget.queue(&r);
+        Item::Rx(r, queued)
     }
 
     /// Records a panic of the reader; returns the item that reports it.
@@ -78,6 +98,7 @@ impl RxShared {
     }
 
     pub(crate) fn publish(&self, core: &mut RxCore) {
+        self.budget.set_partial(core.partial);
         *lock(&self.counts) = core.counts;
         if !core.unfinished.is_empty() {
             lock(&self.unfinished).append(&mut core.unfinished);
@@ -103,7 +124,10 @@ pub struct Metrics {
 /// What [`Node::close`] found.
 #[derive(Debug, Default)]
 pub struct CloseReport {
-    /// Our messages that other threads were still sending: each was ended with Abort.
+    /// Our messages that other threads (or tasks) were still sending: each was cut, and
+    /// ended with Abort on the wire if the link still worked. On a broken link (a write had
+    /// failed before the close) they are listed all the same, but no Abort could be written:
+    /// the peer sees them unfinished when our stream ends, not aborted.
     pub aborted: Vec<u32>,
     /// Incoming messages still open when the peer's stream ended (they are lost).
     pub unfinished: Vec<u32>,
@@ -114,15 +138,77 @@ pub struct CloseReport {
     /// The message of a panic that ended the reader (in the source's `read` or the receive
     /// loop), if one did: the stream did not end cleanly.
     pub reader_panic: Option<String>,
+    /// The peer's stream had not ended within the timeout of
+    /// [`close_timeout`](Node::close_timeout), so the read side was shut down: the items above
+    /// are those read until then, and `unfinished` lists the incoming messages still open at
+    /// that point (for a node whose reader cannot be woken, see [`Node::with_read_stop`], it
+    /// is empty and the reader thread ends at its read's next return).
+    pub forced: bool,
 }
 
 /// The receiving half: complete messages (or streaming chunks), aborts and protocol errors,
 /// in arrival order. Clones share one queue (each item goes to one of them), so a clone can
 /// be handed to another thread like a channel receiver.
+///
+/// In streaming mode ([`Config::streaming`]) this holds for every item, chunks included: the
+/// `Started`, `Chunk` and `Ended` items of one message are split among the clones that
+/// receive at the same time, each clone getting some of them, in no particular pairing. This
+/// is by design (one queue, no per-message routing). To see a message's chunks together and
+/// in order, receive a streaming node with one receiver, and hand whole messages or chunks
+/// on from there.
+///
+/// When the last clone is dropped, the reader stops: it is told to, and woken if the node
+/// knows how (the sockets of [`Node::tcp`] and [`Node::unix`] have their read direction shut
+/// down; see [`Node::with_read_stop`] for other sources). Its thread, buffer and file
+/// descriptor are then released without waiting for the peer to close.
 #[derive(Clone)]
 pub struct Receiver {
     rx: chan::Receiver<Item>,
     shared: Arc<RxShared>,
+    stop: Arc<ReadStop>,
+}
+
+/// How a blocked reader is woken to stop: e.g. `shutdown(Read)` of its socket.
+type Wake = Box<dyn FnOnce() + Send>;
+
+/// Held by every clone of a [`Receiver`]: when the last goes, or a close is forced, the
+/// reader is told to stop and woken if it can be.
+struct ReadStop {
+    shared: Arc<RxShared>,
+    wake: Mutex<Option<Wake>>,
+}
+
+impl ReadStop {
+    /// Tells the reader to stop and wakes it; `true` if it could be woken.
+    fn stop(&self) -> bool {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        match lock(&self.wake).take() {
+            Some(wake) => {
+                wake();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for ReadStop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The read side of a socket shared with whoever shuts it down ([`Node::tcp`],
+/// [`Node::unix`]).
+struct SharedRead<S>(Arc<S>);
+
+impl<S> Read for SharedRead<S>
+where
+    for<'a> &'a S: Read,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
 }
 
 impl fmt::Debug for Receiver {
@@ -139,6 +225,26 @@ impl Receiver {
     /// kind `InvalidInput` carrying a [`ConfigError`](crate::ConfigError) if `config` is out
     /// of its bounds (see [`Config`]), before anything is spawned.
     pub fn spawn<R: Read + Send + 'static>(read: R, config: &Config) -> io::Result<Self> {
+        Self::spawn_inner(read, config, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), with a way to wake the reader when it must stop (the
+    /// last receiver is dropped, or a close is forced): `wake` must make a `read` in
+    /// progress return, e.g. shut down the read direction of a socket or close the write
+    /// end of a pipe. Called at most once, from whichever thread drops the last receiver.
+    pub fn spawn_with_read_stop<R: Read + Send + 'static>(
+        read: R,
+        config: &Config,
+        wake: impl FnOnce() + Send + 'static,
+    ) -> io::Result<Self> {
+        Self::spawn_inner(read, config, Some(Box::new(wake)))
+    }
+
+    fn spawn_inner<R: Read + Send + 'static>(
+        read: R,
+        config: &Config,
+        wake: Option<Wake>,
+    ) -> io::Result<Self> {
         config.validate()?;
         let shared = RxShared::new(config);
         let (tx, rx) = chan::bounded(config.queue_len());
@@ -150,7 +256,11 @@ impl Receiver {
             .name("mux-reader".into())
             .spawn(move || read_loop(read, core, &tx, &sh, buf))?;
         *lock(&shared.reader) = Some(handle);
-        Ok(Self { rx, shared })
+        let stop = Arc::new(ReadStop {
+            shared: shared.clone(),
+            wake: Mutex::new(wake),
+        });
+        Ok(Self { rx, shared, stop })
     }
 
     /// The next item, waiting for it. [`RecvError::Io`] or [`RecvError::ReaderPanicked`]
@@ -186,7 +296,9 @@ impl Receiver {
 
     /// Receive counters.
     pub fn counts(&self) -> RxCounts {
-        *lock(&self.shared.counts)
+        let mut counts = *lock(&self.shared.counts);
+        self.shared.budget.fill(&mut counts);
+        counts
     }
 
     /// Items received and waiting to be taken.
@@ -214,21 +326,61 @@ impl Receiver {
     /// then (in order) and the read error, if any. A panic of the reader is kept for
     /// [`reader_panic`](Self::reader_panic).
     pub fn drain(&self) -> (Vec<Received>, Option<io::Error>) {
+        let (items, err, _) = self.drain_until(None);
+        (items, err)
+    }
+
+    /// Like [`drain`](Self::drain), but waits at most `timeout` for the end of stream; then
+    /// stops the reader (for every clone of this receiver): it is woken if it can be (see
+    /// [`Receiver`]) and its stream is finished as if it had ended — the messages still open
+    /// are reported `Unfinished` — within `timeout` more. The `bool` says whether the reader
+    /// had to be stopped. A reader that cannot be woken ends at its read's next return; what
+    /// it delivers after this returns is not kept.
+    pub fn drain_timeout(&self, timeout: Duration) -> (Vec<Received>, Option<io::Error>, bool) {
+        self.drain_until(Some(timeout))
+    }
+
+    fn drain_until(&self, timeout: Option<Duration>) -> (Vec<Received>, Option<io::Error>, bool) {
         let mut items = Vec::new();
         let mut err = None;
-        loop {
-            match self.recv() {
-                Ok(item) => items.push(item),
-                Err(RecvError::Io(e)) => err = Some(e),
-                Err(RecvError::ReaderPanicked(_)) => {}
-                Err(RecvError::Closed) => break,
+        let mut until = timeout.map(|t| Instant::now() + t);
+        let mut forced = false;
+        let ended = loop {
+            let got = match until {
+                None => self
+                    .rx
+                    .recv()
+                    .map_err(|_| chan::RecvTimeoutError::Disconnected),
+                Some(at) => self.rx.recv_deadline(at),
+            };
+            match got.map(Item::into_result) {
+                Ok(Ok(item)) => items.push(item),
+                Ok(Err(RecvError::Io(e))) => err = Some(e),
+                Ok(Err(_)) => {} // a panic, kept for `reader_panic`
+                Err(chan::RecvTimeoutError::Disconnected) => break true,
+                Err(chan::RecvTimeoutError::Timeout) if forced => break false,
+                Err(chan::RecvTimeoutError::Timeout) => {
+                    forced = true;
+                    if !self.stop.stop() {
+                        // Nothing can wake the reader: keep what is queued, do not wait.
+                        while let Ok(item) = self.rx.try_recv() {
+                            match item.into_result() {
+                                Ok(item) => items.push(item),
+                                Err(RecvError::Io(e)) => err = Some(e),
+                                Err(_) => {}
+                            }
+                        }
+                        break false;
+                    }
+                    until = timeout.map(|t| Instant::now() + t);
+                }
             }
-        }
-        if let Some(h) = lock(&self.shared.reader).take() {
+        };
+        if ended && let Some(h) = lock(&self.shared.reader).take() {
             // The reader catches panics and reports them; ignore its result.
             let _ = h.join();
         }
-        (items, err)
+        (items, err, forced)
     }
 }
 
@@ -289,9 +441,14 @@ fn pump<R: Read>(
     mut buf: Vec<u8>,
 ) {
     'stream: loop {
+        // Backpressure: no more reading while the application leaves the budget used up.
+        shared.budget.wait_for_room(&shared.stop);
         // A panic in `read` (the caller's code) is reported like a read error: once, then
         // the stream is finished as if it had ended.
         let read = panic::catch_unwind(AssertUnwindSafe(|| read.read(&mut buf)));
+        if shared.stop.load(Ordering::SeqCst) {
+            break; // every receiver is gone, or the close was forced
+        }
         let n = match read {
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => n,
@@ -313,7 +470,7 @@ fn pump<R: Read>(
             if let Some(item) = item {
                 // Counters first, so that they include every item handed out.
                 shared.publish(core);
-                if tx.send(Item::Rx(item)).is_err() {
+                if tx.send(shared.item(item)).is_err() {
                     break 'stream; // every receiver is gone: stop reading
                 }
             }
@@ -322,7 +479,7 @@ fn pump<R: Read>(
     }
     while let Some(item) = core.finish() {
         shared.publish(core);
-        if tx.send(Item::Rx(item)).is_err() {
+        if tx.send(shared.item(item)).is_err() {
             break;
         }
     }
@@ -333,6 +490,16 @@ fn pump<R: Read>(
 ///
 /// `Node` is `Sync`: share it by reference (scoped threads) or in an `Arc`, or
 /// [`split`](Self::split) it into a cloneable [`Sender`] and [`Receiver`].
+///
+/// Dropping a node (without [`close`](Self::close)) ends our stream as dropping the last
+/// [`Sender`] does, and stops the reader as dropping the last [`Receiver`] does: a node of
+/// [`tcp`](Self::tcp) or [`unix`](Self::unix) shuts its socket's read direction down, so its
+/// reader thread, read buffer and descriptor are released at once even if the peer keeps the
+/// connection open (what the peer sends after that is not read). A node of
+/// [`new`](Self::new) cannot wake a reader blocked in its `read`: that thread ends at the
+/// read's next return (when the source yields data, ends or fails) — give
+/// [`with_read_stop`](Self::with_read_stop) a way to wake it if there is one. The reader of
+/// [`spawn`](Self::spawn) ends when the child closes its stdout (exits, or is killed).
 pub struct Node<W> {
     tx: Sender<W>,
     rx: Receiver,
@@ -358,6 +525,23 @@ impl<W: Write + Send + 'static> Node<W> {
         config.validate()?;
         Ok(Self {
             rx: Receiver::spawn(read, &config)?,
+            tx: Sender::new(write, &config)?,
+        })
+    }
+
+    /// Like [`new`](Self::new), with a way to wake the reader thread when the node is
+    /// dropped or a close is forced ([`close_timeout`](Self::close_timeout)): `wake` must make
+    /// a `read` in progress return, e.g. shut down the read direction of a socket, close the
+    /// write end of a pipe the reader reads. Called at most once.
+    pub fn with_read_stop<R: Read + Send + 'static>(
+        read: R,
+        write: W,
+        config: Config,
+        wake: impl FnOnce() + Send + 'static,
+    ) -> io::Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            rx: Receiver::spawn_with_read_stop(read, &config, wake)?,
             tx: Sender::new(write, &config)?,
         })
     }
@@ -460,17 +644,46 @@ impl<W: Write + Send + 'static> Node<W> {
 
     /// Closes the node: Abort for messages still being sent, flush, end our stream (the peer
     /// sees end of stream), then wait for the peer's stream to end and report. Blocks until
-    /// the peer closes its side (a plugin exits, a socket peer closes).
+    /// the peer closes its side (a plugin exits, a socket peer closes); see
+    /// [`close_timeout`](Self::close_timeout) for a bounded wait.
     pub fn close(self) -> Result<CloseReport, SendError> {
         let aborted = self.tx.close()?;
         let (undelivered, read_error) = self.rx.drain();
-        Ok(CloseReport {
+        Ok(self.report(aborted, undelivered, read_error, false))
+    }
+
+    /// Like [`close`](Self::close), but waits at most `timeout` for the peer's end of stream.
+    /// Then it forces the close: the reader is stopped and woken (the socket of a node of
+    /// [`tcp`](Self::tcp) or [`unix`](Self::unix) has its read direction shut down), its
+    /// stream finished as if it had ended, and the report says so
+    /// ([`CloseReport::forced`]) and lists the incoming messages that were still open
+    /// (`unfinished`, and as `Unfinished` errors in `undelivered`). A reader that cannot be
+    /// woken (see [`Node`]) is left to end at its read's next return, and what it still
+    /// knew is not reported.
+    ///
+    /// The timeout bounds the wait for the peer; ending our side first takes the write lock
+    /// like [`close`](Self::close) (a send stuck in the kernel delays it).
+    pub fn close_timeout(self, timeout: Duration) -> Result<CloseReport, SendError> {
+        let aborted = self.tx.close()?;
+        let (undelivered, read_error, forced) = self.rx.drain_timeout(timeout);
+        Ok(self.report(aborted, undelivered, read_error, forced))
+    }
+
+    fn report(
+        &self,
+        aborted: Vec<u32>,
+        undelivered: Vec<Received>,
+        read_error: Option<io::Error>,
+        forced: bool,
+    ) -> CloseReport {
+        CloseReport {
             aborted,
             unfinished: self.rx.unfinished(),
             undelivered,
             read_error,
             reader_panic: self.rx.reader_panic(),
-        })
+            forced,
+        }
     }
 }
 
@@ -496,10 +709,11 @@ impl Node<TcpStream> {
     pub fn tcp(stream: TcpStream, config: Config) -> io::Result<Self> {
         config.validate()?;
         stream.set_nodelay(true)?;
-        let read = stream.try_clone()?;
+        let read = Arc::new(stream.try_clone()?);
+        let wake = shut_read(&read, TcpStream::shutdown);
         let closer = Box::new(|s: &mut TcpStream| s.shutdown(Shutdown::Write));
         Ok(Self {
-            rx: Receiver::spawn(read, &config)?,
+            rx: Receiver::spawn_with_read_stop(SharedRead(read), &config, wake)?,
             tx: Sender::with_closer(stream, &config, Some(closer))?,
         })
     }
@@ -510,12 +724,29 @@ impl Node<std::os::unix::net::UnixStream> {
     /// A node over a Unix stream socket; [`close`](Self::close) shuts the write direction
     /// down.
     pub fn unix(stream: std::os::unix::net::UnixStream, config: Config) -> io::Result<Self> {
+        use std::os::unix::net::UnixStream;
         config.validate()?;
-        let read = stream.try_clone()?;
-        let closer = Box::new(|s: &mut std::os::unix::net::UnixStream| s.shutdown(Shutdown::Write));
+        let read = Arc::new(stream.try_clone()?);
+        let wake = shut_read(&read, UnixStream::shutdown);
+        let closer = Box::new(|s: &mut UnixStream| s.shutdown(Shutdown::Write));
         Ok(Self {
-            rx: Receiver::spawn(read, &config)?,
+            rx: Receiver::spawn_with_read_stop(SharedRead(read), &config, wake)?,
             tx: Sender::with_closer(stream, &config, Some(closer))?,
         })
+    }
+}
+
+/// Wakes the reader of a socket by shutting its read direction down (a blocked `read`
+/// returns 0). Holds the socket weakly: once the reader is gone, there is nothing to do.
+fn shut_read<S: Send + Sync + 'static>(
+    read: &Arc<S>,
+    shutdown: fn(&S, Shutdown) -> io::Result<()>,
+) -> impl FnOnce() + Send + 'static {
+    let read: Weak<S> = Arc::downgrade(read);
+    move || {
+        if let Some(s) = read.upgrade() {
+            // Fails only if the socket is no longer connected: then the read has returned.
+            let _ = shutdown(&s, Shutdown::Read);
+        }
     }
 }

@@ -15,6 +15,9 @@ pub struct PoolStats {
     pub in_use: usize,
     /// Buffers kept for reuse now.
     pub idle: usize,
+    /// Capacity in bytes of the buffers kept for reuse now (at most the pool's idle limit,
+    /// see [`BufferPool::with_idle_limit`]).
+    pub idle_bytes: usize,
     /// Most buffers ever handed out at once.
     pub high_water: usize,
     /// Requests served with a recycled buffer.
@@ -42,6 +45,8 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     retain_capacity: usize,
+    /// Most bytes of idle buffers kept, all together.
+    max_idle_bytes: usize,
 }
 
 impl Inner {
@@ -54,11 +59,20 @@ impl Inner {
     fn give_back(&self, mut data: Vec<u8>) {
         let mut s = self.lock();
         s.stats.in_use -= 1;
-        if data.capacity() != 0 && data.capacity() <= self.retain_capacity {
+        let cap = data.capacity();
+        if cap != 0
+            && cap <= self.retain_capacity
+            && s.stats.idle_bytes.saturating_add(cap) <= self.max_idle_bytes
+        {
             data.clear();
             s.free.push(data);
             s.stats.idle = s.free.len();
+            s.stats.idle_bytes += cap;
+            return;
         }
+        // Freed outside the lock.
+        drop(s);
+        drop(data);
     }
 }
 
@@ -67,7 +81,9 @@ impl Inner {
 /// [`take`](Self::take) hands out a recycled buffer if one is idle (a *hit*), else a new one
 /// while fewer than `max_buffers` exist (a *miss*), else `None`. A [`Buffer`] goes back to the
 /// pool when dropped, keeping its capacity (buffers that grew past `retain_capacity` are freed
-/// instead), so a steady flow of messages of similar sizes allocates nothing.
+/// instead, and so is a buffer that would take the idle buffers past the idle limit, see
+/// [`with_idle_limit`](Self::with_idle_limit)), so a steady flow of messages of similar sizes
+/// allocates nothing.
 ///
 /// ```
 /// use mux_std::BufferPool;
@@ -96,8 +112,31 @@ impl fmt::Debug for BufferPool {
 
 impl BufferPool {
     /// A pool of at most `max_buffers` buffers that keeps idle buffers of up to
-    /// `retain_capacity` bytes for reuse.
+    /// `retain_capacity` bytes for reuse (with no limit on their total: see
+    /// [`with_idle_limit`](Self::with_idle_limit)).
     pub fn new(max_buffers: usize, retain_capacity: usize) -> Self {
+        Self::with_idle_limit(max_buffers, retain_capacity, usize::MAX)
+    }
+
+    /// Like [`new`](Self::new), keeping at most `max_idle_bytes` of idle buffers in all (by
+    /// capacity): a buffer returned while the idle ones hold that much is freed. Memory kept
+    /// after a burst is thus bounded, while a steady flow still reuses its buffers.
+    ///
+    /// ```
+    /// use mux_std::BufferPool;
+    /// let pool = BufferPool::with_idle_limit(8, 1 << 20, 1000);
+    /// let (mut a, mut b) = (pool.take().unwrap(), pool.take().unwrap());
+    /// a.reserve(600);
+    /// b.reserve(600);
+    /// drop((a, b)); // the second one would take the idle bytes past 1000: freed
+    /// assert_eq!(pool.stats().idle, 1);
+    /// assert!(pool.stats().idle_bytes <= 1000);
+    /// ```
+    pub fn with_idle_limit(
+        max_buffers: usize,
+        retain_capacity: usize,
+        max_idle_bytes: usize,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -108,6 +147,7 @@ impl BufferPool {
                     },
                 }),
                 retain_capacity,
+                max_idle_bytes,
             }),
         }
     }
@@ -123,6 +163,7 @@ impl BufferPool {
             Some(v) => {
                 s.stats.hits = s.stats.hits.saturating_add(1);
                 s.stats.idle = s.free.len();
+                s.stats.idle_bytes -= v.capacity();
                 v
             }
             None => {

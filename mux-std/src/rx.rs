@@ -3,6 +3,9 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use mux_nostd::{Demux, ErrorCounts, Event, ProtocolError};
 
@@ -105,6 +108,157 @@ pub struct RxCounts {
     pub aborted: u64,
     /// Protocol errors reported, by kind.
     pub errors: ErrorCounts,
+    /// Payload bytes the receiver holds now: messages being assembled and received items
+    /// not yet taken by the application (what [`Config::rx_budget`] limits).
+    pub held_bytes: u64,
+    /// Most payload bytes the receiver held at once so far (as seen after each read and
+    /// each item).
+    pub held_peak: u64,
+}
+
+/// How long the blocking reader waits for room in the budget before it looks again (it is
+/// woken when an item is taken; this only bounds how late it sees that it must stop).
+const ROOM_RECHECK: Duration = Duration::from_millis(10);
+
+/// The receive memory budget ([`Config::rx_budget`]): bytes of messages being assembled
+/// (published by the reader) and of items queued for the application (counted until taken).
+/// The reader waits before each read while the budget is used up and the queue holds
+/// something `recv` can take.
+#[derive(Debug)]
+pub(crate) struct RxBudget {
+    budget: usize,
+    partial: AtomicUsize,
+    queued: AtomicUsize,
+    peak: AtomicUsize,
+    /// The reader waits for room (takers then wake it).
+    paused: AtomicBool,
+    lock: Mutex<()>,
+    room: Condvar,
+    #[cfg(feature = "tokio")]
+    notify: tokio::sync::Notify,
+}
+
+impl RxBudget {
+    pub(crate) fn new(config: &Config) -> Arc<Self> {
+        Arc::new(Self {
+            budget: config.rx_budget,
+            partial: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            paused: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            room: Condvar::new(),
+            #[cfg(feature = "tokio")]
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Bytes held now.
+    pub(crate) fn held(&self) -> usize {
+        self.partial
+            .load(Ordering::SeqCst)
+            .saturating_add(self.queued.load(Ordering::SeqCst))
+    }
+
+    /// Fills in the `held_*` fields of `counts`.
+    pub(crate) fn fill(&self, counts: &mut RxCounts) {
+        counts.held_bytes = self.held() as u64;
+        counts.held_peak = self.peak.load(Ordering::Relaxed) as u64;
+    }
+
+    fn note_peak(&self) {
+        let held = self.held();
+        if held > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(held, Ordering::Relaxed);
+        }
+    }
+
+    /// The reader: bytes of the messages being assembled now.
+    pub(crate) fn set_partial(&self, bytes: usize) {
+        self.partial.store(bytes, Ordering::SeqCst);
+        self.note_peak();
+    }
+
+    /// The reader queues `item`: its bytes count until the returned ticket is dropped (the
+    /// item is taken, or dropped unreceived).
+    pub(crate) fn queue(self: &Arc<Self>, item: &Received) -> Option<Queued> {
+        let bytes = match item {
+            Received::Message(m) => m.len(),
+            Received::Chunk { data, .. } => data.len(),
+            _ => 0,
+        };
+        if bytes == 0 {
+            return None;
+        }
+        self.queued.fetch_add(bytes, Ordering::SeqCst);
+        self.note_peak();
+        Some(Queued {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+
+    fn taken(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::SeqCst);
+        if self.paused.load(Ordering::SeqCst) {
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.room.notify_all();
+            #[cfg(feature = "tokio")]
+            self.notify.notify_one();
+        }
+    }
+
+    /// Whether the reader must wait before reading more: the budget is used up and `recv`
+    /// can free some of it (with an empty queue, only reading on can complete the messages
+    /// being assembled, so the reader goes on).
+    fn full(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) > 0 && self.held() >= self.budget
+    }
+
+    /// The blocking reader, before a read: waits while [`full`](Self::full), until `stop`
+    /// is set (every receiver is gone, or a close was forced).
+    pub(crate) fn wait_for_room(&self, stop: &AtomicBool) {
+        if !self.full() {
+            return;
+        }
+        self.paused.store(true, Ordering::SeqCst);
+        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while self.full() && !stop.load(Ordering::SeqCst) {
+            g = match self.room.wait_timeout(g, ROOM_RECHECK) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        drop(g);
+        self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// The tokio reader, before a read: waits while [`full`](Self::full). (A dropped
+    /// receiver drops its queued items, which frees their bytes.)
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn wait_for_room_async(&self) {
+        while self.full() {
+            self.paused.store(true, Ordering::SeqCst);
+            if !self.full() {
+                break;
+            }
+            // `notify_one` keeps a permit if it comes before this waits: no lost wake-up.
+            self.notify.notified().await;
+        }
+        self.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The bytes of a queued item, counted in the receive budget until the item is taken.
+pub(crate) struct Queued {
+    budget: Arc<RxBudget>,
+    bytes: usize,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.budget.taken(self.bytes);
+    }
 }
 
 /// Sans-IO receive state: bytes in, [`Received`] items out.
@@ -115,6 +269,8 @@ pub(crate) struct RxCore {
     pub(crate) counts: RxCounts,
     /// Ids reported [`ProtocolError::Unfinished`].
     pub(crate) unfinished: Vec<u32>,
+    /// Payload bytes of the messages being assembled (whole-message mode).
+    pub(crate) partial: usize,
 }
 
 impl RxCore {
@@ -130,6 +286,14 @@ impl RxCore {
             streaming: config.streaming,
             counts: RxCounts::default(),
             unfinished: Vec::new(),
+            partial: 0,
+        }
+    }
+
+    /// A message being assembled was released (dropped, aborted, or restarted).
+    fn released(&mut self, value: Option<Buffer>) {
+        if let Some(buf) = value {
+            self.partial = self.partial.saturating_sub(buf.len());
         }
     }
 
@@ -192,6 +356,7 @@ impl RxCore {
                 match slot {
                     Some(buf) => {
                         buf.extend_from_slice(chunk);
+                        self.partial += chunk.len();
                         None
                     }
                     None => self.exhausted(id),
@@ -203,19 +368,25 @@ impl RxCore {
                     return Some(Received::Ended { id });
                 }
                 let body = value.unwrap_or_else(Buffer::empty);
+                self.partial = self.partial.saturating_sub(body.len());
                 Some(Received::Message(Message { id, body }))
             }
-            Event::Aborted { id, .. } => {
+            Event::Aborted { id, value } => {
+                self.released(value);
                 self.counts.aborted = self.counts.aborted.saturating_add(1);
                 Some(Received::Aborted { id })
             }
-            Event::Error { error, .. } => self.error(error),
+            Event::Error { error, dropped } => {
+                self.released(dropped.flatten());
+                self.error(error)
+            }
         }
     }
 
     fn exhausted(&mut self, id: u32) -> Option<Received> {
         let e = ProtocolError::PoolExhausted { id };
-        drop(self.demux.drop_current(e));
+        let dropped = self.demux.drop_current(e);
+        self.released(dropped.flatten());
         self.error(e)
     }
 }
@@ -326,6 +497,56 @@ mod tests {
                 ) || streaming
             );
         }
+    }
+
+    #[test]
+    fn bytes_being_assembled_are_counted_and_released_whatever_ends_the_message() {
+        let pool = BufferPool::new(2, 1 << 20);
+        let mut core = RxCore::new(&Config::default(), pool.clone());
+        let data = |id, body: &[u8]| {
+            let mut v = Header::new(FrameType::Data, id, body.len() as u32)
+                .to_bytes()
+                .to_vec();
+            v.extend_from_slice(body);
+            v
+        };
+        let head = |kind, id| Header::new(kind, id, 0).to_bytes().to_vec();
+        let feed = |core: &mut RxCore, wire: &[u8]| {
+            let mut input = wire;
+            let mut items = Vec::new();
+            while !input.is_empty() {
+                let (n, item) = core.feed(input);
+                input = &input[n..];
+                items.extend(item);
+            }
+            items
+        };
+        // 1 gets 5 bytes, 2 gets 3, 3 finds no buffer (the pool holds 2).
+        let mut wire = Vec::new();
+        for id in [1, 2, 3] {
+            wire.extend(head(FrameType::Start, id));
+        }
+        wire.extend(data(1, b"aaaaa"));
+        wire.extend(data(2, b"bbb"));
+        wire.extend(data(3, b"c"));
+        let items = feed(&mut core, &wire);
+        assert_eq!(core.partial, 8, "{items:?}");
+        // 2 is aborted, 1 restarted (duplicate Start) then completed with 2 bytes.
+        let mut wire = head(FrameType::Abort, 2);
+        wire.extend(head(FrameType::Start, 1));
+        assert!(feed(&mut core, &wire).len() == 2);
+        assert_eq!(core.partial, 0);
+        wire = head(FrameType::Start, 4);
+        wire.extend(data(4, b"dd"));
+        feed(&mut core, &wire);
+        assert_eq!(core.partial, 2);
+        wire = data(1, b"e");
+        feed(&mut core, &wire);
+        assert_eq!(core.partial, 3);
+        // The stream ends with 1 and 4 open: both reported, nothing held.
+        assert!(core.finish().is_some() && core.finish().is_some());
+        assert_eq!(core.partial, 0);
+        assert_eq!(pool.stats().in_use, 0);
     }
 
     #[test]

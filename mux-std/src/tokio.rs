@@ -8,6 +8,14 @@
 //! Cancel-safe: a send future dropped between holds leaves its message to be ended with Abort
 //! by the next writer; one dropped in the middle of a hold leaves its progress behind the lock,
 //! and the next holder completes the frame (with filler) and writes Abort before anything else.
+//! A send with a deadline or a cancel token ([`AsyncSender::send_with`]) races both against
+//! every wait — for the write lock, and for a write the sink does not take — and gives up the
+//! same way: what it owes and cannot write at once is left to the next holder (a holder writes
+//! the Aborts left while it held the lock before it lets go of it).
+//!
+//! Dropping an [`AsyncReceiver`] (or the [`AsyncNode`]) stops its reader task at once, even
+//! while the peer keeps the connection open; [`AsyncNode::close_timeout`] bounds the wait for
+//! the peer's end of stream.
 //!
 //! Unlike the blocking [`Sender`](crate::Sender), dropping the last [`AsyncSender`] cannot
 //! write anything (no `.await` in `Drop`): call [`AsyncSender::close`] (or at least
@@ -31,10 +39,11 @@ use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mux_nostd::{AnyStrategy, Outgoing};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -53,10 +62,119 @@ struct Shared<W> {
     waiting: AtomicUsize,
     next_id: AtomicU32,
     strategy: AnyStrategy,
-    /// Messages whose send future was dropped between holds: Abort is owed for them.
-    orphans: Mutex<Vec<Outgoing>>,
+    /// Messages whose send future was dropped between holds, or that gave up waiting for
+    /// the lock: Abort is owed for them.
+    orphans: Orphans,
     /// The counters of `inner`, read without the lock.
     stats: crate::sync::Arc<crate::tx::TxStats>,
+    /// One permit per message that may be under way ([`Config::max_sending`]); a send holds
+    /// one until it returns.
+    slots: tokio::sync::Semaphore,
+}
+
+/// Started messages whose send stopped outside a hold: the next holder of the write lock
+/// writes their Abort (each is settled: only Abort is left of it).
+#[derive(Default)]
+struct Orphans {
+    list: Mutex<Vec<Outgoing>>,
+    /// Whether `list` may be non-empty (read without its lock).
+    any: AtomicBool,
+}
+
+impl Orphans {
+    fn push(&self, out: Outgoing) {
+        lock(&self.list).push(out);
+        self.any.store(true, Ordering::SeqCst);
+    }
+
+    fn pop(&self) -> Option<Outgoing> {
+        if !self.any() {
+            return None;
+        }
+        let mut list = lock(&self.list);
+        let out = list.pop();
+        if list.is_empty() {
+            self.any.store(false, Ordering::SeqCst);
+        }
+        out
+    }
+
+    fn any(&self) -> bool {
+        self.any.load(Ordering::SeqCst)
+    }
+}
+
+/// What a send with [`SendOptions`] gives up on: its deadline and its cancel token. Every
+/// wait of such a send (for the write lock, for a write the sink does not take) races them.
+#[derive(Debug, Default)]
+struct Wait {
+    deadline: Option<Instant>,
+    cancel: Option<CancelToken>,
+}
+
+/// How often a wait looks at a cancel token (a token cannot wake a task): after 1 ms first,
+/// the interval doubling up to [`TOKEN_POLL_MAX`].
+const TOKEN_POLL_MIN: Duration = Duration::from_millis(1);
+/// The longest interval between two looks at a cancel token while a send waits.
+const TOKEN_POLL_MAX: Duration = Duration::from_millis(8);
+
+impl Wait {
+    /// Nothing to give up on: every wait runs to its end.
+    const NONE: Self = Self {
+        deadline: None,
+        cancel: None,
+    };
+
+    /// The error to give up with, if the token is cancelled or the deadline passed.
+    fn check(&self) -> Option<SendError> {
+        if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            Some(SendError::Cancelled)
+        } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(SendError::TimedOut)
+        } else {
+            None
+        }
+    }
+
+    /// Runs `fut` until it ends or this wait gives up, whichever comes first. `fut` is
+    /// polled first each time, so once the deadline has passed (or the token is cancelled)
+    /// this polls `fut` once: what can be done without waiting is done. Dropping `fut` must
+    /// be safe (every future passed here keeps its progress behind the write lock).
+    async fn race<F: Future>(&self, fut: F) -> Result<F::Output, SendError> {
+        if self.deadline.is_none() && self.cancel.is_none() {
+            return Ok(fut.await);
+        }
+        let mut fut = pin!(fut);
+        // Armed only once `fut` has to wait: at the deadline or the next look at the token.
+        let mut timer = pin!(None::<tokio::time::Sleep>);
+        let mut every = TOKEN_POLL_MIN;
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            loop {
+                if let Some(e) = self.check() {
+                    return Poll::Ready(Err(e));
+                }
+                if let Some(t) = timer.as_mut().as_pin_mut()
+                    && t.poll(cx).is_pending()
+                {
+                    return Poll::Pending;
+                }
+                let mut at = self.deadline;
+                if self.cancel.is_some() {
+                    let next = Instant::now() + every;
+                    every = (every * 2).min(TOKEN_POLL_MAX);
+                    at = Some(at.map_or(next, |d| d.min(next)));
+                }
+                let Some(at) = at else {
+                    return Poll::Pending; // never: one of the two is set
+                };
+                timer.set(Some(tokio::time::sleep_until(at.into())));
+            }
+        })
+        .await
+    }
 }
 
 /// The sending half over a tokio `AsyncWrite`. Clones share the link.
@@ -83,7 +201,7 @@ impl<W> fmt::Debug for AsyncSender<W> {
 /// Ends the message with Abort (through the orphan list) if its send future is dropped
 /// between holds.
 struct InFlight<'a> {
-    orphans: &'a Mutex<Vec<Outgoing>>,
+    orphans: &'a Orphans,
     out: Option<Outgoing>,
     started: bool,
 }
@@ -95,7 +213,7 @@ impl Drop for InFlight<'_> {
             && !out.is_done()
         {
             out.settle();
-            lock(self.orphans).push(out);
+            self.orphans.push(out);
         }
     }
 }
@@ -114,7 +232,12 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                 waiting: AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
-                orphans: Mutex::new(Vec::new()),
+                orphans: Orphans::default(),
+                slots: tokio::sync::Semaphore::new(
+                    config
+                        .sending_cap()
+                        .min(tokio::sync::Semaphore::MAX_PERMITS),
+                ),
             }),
         })
     }
@@ -127,7 +250,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     /// Sends `payload` with the next automatic id; returns the id.
     pub async fn send(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
-        self.send_cancellable(id, payload, None, || None)
+        self.send_inner(id, payload, None, false, Wait::NONE, || None)
             .await
             .map(|()| id)
     }
@@ -136,30 +259,48 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     /// sending is refused with [`SendError::IdInFlight`] and writes nothing (see
     /// [`Sender::send_with_id`](crate::Sender::send_with_id)).
     pub async fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
-        self.send_cancellable(id, payload, None, || None).await
+        self.send_inner(id, payload, None, false, Wait::NONE, || None)
+            .await
     }
 
     /// Sends with [`SendOptions`] (id, strategy, cancel token, deadline); returns the id.
+    ///
+    /// The deadline and the token are raced against every wait of the send: waiting for the
+    /// write lock (behind a send stuck in the kernel, say) and a write the sink does not take.
+    /// A send that gives up returns [`SendError::TimedOut`] or [`SendError::Cancelled`] at
+    /// once (a token is looked at every few milliseconds while the send waits). A message
+    /// that was never started writes nothing; one whose Start was written ends with Abort:
+    /// what can be written without waiting is (the rest of a frame cut in the middle, with
+    /// filler, then Abort), and what cannot is left to the next holder of the write lock,
+    /// which writes it before anything else — as for a dropped send future (see the module
+    /// docs). Until then the peer sees the message open. Two edge cases: a message whose End
+    /// frame was already partly written is completed, not aborted (it reaches the peer
+    /// whole; if the rest of that End is written at once the send returns `Ok`); and a
+    /// message all of whose frames were copied into the shared write buffer counts as sent,
+    /// `Ok`, even if writing that buffer out is what waits (it leaves with the next write,
+    /// [`flush`](Self::flush) or [`close`](Self::close), as after
+    /// [`send_buffered`](Self::send_buffered)).
+    ///
+    /// # Panics
+    /// With a deadline or a token, if the send has to wait on a runtime built without its
+    /// time driver (`enable_time` or `enable_all` on the runtime builder).
     pub async fn send_with(&self, payload: &[u8], opts: &SendOptions) -> Result<u32, SendError> {
         let id = opts.id.unwrap_or_else(|| self.next_id());
-        let cancel = opts.cancel.clone();
-        let deadline = opts.deadline;
-        self.send_inner(id, payload, opts.strategy, opts.buffered, move || {
-            if cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
-                Some(SendError::Cancelled)
-            } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                Some(SendError::TimedOut)
-            } else {
-                None
-            }
-        })
-        .await
-        .map(|()| id)
+        let wait = Wait {
+            deadline: opts.deadline,
+            cancel: opts.cancel.clone(),
+        };
+        self.send_inner(id, payload, opts.strategy, opts.buffered, wait, || None)
+            .await
+            .map(|()| id)
     }
 
     /// Sends `payload` as message `id` with `strategy` (the node's if `None`), asking `stop`
     /// before each write-lock hold whether to give up (see
-    /// [`Sender::send_cancellable`](crate::Sender::send_cancellable)).
+    /// [`Sender::send_cancellable`](crate::Sender::send_cancellable)). Unlike a deadline or
+    /// token given to [`send_with`](Self::send_with), `stop` is not asked while the send
+    /// waits (for the lock or for the sink), and a message it stops after its Start waits
+    /// for the lock to write its Abort.
     pub async fn send_cancellable(
         &self,
         id: u32,
@@ -167,7 +308,8 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         strategy: Option<AnyStrategy>,
         stop: impl FnMut() -> Option<SendError> + Send,
     ) -> Result<(), SendError> {
-        self.send_inner(id, payload, strategy, false, stop).await
+        self.send_inner(id, payload, strategy, false, Wait::NONE, stop)
+            .await
     }
 
     /// Sends with the next automatic id, leaving small frames in the shared write buffer
@@ -175,21 +317,31 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     /// [`flush`](Self::flush) when a batch is done.
     pub async fn send_buffered(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
-        self.send_inner(id, payload, None, true, || None)
+        self.send_inner(id, payload, None, true, Wait::NONE, || None)
             .await
             .map(|()| id)
     }
 
+    /// One send: holds of the write lock until the message is written. `stop` is asked
+    /// before each hold; `wait` is asked too, and raced against every wait.
     async fn send_inner(
         &self,
         id: u32,
         payload: &[u8],
         strategy: Option<AnyStrategy>,
         buffered: bool,
+        wait: Wait,
         mut stop: impl FnMut() -> Option<SendError> + Send,
     ) -> Result<(), SendError> {
         let strategy = strategy.unwrap_or(self.shared.strategy);
         let out = Outgoing::new(&strategy, id, payload.len())?;
+        // A slot among `max_sending` until this send returns (the peer then never sees more
+        // of our messages open); taken before `fl`, so a dropped send hands its Abort to the
+        // orphan list (settled before any later Start) before it frees the slot.
+        let _slot = wait
+            .race(self.shared.slots.acquire())
+            .await?
+            .map_err(|_| SendError::Closed)?;
         let mut fl = InFlight {
             orphans: &self.shared.orphans,
             out: Some(out),
@@ -198,16 +350,32 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         let mut why = None;
         while let Some(out) = fl.out.as_mut() {
             if why.is_none() {
-                why = stop();
-                if why.is_some() {
-                    out.settle();
-                }
+                why = stop().or_else(|| wait.check());
+            }
+            if why.is_some() {
+                out.settle();
             }
             if out.is_done() {
                 break;
             }
-            let mut g = self.lock().await;
-            settle_owed(&mut g, &self.shared.orphans).await?;
+            // Once `wait` has given up, the lock is taken only if it is free and the writes
+            // go only as far as the sink takes them at once; what is left stays owed (in the
+            // orphan list through `fl`, or in `owed`) to the next holder.
+            let mut g = match wait.race(self.lock()).await {
+                Ok(g) => g,
+                Err(e) => {
+                    why.get_or_insert(e);
+                    break; // `fl` settles `out` and leaves it to the next holder
+                }
+            };
+            match wait.race(settle_owed(&mut g, &self.shared.orphans)).await {
+                Ok(r) => r?,
+                Err(e) => {
+                    // What an earlier send owed is still owed (in `owed`); so is this one.
+                    why.get_or_insert(e);
+                    break;
+                }
+            }
             g.usable(id, fl.started)?;
             if !fl.started && g.in_flight(id) {
                 return Err(SendError::IdInFlight { id }); // nothing of it was written
@@ -218,8 +386,31 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             }
             // The progress lives behind the lock during the hold (see the module docs).
             g.owed = fl.out.take();
-            if let Err(e) = hold(&mut g, payload).await {
-                return Err(g.broke(id, e));
+            match wait.race(hold(&mut g, payload)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(g.broke(id, e)),
+                Err(e) => {
+                    // A write the sink did not take in time, perhaps mid-frame: the message is
+                    // settled (the rest of the frame with filler, then Abort), as much of it
+                    // written as goes at once, the rest left in `owed` for the next holder.
+                    why.get_or_insert(e);
+                    if let Some(out) = g.owed.as_mut() {
+                        out.settle();
+                    }
+                    if let Ok(Err(e)) = wait.race(hold(&mut g, payload)).await {
+                        return Err(g.broke(id, e));
+                    }
+                    if let Ok(Err(e)) = wait.race(flush_buf(&mut g)).await {
+                        return Err(g.broke(id, e));
+                    }
+                    if let Some(out) = g.owed.take_if(|o| o.is_done()) {
+                        g.finished(&out);
+                        if !out.is_cancelled() {
+                            why = None; // its End was under way: it went out whole
+                        }
+                    }
+                    break;
+                }
             }
             let out = g
                 .owed
@@ -230,15 +421,58 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             } else {
                 fl.out = Some(out);
             }
+            // Aborts owed by sends that gave up waiting for the lock while we held it go
+            // out now, not at the next send.
+            if self.shared.orphans.any() {
+                match wait.race(settle_owed(&mut g, &self.shared.orphans)).await {
+                    Ok(r) => r?,
+                    Err(e) => {
+                        if fl.out.is_some() {
+                            why.get_or_insert(e);
+                        }
+                    }
+                }
+            }
             // Unlike the blocking sender, a holder does not leave its frames to a waiting
-            // task: that task's future may be dropped before it gets the lock.
-            if g.should_flush(buffered, false)
-                && let Err(e) = flush_buf(&mut g).await
-            {
-                return Err(g.broke(id, e));
+            // task: that task's future may be dropped before it gets the lock. A write of the
+            // shared buffer that has to wait past the deadline is left to the next writer.
+            if g.should_flush(buffered, false) {
+                match wait.race(flush_buf(&mut g)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(g.broke(id, e)),
+                    Err(e) => {
+                        if fl.out.is_some() {
+                            why.get_or_insert(e);
+                        }
+                    }
+                }
             }
         }
+        // A started message that gave up outside a hold goes to the orphan list.
+        drop(fl);
+        self.settle_orphans(&wait).await;
         why.map_or(Ok(()), Err)
+    }
+
+    /// After a send: Aborts left in the orphan list while this send held the lock for the
+    /// last time (a send that gave up waiting then could not take it) are written now if
+    /// the lock is free, so that they do not wait for the next send. A send that gave up
+    /// itself writes only what goes at once. A failed write breaks the link (later sends
+    /// report it).
+    async fn settle_orphans(&self, wait: &Wait) {
+        if !self.shared.orphans.any() {
+            return;
+        }
+        let Ok(mut g) = self.shared.inner.try_lock() else {
+            return; // the holder writes them (after its hold or at its next one)
+        };
+        if let Ok(Err(e)) = wait.race(settle_owed(&mut g, &self.shared.orphans)).await {
+            drop(e); // the link is broken now
+            return;
+        }
+        if let Ok(Err(e)) = wait.race(flush_buf(&mut g)).await {
+            g.link_failed(e);
+        }
     }
 
     /// Writes whatever is buffered (and what dropped sends owe) and flushes the sink.
@@ -310,14 +544,14 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
 /// Writes what dropped sends owe: first a hold cut in the middle, then orphaned messages.
 async fn settle_owed<W: AsyncWrite + Unpin>(
     g: &mut TxInner<W>,
-    orphans: &Mutex<Vec<Outgoing>>,
+    orphans: &Orphans,
 ) -> Result<(), SendError> {
     if let Some(out) = g.owed.as_mut() {
         out.settle();
     }
     loop {
         if g.owed.is_none() {
-            g.owed = lock(orphans).pop();
+            g.owed = orphans.pop();
         }
         let Some(out) = g.owed.as_ref() else {
             return Ok(());
@@ -415,10 +649,26 @@ async fn write_some<W: AsyncWrite + Unpin>(
 }
 
 /// The receiving half over a tokio `AsyncRead`: a reader task feeds the receive core.
+///
+/// In streaming mode ([`Config::streaming`]) the `Started`, `Chunk` and `Ended` items of a
+/// message go, like every item, to whichever task calls [`recv`](Self::recv) next: tasks
+/// receiving from one `AsyncReceiver` at the same time split a message's chunks between them.
+/// To see a message's chunks together and in order, receive with one task.
+///
+/// Dropping it stops the reader task at once (even inside a read the peer never answers),
+/// which drops the read half of the stream and the read buffer.
 pub struct AsyncReceiver {
     rx: tokio::sync::Mutex<mpsc::Receiver<Item>>,
     shared: Arc<RxShared>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Tells the reader task to stop (a permit is kept if it is not waiting).
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for AsyncReceiver {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+    }
 }
 
 impl fmt::Debug for AsyncReceiver {
@@ -439,11 +689,13 @@ impl AsyncReceiver {
         let (tx, rx) = mpsc::channel(config.queue_len());
         let core = RxCore::new(config, shared.pool.clone());
         let buf = vec![0u8; config.read_buffer_len()];
-        let task = tokio::spawn(read_task(read, core, tx, shared.clone(), buf));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(read_task(read, core, tx, shared.clone(), buf, stop.clone()));
         Ok(Self {
             rx: tokio::sync::Mutex::new(rx),
             shared,
             task: Mutex::new(Some(task)),
+            stop,
         })
     }
 
@@ -458,7 +710,9 @@ impl AsyncReceiver {
 
     /// Receive counters.
     pub fn counts(&self) -> RxCounts {
-        *lock(&self.shared.counts)
+        let mut counts = *lock(&self.shared.counts);
+        self.shared.budget.fill(&mut counts);
+        counts
     }
 
     /// The pool receive buffers come from.
@@ -481,21 +735,65 @@ impl AsyncReceiver {
     /// panic of the reader is kept for [`reader_panic`](Self::reader_panic).
     pub async fn drain(&self) -> (Vec<Received>, Option<io::Error>) {
         let mut items = Vec::new();
+        let err = self.drain_into(&mut items).await;
+        self.join().await;
+        (items, err)
+    }
+
+    /// Like [`drain`](Self::drain), but waits at most `timeout` for the end of stream; then
+    /// stops the reader task, which finishes its stream as if it had ended (the messages
+    /// still open are reported `Unfinished`). The `bool` says whether it had to be stopped.
+    ///
+    /// # Panics
+    /// On a runtime built without its time driver (`enable_time` or `enable_all`).
+    pub async fn drain_timeout(
+        &self,
+        timeout: Duration,
+    ) -> (Vec<Received>, Option<io::Error>, bool) {
+        let mut items = Vec::new();
+        let mut err = None;
+        let forced = match tokio::time::timeout(timeout, self.drain_into(&mut items)).await {
+            Ok(e) => {
+                err = e;
+                false
+            }
+            Err(_) => {
+                self.stop.notify_one();
+                // The task stops at once, unless a `poll_read` blocks its thread.
+                if let Ok(e) = tokio::time::timeout(timeout, self.drain_into(&mut items)).await {
+                    err = err.or(e);
+                }
+                true
+            }
+        };
+        self.join().await;
+        (items, err, forced)
+    }
+
+    /// Receives into `items` until the end of stream; returns the read error, if one came.
+    /// Cancel-safe: what was received is in `items`.
+    async fn drain_into(&self, items: &mut Vec<Received>) -> Option<io::Error> {
         let mut err = None;
         loop {
             match self.recv().await {
                 Ok(item) => items.push(item),
                 Err(RecvError::Io(e)) => err = Some(e),
                 Err(RecvError::ReaderPanicked(_)) => {}
-                Err(RecvError::Closed) => break,
+                Err(RecvError::Closed) => return err,
             }
+        }
+    }
+
+    /// Waits for the reader task if it has ended its stream (its queue is closed).
+    async fn join(&self) {
+        if !self.rx.lock().await.is_closed() {
+            return;
         }
         let task = lock(&self.task).take();
         if let Some(task) = task {
             // The task ends by itself at end of stream; a join error is a bug's panic.
             let _ = task.await;
         }
-        (items, err)
     }
 }
 
@@ -514,14 +812,33 @@ async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn std::any::A
 
 /// The reader task: [`pump`] with a panic anywhere in it (a bug of the receive loop)
 /// reported to the receivers instead of ending the stream as if it had ended cleanly.
+/// One read, or `None` once `stop` is notified (the read is dropped: nothing it would have
+/// read is lost to anyone, the stream ends here).
+async fn read_or_stop<R: AsyncRead + Unpin>(
+    read: &mut R,
+    buf: &mut [u8],
+    stop: &tokio::sync::Notify,
+) -> Option<io::Result<usize>> {
+    let mut stopped = pin!(stop.notified());
+    let mut read = pin!(read.read(buf));
+    poll_fn(|cx| {
+        if stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        read.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
 async fn read_task<R: AsyncRead + Unpin>(
     read: R,
     mut core: RxCore,
     tx: mpsc::Sender<Item>,
     shared: Arc<RxShared>,
     buf: Vec<u8>,
+    stop: Arc<tokio::sync::Notify>,
 ) {
-    if let Err(payload) = catch_panic(pump(read, &mut core, &tx, &shared, buf)).await {
+    if let Err(payload) = catch_panic(pump(read, &mut core, &tx, &shared, buf, &stop)).await {
         let item = shared.panicked(&*payload);
         drop(payload);
         let _ = tx.send(item).await;
@@ -536,15 +853,19 @@ async fn pump<R: AsyncRead + Unpin>(
     tx: &mpsc::Sender<Item>,
     shared: &RxShared,
     mut buf: Vec<u8>,
+    stop: &tokio::sync::Notify,
 ) {
     'stream: loop {
+        // Backpressure: no more reading while the application leaves the budget used up.
+        shared.budget.wait_for_room_async().await;
         // A panic in `poll_read` (the caller's code) is reported like a read error: once,
-        // then the stream is finished as if it had ended.
-        let n = match catch_panic(read.read(&mut buf)).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(Err(e)) => {
+        // then the stream is finished as if it had ended. So is a stop (the receiver is
+        // dropped, or a close forced), which does not wait for the read.
+        let n = match catch_panic(read_or_stop(&mut read, &mut buf, stop)).await {
+            Ok(None) | Ok(Some(Ok(0))) => break,
+            Ok(Some(Ok(n))) => n,
+            Ok(Some(Err(e))) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Some(Err(e))) => {
                 let _ = tx.send(Item::Io(e)).await;
                 break;
             }
@@ -562,7 +883,7 @@ async fn pump<R: AsyncRead + Unpin>(
             if let Some(item) = item {
                 // Counters first, so that they include every item handed out.
                 shared.publish(core);
-                if tx.send(Item::Rx(item)).await.is_err() {
+                if tx.send(shared.item(item)).await.is_err() {
                     break 'stream;
                 }
             }
@@ -571,7 +892,7 @@ async fn pump<R: AsyncRead + Unpin>(
     }
     while let Some(item) = core.finish() {
         shared.publish(core);
-        if tx.send(Item::Rx(item)).await.is_err() {
+        if tx.send(shared.item(item)).await.is_err() {
             break;
         }
     }
@@ -657,17 +978,44 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
         self.tx.close().await
     }
 
-    /// Closes our side, waits for the peer's stream to end, and reports.
+    /// Closes our side, waits for the peer's stream to end, and reports. Waits as long as
+    /// the peer keeps its side open; see [`close_timeout`](Self::close_timeout).
     pub async fn close(self) -> Result<AsyncCloseReport, SendError> {
         let aborted = self.tx.close().await?;
         let (undelivered, read_error) = self.rx.drain().await;
-        Ok(crate::CloseReport {
+        Ok(self.report(aborted, undelivered, read_error, false))
+    }
+
+    /// Like [`close`](Self::close), but waits at most `timeout` for the peer's end of stream;
+    /// then it stops the reader task, which finishes its stream as if it had ended, and the
+    /// report says so ([`CloseReport::forced`](crate::CloseReport::forced)) and lists the
+    /// incoming messages still open (`unfinished`, and as `Unfinished` errors in
+    /// `undelivered`). The timeout bounds the wait for the peer; ending our side first takes
+    /// the write lock like `close`.
+    ///
+    /// # Panics
+    /// On a runtime built without its time driver (`enable_time` or `enable_all`).
+    pub async fn close_timeout(self, timeout: Duration) -> Result<AsyncCloseReport, SendError> {
+        let aborted = self.tx.close().await?;
+        let (undelivered, read_error, forced) = self.rx.drain_timeout(timeout).await;
+        Ok(self.report(aborted, undelivered, read_error, forced))
+    }
+
+    fn report(
+        &self,
+        aborted: Vec<u32>,
+        undelivered: Vec<Received>,
+        read_error: Option<io::Error>,
+        forced: bool,
+    ) -> AsyncCloseReport {
+        crate::CloseReport {
             aborted,
             unfinished: self.rx.unfinished(),
             undelivered,
             read_error,
             reader_panic: self.rx.reader_panic(),
-        })
+            forced,
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use mux_nostd::{
 use crate::config::Config;
 use crate::error::{ConfigError, SendError};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use crate::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 
 #[cfg(mux_shuttle)]
 use shuttle::thread;
@@ -604,6 +604,14 @@ pub(crate) struct TxInner<W> {
     owe_flush: bool,
     /// [`Config::hold_budget`].
     pub(crate) budget: usize,
+    /// [`Config::max_sending`] (at least 1): most messages in `sending` plus the one of the
+    /// hold in progress.
+    max_sending: usize,
+    /// Blocking senders waiting for a message to end before they start theirs
+    /// ([`Sender::wait_for_slot`]); counted under the lock.
+    slot_waiters: usize,
+    /// Wakes them: a message left `sending`, or the link changed.
+    slot_freed: Arc<Condvar>,
 }
 
 impl<W> TxInner<W> {
@@ -617,6 +625,25 @@ impl<W> TxInner<W> {
             owed: None,
             owe_flush: false,
             budget: config.hold_budget,
+            max_sending: config.sending_cap(),
+            slot_waiters: 0,
+            slot_freed: Arc::new(Condvar::new()),
+        }
+    }
+
+    /// Whether a new message may start now: fewer than [`Config::max_sending`] are under
+    /// way besides it (its own hold is not in `sending`), so the peer, which sees at most
+    /// those plus this one open, never has more than `max_sending` of ours in flight.
+    #[inline]
+    pub(crate) fn slot_free(&self) -> bool {
+        self.sending.len() < self.max_sending
+    }
+
+    /// A message left `sending`, or the link changed: wakes the senders waiting for a slot.
+    #[inline]
+    pub(crate) fn slots_changed(&self) {
+        if self.slot_waiters > 0 {
+            self.slot_freed.notify_all();
         }
     }
 
@@ -657,6 +684,7 @@ impl<W> TxInner<W> {
     pub(crate) fn forget(&mut self, id: u32) {
         if let Some(i) = self.sending.iter().position(|&x| x == id) {
             self.sending.swap_remove(i);
+            self.slots_changed();
         }
     }
 
@@ -687,6 +715,7 @@ impl<W> TxInner<W> {
     pub(crate) fn link_failed(&mut self, e: io::Error) -> SendError {
         self.link = Link::Broken;
         self.stats.broken.store(true, Ordering::Relaxed);
+        self.slots_changed();
         SendError::Io(e)
     }
 
@@ -695,6 +724,7 @@ impl<W> TxInner<W> {
         self.link = Link::Broken;
         self.stats.broken.store(true, Ordering::Relaxed);
         self.forget(id);
+        self.slots_changed();
         SendError::Io(e)
     }
 
@@ -714,6 +744,7 @@ impl<W: Write> TxInner<W> {
             return; // already ended, e.g. by close
         };
         self.sending.swap_remove(i);
+        self.slots_changed();
         self.abort_here(id);
     }
 
@@ -746,6 +777,7 @@ impl<W: Write> TxInner<W> {
     /// shared buffer made to make room (the Aborts after it are not buffered).
     fn abort_all(&mut self) -> (Vec<u32>, io::Result<()>) {
         let ids = std::mem::take(&mut self.sending);
+        self.slots_changed();
         let mut r = Ok(());
         for &id in &ids {
             if r.is_ok() {
@@ -902,6 +934,13 @@ fn back_off(tries: &mut u32) {
     }
 }
 
+/// How often a send waiting for a slot ([`Config::max_sending`]) asks its cancel token or
+/// deadline.
+const SLOT_POLL: Duration = Duration::from_millis(1);
+/// How often a send waiting for a slot without a token or deadline looks again (it is woken
+/// whenever a message ends; this is only a backstop).
+const SLOT_RECHECK: Duration = Duration::from_millis(20);
+
 /// Run on the sink by [`Sender::close`] before it is dropped.
 pub type Closer<W> = Box<dyn FnOnce(&mut W) -> io::Result<()> + Send>;
 
@@ -932,6 +971,8 @@ struct Shared<W> {
     /// holder writes their Abort. The flag says whether the list may be non-empty.
     orphans: Mutex<Vec<u32>>,
     has_orphans: AtomicBool,
+    /// [`TxInner::slot_freed`], waited on with the lock of `inner`.
+    slot_freed: Arc<Condvar>,
 }
 
 impl<W> Drop for Shared<W> {
@@ -1022,8 +1063,10 @@ impl<W: Write + Send> Sender<W> {
         config.validate()?;
         let inner = TxInner::new(io, config);
         let stats = inner.stats.clone();
+        let slot_freed = inner.slot_freed.clone();
         Ok(Self {
             shared: Arc::new(Shared {
+                slot_freed,
                 inner: Mutex::new(inner),
                 waiting: AtomicUsize::new(0),
                 contenders: AtomicUsize::new(0),
@@ -1158,6 +1201,9 @@ impl<W: Write + Send> Sender<W> {
                 },
             };
             g.usable(id, started)?;
+            if !started && !g.slot_free() {
+                g = self.wait_for_slot(g, id, stop.as_deref_mut())?;
+            }
             if !started && g.in_flight(id) {
                 // Nothing of this message was written; frames left for this waiter go out.
                 self.release(g, false, id)?;
@@ -1227,7 +1273,7 @@ impl<W: Write + Send> Sender<W> {
             return None; // more than one Data frame
         }
         let mut g = s.inner.try_lock().ok()?;
-        if g.link != Link::Open || !g.co.pending().is_empty() || g.in_flight(id) {
+        if g.link != Link::Open || !g.co.pending().is_empty() || g.in_flight(id) || !g.slot_free() {
             return None;
         }
         let mut heads = [0u8; 2 * HEADER_LEN];
@@ -1256,6 +1302,52 @@ impl<W: Write + Send> Sender<W> {
         }
         g.completed(id, payload.len(), false);
         Some(self.release(g, false, id))
+    }
+
+    /// Before message `id` starts (nothing of it written): waits, with the lock released,
+    /// until fewer than [`Config::max_sending`] messages are under way, asking `stop` (if
+    /// any) every [`SLOT_POLL`]. Frames a holder left for waiters are written before it
+    /// sleeps. On `Err` (stopped, or the link broke or closed) nothing of the message was
+    /// written and the lock is released.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_slot<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, TxInner<W>>,
+        id: u32,
+        mut stop: Option<&mut (dyn FnMut() -> Option<SendError> + '_)>,
+    ) -> Result<MutexGuard<'a, TxInner<W>>, SendError> {
+        loop {
+            // Sends that gave up after their Start owe an Abort: that ends them.
+            self.settle_orphans(&mut g);
+            g.usable(id, false)?;
+            if g.slot_free() {
+                return Ok(g);
+            }
+            if let Some(e) = stop.as_deref_mut().and_then(|stop| stop()) {
+                self.release(g, false, id)?;
+                return Err(e);
+            }
+            let waiting = self.shared.waiting.load(Ordering::Relaxed) > 0;
+            if g.should_flush(false, waiting)
+                && let Err(e) = g.flush_buf()
+            {
+                return Err(g.link_failed(e));
+            }
+            g.slot_waiters += 1;
+            // Woken when a message ends; the timeout only bounds how late `stop` is asked
+            // (and rechecks orphans whose Abort nobody could settle while this one held the lock).
+            let timeout = if stop.is_some() {
+                SLOT_POLL
+            } else {
+                SLOT_RECHECK
+            };
+            g = match self.shared.slot_freed.wait_timeout(g, timeout) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+            g.slot_waiters -= 1;
+        }
     }
 
     /// After a hold of message `id`: writes the shared buffer unless it is left to a waiter
@@ -1363,6 +1455,8 @@ impl<W: Write + Send> Sender<W> {
     /// peer sees end of stream). Returns the aborted ids. Later sends fail with `Closed`.
     pub fn close(&self) -> Result<Vec<u32>, SendError> {
         let mut g = self.lock();
+        // Sends waiting for a slot find the link closed once this releases the lock.
+        g.slots_changed();
         match g.link {
             Link::Closed => return Ok(Vec::new()),
             Link::Broken => {
@@ -2018,5 +2112,64 @@ mod tests {
         assert_eq!(tx.counts().messages, 1);
         // Once A is done, id 7 is free again.
         tx.send_with_id(7, b"again").unwrap();
+    }
+
+    #[test]
+    fn a_send_past_max_sending_waits_for_a_slot_honouring_its_deadline_and_token() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Trickle {
+            out: out.clone(),
+            step: usize::MAX,
+        };
+        let cfg = Config {
+            max_sending: 2,
+            ..Config::default()
+        };
+        let tx = Sender::new(sink, &cfg).unwrap();
+        // Two messages of other threads under way (Start written, their End not yet).
+        tx.shared.inner.lock().unwrap().sending.extend([70, 71]);
+        let t = Instant::now();
+        let opts = SendOptions {
+            deadline: Some(t + Duration::from_millis(50)),
+            ..SendOptions::default()
+        };
+        let r = tx.send_with(b"late", &opts);
+        assert!(matches!(r, Err(SendError::TimedOut)), "{r:?}");
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        let token = CancelToken::new();
+        let opts = SendOptions {
+            cancel: Some(token.clone()),
+            ..SendOptions::default()
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(30));
+                token.cancel();
+            });
+            let r = tx.send_with(b"cancelled", &opts);
+            assert!(matches!(r, Err(SendError::Cancelled)), "{r:?}");
+        });
+        let r = tx.send_cancellable(9, b"stopped", None, || Some(SendError::Cancelled));
+        assert!(matches!(r, Err(SendError::Cancelled)), "{r:?}");
+        assert!(
+            out.lock().unwrap().is_empty(),
+            "nothing of them was written"
+        );
+        // A plain send (small or not) waits until one of the two ends, woken when it does.
+        std::thread::scope(|s| {
+            let small = s.spawn(|| tx.send_with_id(1, b"small"));
+            let large = s.spawn(|| tx.send_with_id(2, &payload(100_000)));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(out.lock().unwrap().is_empty(), "both wait for a slot");
+            // One slot frees: each goes out in one hold (never two under way at once), so
+            // both fit in it, one after the other.
+            tx.shared.inner.lock().unwrap().forget(70);
+            small.join().unwrap().unwrap();
+            large.join().unwrap().unwrap();
+        });
+        let wire = out.lock().unwrap().clone();
+        let (_, bodies) = parse(&wire);
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(tx.counts().messages, 2);
     }
 }

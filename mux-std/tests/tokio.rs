@@ -306,3 +306,153 @@ async fn an_invalid_config_is_a_typed_error_not_a_panic() {
         "{r:?}"
     );
 }
+
+/// What a captured wire holds, one entry per item: `abort ID` or `ok ID LEN`.
+async fn decode(wire: Vec<u8>) -> Vec<String> {
+    let rx = AsyncReceiver::spawn(std::io::Cursor::new(wire), &Config::default()).unwrap();
+    let mut got = Vec::new();
+    loop {
+        match rx.recv().await {
+            Ok(Received::Aborted { id }) => got.push(format!("abort {id}")),
+            Ok(Received::Message(m)) => got.push(format!("ok {} {}", m.id(), m.len())),
+            Ok(other) => panic!("{other:?}"),
+            Err(RecvError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got
+}
+
+/// The two ways a send with options gives up: a deadline 100 ms away, or a token cancelled
+/// 100 ms from now (by another task).
+fn give_up_in_100ms(id: u32, deadline: bool) -> SendOptions {
+    let when = std::time::Instant::now() + Duration::from_millis(100);
+    if deadline {
+        return SendOptions {
+            id: Some(id),
+            deadline: Some(when),
+            ..SendOptions::default()
+        };
+    }
+    let token = mux_std::CancelToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(when.into()).await;
+        t.cancel();
+    });
+    SendOptions {
+        id: Some(id),
+        cancel: Some(token),
+        ..SendOptions::default()
+    }
+}
+
+fn gave_up(r: &Result<u32, SendError>, deadline: bool) -> bool {
+    if deadline {
+        matches!(r, Err(SendError::TimedOut))
+    } else {
+        matches!(r, Err(SendError::Cancelled))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_or_cancel_fires_while_waiting_for_the_write_lock() {
+    for deadline in [true, false] {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (_, w) = a.into_split();
+        let tx = Arc::new(AsyncSender::new(w, &Config::default()).unwrap());
+        let big = Arc::new(rule_r(8 << 20));
+        // Message 1 fills the socket (nobody reads yet) and holds the write lock, stuck.
+        let first = tokio::spawn({
+            let (tx, big) = (tx.clone(), big.clone());
+            async move { tx.send_with_id(1, &big).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let opts = give_up_in_100ms(2, deadline);
+        let r = tokio::time::timeout(Duration::from_secs(3), tx.send_with(b"small", &opts)).await;
+        let r = r.unwrap_or_else(|_| panic!("deadline {deadline}: still pending after 3 s"));
+        assert!(gave_up(&r, deadline), "deadline {deadline}: {r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Message 2 never started: nothing of it is on the wire.
+        let reader = tokio::spawn(async move {
+            let mut wire = Vec::new();
+            b.read_to_end(&mut wire).await.unwrap();
+            wire
+        });
+        first.await.unwrap().unwrap();
+        tx.close().await.unwrap();
+        assert_eq!(
+            decode(reader.await.unwrap()).await,
+            [format!("ok 1 {}", 8 << 20)]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_or_cancel_fires_while_a_write_is_stuck_in_the_kernel() {
+    for deadline in [true, false] {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (_, w) = a.into_split();
+        let tx = AsyncSender::new(w, &Config::default()).unwrap();
+        let big = rule_r(8 << 20);
+        // Nobody reads: the send blocks in the kernel mid-message (perhaps mid-frame).
+        let started = std::time::Instant::now();
+        let opts = give_up_in_100ms(5, deadline);
+        let r = tokio::time::timeout(Duration::from_secs(3), tx.send_with(&big, &opts)).await;
+        let r = r.unwrap_or_else(|_| panic!("deadline {deadline}: still pending after 3 s"));
+        assert!(gave_up(&r, deadline), "deadline {deadline}: {r:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The next writer finishes the frame that was cut and writes Abort(5) first.
+        let reader = tokio::spawn(async move {
+            let mut wire = Vec::new();
+            b.read_to_end(&mut wire).await.unwrap();
+            wire
+        });
+        tx.send_with_id(6, b"after").await.unwrap();
+        tx.close().await.unwrap();
+        assert_eq!(decode(reader.await.unwrap()).await, ["abort 5", "ok 6 5"]);
+        assert_eq!(tx.counts().await.aborted, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_send_that_gives_up_is_aborted_without_another_send() {
+    for _ in 0..3 {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (_, w) = a.into_split();
+        let tx = Arc::new(AsyncSender::new(w, &Config::default()).unwrap());
+        let big = Arc::new(rule_r(8 << 20));
+        // Messages 1 (with a deadline) and 2 take turns at the lock until the socket is
+        // full; then one is stuck in the kernel and the other waits for the lock.
+        let opts = give_up_in_100ms(1, true);
+        let one = tokio::spawn({
+            let (tx, big) = (tx.clone(), big.clone());
+            async move { tx.send_with(&big, &opts).await }
+        });
+        let two = tokio::spawn({
+            let (tx, big) = (tx.clone(), big.clone());
+            async move { tx.send_with_id(2, &big).await }
+        });
+        let r1 = tokio::time::timeout(Duration::from_secs(3), one)
+            .await
+            .expect("message 1 gave up within 3 s")
+            .unwrap();
+        assert!(matches!(r1, Err(SendError::TimedOut)), "{r1:?}");
+        let rx = AsyncReceiver::spawn(b, &Config::default()).unwrap();
+        two.await.unwrap().unwrap();
+        // Nothing else is sent: Abort(1), if owed, must not wait for a later send or close.
+        let mut got = Vec::new();
+        while let Ok(item) = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            match item.unwrap() {
+                Received::Aborted { id } => got.push(format!("abort {id}")),
+                Received::Message(m) => got.push(format!("ok {} {}", m.id(), m.len())),
+                other => panic!("{other:?}"),
+            }
+        }
+        let started = got.contains(&"abort 1".to_owned());
+        assert!(got.contains(&format!("ok 2 {}", 8 << 20)), "{got:?}");
+        assert_eq!(got.len(), 1 + usize::from(started), "{got:?}");
+        assert_eq!(tx.counts().await.aborted, u64::from(started));
+    }
+}

@@ -166,7 +166,7 @@ fn write(strategy: AnyStrategy, n: usize, size: usize) -> Result<(), Fail> {
 /// `read`: a digest needs no message in memory, so this runs the core's streaming receiver
 /// ([`Demux`]) on one thread: each open message holds only its SHA-256 state, fed chunk by
 /// chunk straight from the input buffer. Limits and the cap on messages in flight are
-/// [`Config::default`]'s, the same rules a [`Receiver`] applies.
+/// [`Config::default`]'s, the same rules a [`Receiver`](mux_std::Receiver) applies.
 fn read() -> Result<(), Fail> {
     let config = Config::default();
     let mut demux: Box<Demux<Running, TABLE_CAPACITY>> = Box::new(Demux::new(config.limits));
