@@ -145,6 +145,7 @@ fn close_timeout_forces_a_close_the_peer_never_answers() {
     assert!(t <= t0, "reader threads left: {t} against {t0} before");
 }
 
+#[cfg(feature = "tokio")]
 mod tokio_nodes {
     use super::*;
     use mux_std::tokio::AsyncNode;
