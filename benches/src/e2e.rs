@@ -213,7 +213,7 @@ fn std_node_run(
         (messages, bytes, end)
     });
     let payload = crate::payload(msg_len);
-    let closer: mux_std::tx::Closer<UnixStream> =
+    let closer: mux_std::Closer<UnixStream> =
         Box::new(|s: &mut UnixStream| s.shutdown(std::net::Shutdown::Write));
     let tx = mux_std::Sender::with_closer(a, &cfg, Some(closer)).expect("valid config");
     let start = Instant::now();

@@ -120,7 +120,11 @@ enum AfterHeader {
     Payload(Option<RawFrameEvent>),
 }
 
-/// The frame decoder. See the [module docs](self).
+/// The sans-IO frame decoder: bytes in, frame events out.
+///
+/// It is fed slices cut anywhere (one byte at a time works) and never allocates, copies
+/// payload, or panics. Payload comes out as chunks borrowed from the input. It knows nothing
+/// of messages: which ids are open is the [`Demux`](crate::Demux)'s business.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     max_frame: u32,

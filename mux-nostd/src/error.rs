@@ -7,6 +7,7 @@ use crate::frame::FrameType;
 /// A message could not be encoded. Nothing was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The payload does not fit the u32 length fields of the wire format (or, on 16- and
     /// 32-bit targets, its encoded size does not fit a `usize`).
@@ -35,6 +36,7 @@ impl core::error::Error for EncodeError {}
 /// receive stream; the stream stays in sync and later messages are unaffected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// A frame with a type byte that is not Start, End, Data or Abort. Treated as header-only.
     UnknownType {
@@ -149,6 +151,7 @@ impl core::error::Error for ProtocolError {}
 /// A send failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum SendError<E> {
     /// The message cannot be framed; nothing was written.
     Encode(EncodeError),

@@ -5,16 +5,16 @@
 
 mod log;
 
-pub mod decode;
-pub mod demux;
-pub mod encode;
-pub mod error;
-pub mod frame;
-pub mod io;
-pub mod metrics;
-pub mod pool;
-pub mod reassembly;
-pub mod strategy;
+mod decode;
+mod demux;
+mod encode;
+mod error;
+mod frame;
+mod io;
+mod metrics;
+mod pool;
+mod reassembly;
+mod strategy;
 
 pub use decode::{Decoder, FrameEvent};
 pub use demux::{Demux, Event, Limits};

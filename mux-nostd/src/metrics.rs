@@ -6,7 +6,8 @@
 
 use crate::error::ProtocolError;
 
-/// Protocol errors seen, by kind. The counters saturate (see the [module docs](self)).
+/// Protocol errors seen, by kind. Every counter saturates: once at its type's
+/// maximum it stays there (it means "at least that many"), however long the link runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ErrorCounts {
@@ -65,7 +66,8 @@ impl ErrorCounts {
     }
 }
 
-/// What a receiver has seen. The counters saturate (see the [module docs](self)).
+/// What a receiver has seen. Every counter saturates: once at its type's
+/// maximum it stays there (it means "at least that many"), however long the link runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RxMetrics {
@@ -79,7 +81,8 @@ pub struct RxMetrics {
     pub errors: ErrorCounts,
 }
 
-/// What a writer has sent. The counters saturate (see the [module docs](self)).
+/// What a writer has sent. Every counter saturates: once at its type's
+/// maximum it stays there (it means "at least that many"), however long the link runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TxMetrics {

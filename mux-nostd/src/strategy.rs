@@ -11,6 +11,10 @@ use core::str::FromStr;
 pub const SMALL_CHUNK: u32 = 1024;
 
 /// How a message of a given total size is framed. Byte-exact with the Go reference.
+///
+/// Each strategy is a zero-sized (or tiny) type; writers are generic over it, so the choice is
+/// monomorphised and the small-message path of [`Hybrid`] compiles to the same code as
+/// [`Original`]'s. [`AnyStrategy`] is the form chosen at run time.
 pub trait Strategy {
     /// The length field written in the Start frame of a message of `total` bytes.
     fn start_len(&self, total: u32) -> u32;

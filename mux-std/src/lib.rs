@@ -2,22 +2,22 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod error;
-pub mod node;
-pub mod pool;
-pub mod rx;
+mod config;
+mod error;
+mod node;
+mod pool;
+mod rx;
 mod sync;
 #[cfg(feature = "tokio")]
 pub mod tokio;
-pub mod tx;
+mod tx;
 
 pub use config::{Config, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
 pub use error::{ConfigError, RecvError, SendError, TryRecvError};
 pub use node::{CloseReport, Iter, Metrics, Node, Receiver};
 pub use pool::{Buffer, BufferPool, PoolStats};
 pub use rx::{Message, Received, RxCounts};
-pub use tx::{CancelToken, SendOptions, Sender, TxCounts};
+pub use tx::{CancelToken, Closer, SendOptions, Sender, TxCounts};
 
 pub use mux_nostd::{
     AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, Optimized, Original,

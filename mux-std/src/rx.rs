@@ -394,7 +394,7 @@ impl RxCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mux_nostd::{Header, Optimized, encode_into, frame::FrameType};
+    use mux_nostd::{FrameType, Header, Optimized, encode_into};
 
     fn run(core: &mut RxCore, wire: &[u8]) -> Vec<Received> {
         let mut out = Vec::new();

@@ -1011,6 +1011,20 @@ fn close_on_drop<W: Write>(g: &mut TxInner<W>, closer: Option<Closer<W>>) {
 ///
 /// Dropping the last clone without [`close`](Sender::close) closes anyway, ignoring errors.
 ///
+/// # Sharing the link
+///
+/// A sender walks its message's [`FramePlan`] on its own stack and writes under the write
+/// lock. While nobody else wants the lock it keeps it across frames and writes them straight
+/// from the caller's payload in large vectored writes (up to 64 frames per call; a small
+/// message is one call of three slices: the Start and Data headers, the payload, the End
+/// header). Every sender that waits for the lock counts itself as a *contender*; the holder
+/// looks at that count at every frame boundary (before each write call) and, once someone
+/// waits, ends its hold after at most one more Data frame ([`Config::hold_budget`] more
+/// payload if set), then lets the waiter take the lock before it queues again. So a small
+/// message waits for at most the frame in flight (plus what the current write call already
+/// gathered) of a large one. While others wait, small frames are copied into a shared buffer
+/// that the last sender out of the lock writes (several threads' frames leave in one write).
+///
 /// ```
 /// use mux_std::{Config, Sender};
 /// let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();

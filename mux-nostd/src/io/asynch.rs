@@ -14,8 +14,9 @@ use crate::strategy::Strategy;
 
 /// Sends messages over an async byte sink with strategy `S`.
 ///
-/// A send interrupted by an I/O error leaves what it owes in the writer; the next call settles
-/// it first (finishes the frame in flight, then writes Abort for that id).
+/// Cancel-safe: a send interrupted by an I/O error, or whose future is dropped mid-message,
+/// leaves what it owes in the writer; the next call settles it first (finishes the frame in
+/// flight with filler, then writes Abort for that id) before writing anything else.
 #[derive(Debug)]
 pub struct AsyncWriter<W, S> {
     io: W,
