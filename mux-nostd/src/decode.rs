@@ -9,10 +9,11 @@ use core::ops::Range;
 use crate::error::ProtocolError;
 use crate::frame::{FrameType, HEADER_LEN, Header, RawHeader};
 
-/// One step of frame decoding.
+/// One step of frame decoding, with its payload chunk as a `C`: a borrow of the input in
+/// [`FrameEvent`], which is what [`Decoder::decode`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum FrameEvent<'a> {
+pub enum FrameEventOf<C> {
     /// A Start frame.
     Start {
         /// Message id.
@@ -26,8 +27,8 @@ pub enum FrameEvent<'a> {
     Data {
         /// Message id.
         id: u32,
-        /// The bytes, borrowed from the input.
-        chunk: &'a [u8],
+        /// The bytes (in [`FrameEvent`], borrowed from the input).
+        chunk: C,
         /// Whether this is the frame's first event (its header was just read).
         first: bool,
         /// Offset of `chunk` within the frame's payload.
@@ -50,52 +51,43 @@ pub enum FrameEvent<'a> {
     Error(ProtocolError),
 }
 
-/// A [`FrameEvent`] whose chunk is a range of the input instead of a borrow (lets I/O drivers
-/// decide when to borrow their buffer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RawFrameEvent {
-    Start {
-        id: u32,
-        len_hint: u32,
-    },
-    Data {
-        id: u32,
-        chunk: Range<usize>,
-        first: bool,
-        offset: u32,
-        frame_len: u32,
-    },
-    End {
-        id: u32,
-    },
-    Abort {
-        id: u32,
-    },
-    Error(ProtocolError),
-}
+/// One step of frame decoding, its payload chunk borrowed from the input.
+pub type FrameEvent<'a> = FrameEventOf<&'a [u8]>;
 
-impl RawFrameEvent {
+/// A frame event whose chunk is a range of the input instead of a borrow (lets I/O drivers
+/// decide when to borrow their buffer).
+pub(crate) type RawFrameEvent = FrameEventOf<Range<usize>>;
+
+impl<C> FrameEventOf<C> {
+    /// The same event with its chunk mapped by `f` (the other variants carry no chunk).
     #[inline]
-    pub(crate) fn view(self, input: &[u8]) -> FrameEvent<'_> {
+    fn map_chunk<D>(self, f: impl FnOnce(C) -> D) -> FrameEventOf<D> {
         match self {
-            Self::Start { id, len_hint } => FrameEvent::Start { id, len_hint },
+            Self::Start { id, len_hint } => FrameEventOf::Start { id, len_hint },
             Self::Data {
                 id,
                 chunk,
                 first,
                 offset,
                 frame_len,
-            } => FrameEvent::Data {
+            } => FrameEventOf::Data {
                 id,
-                chunk: &input[chunk],
+                chunk: f(chunk),
                 first,
                 offset,
                 frame_len,
             },
-            Self::End { id } => FrameEvent::End { id },
-            Self::Abort { id } => FrameEvent::Abort { id },
-            Self::Error(e) => FrameEvent::Error(e),
+            Self::End { id } => FrameEventOf::End { id },
+            Self::Abort { id } => FrameEventOf::Abort { id },
+            Self::Error(e) => FrameEventOf::Error(e),
         }
+    }
+}
+
+impl RawFrameEvent {
+    #[inline]
+    pub(crate) fn view(self, input: &[u8]) -> FrameEvent<'_> {
+        self.map_chunk(|range| &input[range])
     }
 }
 

@@ -47,10 +47,11 @@ impl Default for Limits {
     }
 }
 
-/// A message-level receive event.
+/// A message-level receive event, with its payload chunk as a `C`: a borrow of the input in
+/// [`Event`], which is what [`Demux::feed`] gives.
 #[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Event<'a, T> {
+pub enum EventOf<C, T> {
     /// A message was opened.
     Started {
         /// Message id.
@@ -58,13 +59,13 @@ pub enum Event<'a, T> {
         /// The Start frame's length field (0 from Optimized and Hybrid writers).
         len_hint: u32,
     },
-    /// Payload bytes of an open message, borrowed from the input. The message's value is
-    /// reachable with [`Demux::current_mut`] until the next step.
+    /// Payload bytes of an open message. The message's value is reachable with
+    /// [`Demux::current_mut`] until the next step.
     Data {
         /// Message id.
         id: u32,
-        /// The bytes.
-        chunk: &'a [u8],
+        /// The bytes (in [`Event`], borrowed from the input).
+        chunk: C,
     },
     /// A message completed; its value is handed back.
     Completed {
@@ -89,46 +90,33 @@ pub enum Event<'a, T> {
     },
 }
 
-/// An [`Event`] whose chunk is a range of the input (lets drivers borrow their buffer late).
-#[derive(Debug)]
-#[doc(hidden)]
-#[allow(missing_docs)]
-pub enum RawEvent<T> {
-    Started {
-        id: u32,
-        len_hint: u32,
-    },
-    Data {
-        id: u32,
-        chunk: Range<usize>,
-    },
-    Completed {
-        id: u32,
-        value: T,
-    },
-    Aborted {
-        id: u32,
-        value: T,
-    },
-    Error {
-        error: ProtocolError,
-        dropped: Option<T>,
-    },
+/// A message-level receive event, its payload chunk borrowed from the input.
+pub type Event<'a, T> = EventOf<&'a [u8], T>;
+
+/// An event whose chunk is a range of the input (lets drivers borrow their buffer late).
+pub(crate) type RawEvent<T> = EventOf<Range<usize>, T>;
+
+impl<C, T> EventOf<C, T> {
+    /// The same event with its chunk mapped by `f` (the other variants carry no chunk).
+    #[inline]
+    fn map_chunk<D>(self, f: impl FnOnce(C) -> D) -> EventOf<D, T> {
+        match self {
+            Self::Started { id, len_hint } => EventOf::Started { id, len_hint },
+            Self::Data { id, chunk } => EventOf::Data {
+                id,
+                chunk: f(chunk),
+            },
+            Self::Completed { id, value } => EventOf::Completed { id, value },
+            Self::Aborted { id, value } => EventOf::Aborted { id, value },
+            Self::Error { error, dropped } => EventOf::Error { error, dropped },
+        }
+    }
 }
 
 impl<T> RawEvent<T> {
     #[inline]
     pub(crate) fn view(self, input: &[u8]) -> Event<'_, T> {
-        match self {
-            Self::Started { id, len_hint } => Event::Started { id, len_hint },
-            Self::Data { id, chunk } => Event::Data {
-                id,
-                chunk: &input[chunk],
-            },
-            Self::Completed { id, value } => Event::Completed { id, value },
-            Self::Aborted { id, value } => Event::Aborted { id, value },
-            Self::Error { error, dropped } => Event::Error { error, dropped },
-        }
+        self.map_chunk(|range| &input[range])
     }
 }
 

@@ -16,8 +16,8 @@ mod pool;
 mod reassembly;
 mod strategy;
 
-pub use decode::{Decoder, FrameEvent};
-pub use demux::{Demux, Event, Limits};
+pub use decode::{Decoder, FrameEvent, FrameEventOf};
+pub use demux::{Demux, Event, EventOf, Limits};
 pub use encode::{FramePlan, Frames, Outgoing, PlannedFrame, encode_into};
 pub use error::{EncodeError, ProtocolError, SendError};
 pub use frame::{FrameType, HEADER_LEN, Header};
