@@ -6,6 +6,7 @@ mod config;
 mod error;
 mod node;
 mod pool;
+mod reader;
 mod rx;
 mod sync;
 #[cfg(feature = "tokio")]

@@ -5,9 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as chan;
@@ -16,99 +15,9 @@ use mux_nostd::AnyStrategy;
 use crate::config::Config;
 use crate::error::{RecvError, SendError, TryRecvError};
 use crate::pool::{BufferPool, PoolStats};
-use crate::rx::{Queued, Received, RxBudget, RxCore, RxCounts};
+use crate::reader::{Item, Pump, ReadStop, RxShared, Step, Wake, lock};
+use crate::rx::{Received, RxCounts};
 use crate::tx::{SendOptions, Sender, TxCounts};
-
-/// What the reader hands to the application.
-pub(crate) enum Item {
-    /// An item, and its bytes' place in the receive budget (given back when it is taken:
-    /// kept for its `Drop`).
-    Rx(Received, #[allow(dead_code)] Option<Queued>),
-    Io(io::Error),
-    /// The reader panicked (the message).
-    Panicked(String),
-}
-
-impl Item {
-    #[inline]
-    pub(crate) fn into_result(self) -> Result<Received, RecvError> {
-        match self {
-            Self::Rx(r, _) => Ok(r),
-            Self::Io(e) => Err(RecvError::Io(e)),
-            Self::Panicked(m) => Err(RecvError::ReaderPanicked(m)),
-        }
-    }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
-/// State shared by the reader (thread or task) and its receivers.
-#[derive(Debug)]
-pub(crate) struct RxShared {
-    pub(crate) counts: Mutex<RxCounts>,
-    pub(crate) unfinished: Mutex<Vec<u32>>,
-    pub(crate) pool: BufferPool,
-    pub(crate) reader: Mutex<Option<JoinHandle<()>>>,
-    /// The message of a panic that ended the reader, if one did.
-    pub(crate) panic: Mutex<Option<String>>,
-    /// Every receiver is gone, or a close was forced: the reader stops at its read's next
-    /// return (as at end of stream).
-    pub(crate) stop: AtomicBool,
-    /// The receive memory budget ([`Config::rx_budget`]).
-    pub(crate) budget: Arc<RxBudget>,
-}
-
-impl RxShared {
-    pub(crate) fn new(config: &Config) -> Arc<Self> {
-        Arc::new(Self {
-            counts: Mutex::new(RxCounts::default()),
-            unfinished: Mutex::new(Vec::new()),
-            pool: BufferPool::with_idle_limit(
-                config.max_buffers,
-                config.retain_capacity,
-                config.pool_idle_bytes,
-            ),
-            reader: Mutex::new(None),
-            panic: Mutex::new(None),
-            stop: AtomicBool::new(false),
-            budget: RxBudget::new(config),
-        })
-    }
-
-    /// `r` as a queued item, its bytes counted in the receive budget until it is taken.
-    pub(crate) fn item(&self, r: Received) -> Item {
-        let queued = self.budget.queue(&r);
-        Item::Rx(r, queued)
-    }
-
-    /// Records a panic of the reader; returns the item that reports it.
-    pub(crate) fn panicked(&self, payload: &(dyn std::any::Any + Send)) -> Item {
-        let message = panic_message(payload);
-        *lock(&self.panic) = Some(message.clone());
-        Item::Panicked(message)
-    }
-
-    pub(crate) fn publish(&self, core: &mut RxCore) {
-        self.budget.set_partial(core.partial);
-        *lock(&self.counts) = core.counts;
-        if !core.unfinished.is_empty() {
-            lock(&self.unfinished).append(&mut core.unfinished);
-        }
-    }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A snapshot of a node's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -168,36 +77,6 @@ pub struct Receiver {
     stop: Arc<ReadStop>,
 }
 
-/// How a blocked reader is woken to stop: e.g. `shutdown(Read)` of its socket.
-type Wake = Box<dyn FnOnce() + Send>;
-
-/// Held by every clone of a [`Receiver`]: when the last goes, or a close is forced, the
-/// reader is told to stop and woken if it can be.
-struct ReadStop {
-    shared: Arc<RxShared>,
-    wake: Mutex<Option<Wake>>,
-}
-
-impl ReadStop {
-    /// Tells the reader to stop and wakes it; `true` if it could be woken.
-    fn stop(&self) -> bool {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        match lock(&self.wake).take() {
-            Some(wake) => {
-                wake();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-impl Drop for ReadStop {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// The read side of a socket shared with whoever shuts it down ([`Node::tcp`],
 /// [`Node::unix`]).
 struct SharedRead<S>(Arc<S>);
@@ -246,20 +125,15 @@ impl Receiver {
         wake: Option<Wake>,
     ) -> io::Result<Self> {
         config.validate()?;
-        let shared = RxShared::new(config);
+        // The read buffer is allocated here, not in the thread: a failure is this call's.
+        let (shared, pump) = Pump::new(config);
         let (tx, rx) = chan::bounded(config.queue_len());
-        let core = RxCore::new(config, shared.pool.clone());
-        // Allocated here, not in the thread: a failure is this call's.
-        let buf = vec![0u8; config.read_buffer_len()];
         let sh = shared.clone();
         let handle = std::thread::Builder::new()
             .name("mux-reader".into())
-            .spawn(move || read_loop(read, core, &tx, &sh, buf))?;
+            .spawn(move || read_loop(read, pump, &tx, &sh))?;
         *lock(&shared.reader) = Some(handle);
-        let stop = Arc::new(ReadStop {
-            shared: shared.clone(),
-            wake: Mutex::new(wake),
-        });
+        let stop = Arc::new(ReadStop::new(shared.clone(), wake));
         Ok(Self { rx, shared, stop })
     }
 
@@ -296,9 +170,7 @@ impl Receiver {
 
     /// Receive counters.
     pub fn counts(&self) -> RxCounts {
-        let mut counts = *lock(&self.shared.counts);
-        self.shared.budget.fill(&mut counts);
-        counts
+        self.shared.counts()
     }
 
     /// Items received and waiting to be taken.
@@ -416,74 +288,33 @@ impl<'a> IntoIterator for &'a Receiver {
     }
 }
 
-/// The reader thread: [`pump`] with a panic anywhere in it (a bug of the receive loop)
-/// reported to the receivers instead of ending the stream as if it had ended cleanly.
-fn read_loop<R: Read>(
-    read: R,
-    mut core: RxCore,
-    tx: &chan::Sender<Item>,
-    shared: &RxShared,
-    buf: Vec<u8>,
-) {
-    let run = panic::catch_unwind(AssertUnwindSafe(|| pump(read, &mut core, tx, shared, buf)));
-    if let Err(payload) = run {
-        let _ = tx.send(shared.panicked(&*payload));
-        // What the core knew may be inconsistent: publish it, report nothing more.
-        shared.publish(&mut core);
-    }
-}
-
-fn pump<R: Read>(
-    mut read: R,
-    core: &mut RxCore,
-    tx: &chan::Sender<Item>,
-    shared: &RxShared,
-    mut buf: Vec<u8>,
-) {
-    'stream: loop {
-        // Backpressure: no more reading while the application leaves the budget used up.
-        shared.budget.wait_for_room(&shared.stop);
-        // A panic in `read` (the caller's code) is reported like a read error: once, then
-        // the stream is finished as if it had ended.
-        let read = panic::catch_unwind(AssertUnwindSafe(|| read.read(&mut buf)));
-        if shared.stop.load(Ordering::SeqCst) {
-            break; // every receiver is gone, or the close was forced
-        }
-        let n = match read {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(Err(e)) => {
-                // Reported once; then the stream is finished as if it had ended.
-                let _ = tx.send(Item::Io(e));
-                break;
-            }
-            Err(payload) => {
-                let _ = tx.send(shared.panicked(&*payload));
-                break;
-            }
-        };
-        let mut input = &buf[..n];
-        while !input.is_empty() {
-            let (used, item) = core.feed(input);
-            input = &input[used..];
-            if let Some(item) = item {
-                // Counters first, so that they include every item handed out.
-                shared.publish(core);
-                if tx.send(shared.item(item)).is_err() {
-                    break 'stream; // every receiver is gone: stop reading
+/// The reader thread: the receive loop ([`Pump`]) with blocking reads, a panic anywhere in
+/// it (a bug of the receive loop) reported to the receivers instead of ending the stream as
+/// if it had ended cleanly.
+fn read_loop<R: Read>(mut read: R, mut pump: Pump, tx: &chan::Sender<Item>, shared: &RxShared) {
+    let run = panic::catch_unwind(AssertUnwindSafe(|| {
+        loop {
+            match pump.next() {
+                Step::Read(buf) => {
+                    shared.budget.wait_for_room(&shared.stop);
+                    let read = panic::catch_unwind(AssertUnwindSafe(|| read.read(buf)));
+                    // Every receiver is gone, or the close was forced: the stream ends here.
+                    let stopped = shared.stop.load(Ordering::SeqCst);
+                    pump.read((!stopped).then_some(read));
                 }
+                Step::Deliver(item) => {
+                    if tx.send(item).is_err() {
+                        pump.gone();
+                    }
+                }
+                Step::Done => break,
             }
         }
-        shared.publish(core);
+    }));
+    if let Err(payload) = run {
+        let _ = tx.send(pump.caught(payload));
+        pump.publish();
     }
-    while let Some(item) = core.finish() {
-        shared.publish(core);
-        if tx.send(shared.item(item)).is_err() {
-            break;
-        }
-    }
-    shared.publish(core);
 }
 
 /// A node: many threads send, one or more receive, over one byte stream.

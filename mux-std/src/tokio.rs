@@ -50,10 +50,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::error::{ConfigError, RecvError, SendError};
-use crate::node::{Item, Metrics, RxShared, lock};
+use crate::error::{ConfigError, RecvError, SendError, TryRecvError};
+use crate::node::Metrics;
 use crate::pool::BufferPool;
-use crate::rx::{Received, RxCore, RxCounts};
+use crate::reader::{Item, Pump, RxShared, Step, lock};
+use crate::rx::{Received, RxCounts};
 use crate::sync::atomic::AtomicU64;
 use crate::tx::{CancelToken, Link, Plan, SendOptions, TxCounts, TxInner, bump, hold_ends};
 
@@ -522,9 +523,21 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         Ok(ids)
     }
 
-    /// Send counters.
-    pub async fn counts(&self) -> TxCounts {
+    /// Send counters, read without waiting for the write lock (so never behind a send
+    /// stuck in the kernel), like [`Sender::counts`](crate::Sender::counts).
+    pub fn counts(&self) -> TxCounts {
         self.shared.stats.snapshot()
+    }
+
+    /// Whether a write failed (later sends fail with [`SendError::Broken`]); read without
+    /// waiting for the write lock, like [`Sender::is_broken`](crate::Sender::is_broken).
+    pub fn is_broken(&self) -> bool {
+        self.shared.stats.is_broken()
+    }
+
+    /// The default strategy (the one of [`Config::strategy`] this sender was made with).
+    pub fn strategy(&self) -> AnyStrategy {
+        self.shared.strategy
     }
 
     async fn lock(&self) -> tokio::sync::MutexGuard<'_, TxInner<W>> {
@@ -685,12 +698,10 @@ impl AsyncReceiver {
         config: &Config,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let shared = RxShared::new(config);
+        let (shared, pump) = Pump::new(config);
         let (tx, rx) = mpsc::channel(config.queue_len());
-        let core = RxCore::new(config, shared.pool.clone());
-        let buf = vec![0u8; config.read_buffer_len()];
         let stop = Arc::new(tokio::sync::Notify::new());
-        let task = tokio::spawn(read_task(read, core, tx, shared.clone(), buf, stop.clone()));
+        let task = tokio::spawn(read_task(read, pump, tx, shared.clone(), stop.clone()));
         Ok(Self {
             rx: tokio::sync::Mutex::new(rx),
             shared,
@@ -708,11 +719,37 @@ impl AsyncReceiver {
         }
     }
 
+    /// The next item if one is queued, without waiting, like
+    /// [`Receiver::try_recv`](crate::Receiver::try_recv). [`TryRecvError::Empty`] also while
+    /// another task waits in [`recv`](Self::recv) (that task takes the next item).
+    pub fn try_recv(&self) -> Result<Received, TryRecvError> {
+        let Ok(mut rx) = self.rx.try_lock() else {
+            return Err(TryRecvError::Empty);
+        };
+        match rx.try_recv() {
+            Ok(item) => item.into_result().map_err(TryRecvError::Recv),
+            Err(mpsc::error::TryRecvError::Empty) => Err(TryRecvError::Empty),
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                Err(TryRecvError::Recv(RecvError::Closed))
+            }
+        }
+    }
+
+    /// The next item, waiting at most `timeout` ([`TryRecvError::Empty`] if none came).
+    /// Cancel-safe.
+    ///
+    /// # Panics
+    /// On a runtime built without its time driver (`enable_time` or `enable_all`).
+    pub async fn recv_timeout(&self, timeout: Duration) -> Result<Received, TryRecvError> {
+        match tokio::time::timeout(timeout, self.recv()).await {
+            Ok(r) => r.map_err(TryRecvError::Recv),
+            Err(_) => Err(TryRecvError::Empty),
+        }
+    }
+
     /// Receive counters.
     pub fn counts(&self) -> RxCounts {
-        let mut counts = *lock(&self.shared.counts);
-        self.shared.budget.fill(&mut counts);
-        counts
+        self.shared.counts()
     }
 
     /// The pool receive buffers come from.
@@ -810,8 +847,6 @@ async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Box<dyn std::any::A
     .await
 }
 
-/// The reader task: [`pump`] with a panic anywhere in it (a bug of the receive loop)
-/// reported to the receivers instead of ending the stream as if it had ended cleanly.
 /// One read, or `None` once `stop` is notified (the read is dropped: nothing it would have
 /// read is lost to anyone, the stream ends here).
 async fn read_or_stop<R: AsyncRead + Unpin>(
@@ -830,73 +865,41 @@ async fn read_or_stop<R: AsyncRead + Unpin>(
     .await
 }
 
+/// The reader task: the receive loop ([`Pump`]) with reads raced against `stop`, a panic
+/// anywhere in it (a bug of the receive loop) reported to the receivers instead of ending the
+/// stream as if it had ended cleanly.
 async fn read_task<R: AsyncRead + Unpin>(
-    read: R,
-    mut core: RxCore,
+    mut read: R,
+    mut pump: Pump,
     tx: mpsc::Sender<Item>,
     shared: Arc<RxShared>,
-    buf: Vec<u8>,
     stop: Arc<tokio::sync::Notify>,
 ) {
-    if let Err(payload) = catch_panic(pump(read, &mut core, &tx, &shared, buf, &stop)).await {
-        let item = shared.panicked(&*payload);
-        drop(payload);
-        let _ = tx.send(item).await;
-        // What the core knew may be inconsistent: publish it, report nothing more.
-        shared.publish(&mut core);
-    }
-}
-
-async fn pump<R: AsyncRead + Unpin>(
-    mut read: R,
-    core: &mut RxCore,
-    tx: &mpsc::Sender<Item>,
-    shared: &RxShared,
-    mut buf: Vec<u8>,
-    stop: &tokio::sync::Notify,
-) {
-    'stream: loop {
-        // Backpressure: no more reading while the application leaves the budget used up.
-        shared.budget.wait_for_room_async().await;
-        // A panic in `poll_read` (the caller's code) is reported like a read error: once,
-        // then the stream is finished as if it had ended. So is a stop (the receiver is
-        // dropped, or a close forced), which does not wait for the read.
-        let n = match catch_panic(read_or_stop(&mut read, &mut buf, stop)).await {
-            Ok(None) | Ok(Some(Ok(0))) => break,
-            Ok(Some(Ok(n))) => n,
-            Ok(Some(Err(e))) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(Some(Err(e))) => {
-                let _ = tx.send(Item::Io(e)).await;
-                break;
-            }
-            Err(payload) => {
-                let item = shared.panicked(&*payload);
-                drop(payload);
-                let _ = tx.send(item).await;
-                break;
-            }
-        };
-        let mut input = &buf[..n];
-        while !input.is_empty() {
-            let (used, item) = core.feed(input);
-            input = &input[used..];
-            if let Some(item) = item {
-                // Counters first, so that they include every item handed out.
-                shared.publish(core);
-                if tx.send(shared.item(item)).await.is_err() {
-                    break 'stream;
+    let run = catch_panic(async {
+        loop {
+            match pump.next() {
+                Step::Read(buf) => {
+                    shared.budget.wait_for_room_async().await;
+                    // A stop (the receiver is dropped, or a close forced) does not wait for
+                    // the read.
+                    let read = catch_panic(read_or_stop(&mut read, buf, &stop)).await;
+                    pump.read(read.transpose());
                 }
+                Step::Deliver(item) => {
+                    if tx.send(item).await.is_err() {
+                        pump.gone();
+                    }
+                }
+                Step::Done => break,
             }
         }
-        shared.publish(core);
+    })
+    .await;
+    if let Err(payload) = run {
+        let item = pump.caught(payload);
+        let _ = tx.send(item).await;
+        pump.publish();
     }
-    while let Some(item) = core.finish() {
-        shared.publish(core);
-        if tx.send(shared.item(item)).await.is_err() {
-            break;
-        }
-    }
-    shared.publish(core);
 }
 
 /// An async node: many tasks send, one or more receive, over one byte stream.
@@ -922,6 +925,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
             rx: AsyncReceiver::spawn(read, &config)?,
             tx: AsyncSender::new(write, &config)?,
         })
+    }
+
+    /// A node from its two halves.
+    pub fn from_parts(tx: AsyncSender<W>, rx: AsyncReceiver) -> Self {
+        Self { tx, rx }
     }
 
     /// The sending half.
@@ -954,6 +962,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
         self.tx.send_with(payload, opts).await
     }
 
+    /// Sends with the next automatic id, leaving small frames in the shared write buffer
+    /// until it fills or [`flush`](Self::flush) is called. See
+    /// [`AsyncSender::send_buffered`].
+    pub async fn send_buffered(&self, payload: &[u8]) -> Result<u32, SendError> {
+        self.tx.send_buffered(payload).await
+    }
+
     /// Writes what is buffered and flushes the sink.
     pub async fn flush(&self) -> Result<(), SendError> {
         self.tx.flush().await
@@ -964,10 +979,20 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
         self.rx.recv().await
     }
 
-    /// A snapshot of the counters.
-    pub async fn metrics(&self) -> Metrics {
+    /// The next item if one is queued. See [`AsyncReceiver::try_recv`].
+    pub fn try_recv(&self) -> Result<Received, TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// The next item, waiting at most `timeout`. See [`AsyncReceiver::recv_timeout`].
+    pub async fn recv_timeout(&self, timeout: Duration) -> Result<Received, TryRecvError> {
+        self.rx.recv_timeout(timeout).await
+    }
+
+    /// A snapshot of the counters, read without waiting for the write lock.
+    pub fn metrics(&self) -> Metrics {
         Metrics {
-            tx: self.tx.counts().await,
+            tx: self.tx.counts(),
             rx: self.rx.counts(),
             pool: self.rx.pool().stats(),
         }

@@ -509,7 +509,13 @@ fn metrics_do_not_wait_for_a_send_stuck_in_the_kernel() {
     let big = rule_r(8 << 20);
     std::thread::scope(|s| {
         let stuck = s.spawn(|| tx.send(&big));
-        std::thread::sleep(Duration::from_millis(200));
+        // Until the send has written (and then fills the socket); a loaded machine may take a
+        // while to run the sending thread at all.
+        let t0 = std::time::Instant::now();
+        while tx.counts().writes == 0 && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
         let (done, wait) = std::sync::mpsc::channel();
         let tx2 = tx.clone();
         s.spawn(move || {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mux_std::tokio::{AsyncNode, AsyncReceiver, AsyncSender};
-use mux_std::{AnyStrategy, Config, ConfigError, Received, RecvError, SendError, SendOptions};
+use mux_std::{
+    AnyStrategy, Config, ConfigError, Received, RecvError, SendError, SendOptions, TryRecvError,
+};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
@@ -37,7 +39,7 @@ async fn round_trip_every_strategy() {
                 other => panic!("{other:?}"),
             }
         }
-        let m = b.metrics().await;
+        let m = b.metrics();
         assert_eq!(m.rx.messages, sizes.len() as u64);
         assert!(m.pool.is_full());
         b.close_write().await.unwrap();
@@ -91,8 +93,8 @@ async fn concurrent_spawned_senders() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(tx.counts().await.messages, u64::from(TASKS * EACH));
-    assert!(b.metrics().await.pool.is_full());
+    assert_eq!(tx.counts().messages, u64::from(TASKS * EACH));
+    assert!(b.metrics().pool.is_full());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +129,7 @@ async fn a_dropped_send_future_is_settled_with_abort() {
         }
     }
     assert_eq!(got, ["abort 5", "ok 6 [97, 102, 116, 101, 114]"]);
-    assert_eq!(tx.counts().await.aborted, 1);
+    assert_eq!(tx.counts().aborted, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,7 +414,7 @@ async fn a_deadline_or_cancel_fires_while_a_write_is_stuck_in_the_kernel() {
         tx.send_with_id(6, b"after").await.unwrap();
         tx.close().await.unwrap();
         assert_eq!(decode(reader.await.unwrap()).await, ["abort 5", "ok 6 5"]);
-        assert_eq!(tx.counts().await.aborted, 1);
+        assert_eq!(tx.counts().aborted, 1);
     }
 }
 
@@ -453,6 +455,185 @@ async fn a_started_send_that_gives_up_is_aborted_without_another_send() {
         let started = got.contains(&"abort 1".to_owned());
         assert!(got.contains(&format!("ok 2 {}", 8 << 20)), "{got:?}");
         assert_eq!(got.len(), 1 + usize::from(started), "{got:?}");
-        assert_eq!(tx.counts().await.aborted, u64::from(started));
+        assert_eq!(tx.counts().aborted, u64::from(started));
     }
+}
+
+/// `AsyncSender::counts`, `is_broken` and `strategy` are plain calls that never wait for the
+/// write lock: they answer while a send holds it, stuck in a socket nobody reads; a failed
+/// write shows in `is_broken`, and later sends get `Broken`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_and_is_broken_do_not_wait_for_the_lock() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let a = AsyncNode::unix(a, Config::with_strategy(AnyStrategy::Original)).unwrap();
+    let tx = a.sender().clone();
+    assert_eq!(tx.strategy(), AnyStrategy::Original);
+    let id = a.send(b"ping").await.unwrap();
+    let counts = tx.counts();
+    assert_eq!((counts.messages, counts.bytes), (1, 4), "{counts:?}");
+    assert!(!tx.is_broken());
+    assert_eq!(a.metrics().tx, counts);
+    // A message larger than the socket buffer: its send holds the lock, stuck in the kernel.
+    let big = Arc::new(rule_r(8 << 20));
+    let stuck = tokio::spawn({
+        let (tx, big) = (tx.clone(), big.clone());
+        async move { tx.send_with_id(id + 1, &big).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !stuck.is_finished(),
+        "the send should be stuck in the socket"
+    );
+    let during = tx.counts();
+    assert_eq!(during.messages, 1, "{during:?}");
+    assert!(during.writes > counts.writes, "{during:?}");
+    assert!(!tx.is_broken());
+    // The peer goes away: the stuck write fails, once, and the link is broken.
+    drop(b);
+    assert!(matches!(stuck.await.unwrap(), Err(SendError::Io(_))));
+    assert!(tx.is_broken());
+    assert!(matches!(a.send(b"after").await, Err(SendError::Broken)));
+    assert_eq!(tx.counts().messages, 1);
+}
+
+/// `AsyncNode::send_buffered` leaves small messages in the shared write buffer: nothing
+/// reaches the socket until `flush`, then all of them in one write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_buffered_writes_at_flush() {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let a = AsyncNode::unix(a, Config::default()).unwrap();
+    let mut ids = Vec::new();
+    for payload in [&b"one"[..], b"two", b"three"] {
+        ids.push(assert_send(a.send_buffered(payload)).await.unwrap());
+    }
+    assert_eq!(ids, [1, 2, 3]);
+    let before = a.metrics().tx;
+    assert_eq!((before.messages, before.writes), (3, 0), "{before:?}");
+    let mut wire = [0u8; 256];
+    let unread = b.try_read(&mut wire);
+    assert!(
+        matches!(&unread, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{unread:?}"
+    );
+    a.flush().await.unwrap();
+    assert_eq!(a.metrics().tx.writes, 1);
+    // Start, Data, End per message: 9-byte headers and the payloads.
+    let want = 3 * 27 + "onetwothree".len();
+    let mut got = vec![0u8; want];
+    b.read_exact(&mut got).await.unwrap();
+    let rx = AsyncReceiver::spawn(std::io::Cursor::new(got), &Config::default()).unwrap();
+    let mut bodies = Vec::new();
+    while let Ok(item) = rx.recv().await {
+        let m = item.into_message().unwrap();
+        bodies.push((m.id(), m.body().to_vec()));
+    }
+    assert_eq!(
+        bodies,
+        [
+            (1, b"one".to_vec()),
+            (2, b"two".to_vec()),
+            (3, b"three".to_vec())
+        ]
+    );
+}
+
+/// `try_recv` answers at once (`Empty`, an item, then `Closed` after the end of stream) and
+/// `recv_timeout` waits at most its timeout, on the node and on its receiving half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_recv_and_recv_timeout() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let a = AsyncNode::unix(a, Config::default()).unwrap();
+    let b = AsyncNode::unix(b, Config::default()).unwrap();
+    assert!(matches!(b.try_recv(), Err(TryRecvError::Empty)));
+    let t = std::time::Instant::now();
+    assert!(matches!(
+        b.recv_timeout(Duration::from_millis(30)).await,
+        Err(TryRecvError::Empty)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    let id = a.send(b"first").await.unwrap();
+    match b.recv_timeout(Duration::from_secs(10)).await {
+        Ok(Received::Message(m)) => assert_eq!((m.id(), m.body()), (id, &b"first"[..])),
+        other => panic!("{other:?}"),
+    }
+    let id = a.send(b"second").await.unwrap();
+    let (_, rx) = b.split();
+    let got = loop {
+        match rx.try_recv() {
+            Err(TryRecvError::Empty) => tokio::time::sleep(Duration::from_millis(1)).await,
+            other => break other,
+        }
+    };
+    match got {
+        Ok(Received::Message(m)) => assert_eq!((m.id(), m.body()), (id, &b"second"[..])),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    a.close_write().await.unwrap();
+    let end = loop {
+        match rx.try_recv() {
+            Err(TryRecvError::Empty) => tokio::time::sleep(Duration::from_millis(1)).await,
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(end, Err(TryRecvError::Recv(RecvError::Closed))),
+        "{end:?}"
+    );
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(10)).await,
+        Err(TryRecvError::Recv(RecvError::Closed))
+    ));
+}
+
+/// `AsyncNode::from_parts` puts the halves together again; through its sender,
+/// `send_cancellable`: a send its `stop` gives up on before the first hold writes nothing, one
+/// it lets through goes out with the strategy given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_parts_and_send_cancellable() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let (tx, rx) = AsyncNode::unix(a, Config::default()).unwrap().split();
+    let a = AsyncNode::from_parts(tx, rx);
+    let streaming = Config {
+        streaming: true,
+        ..Config::default()
+    };
+    let b = AsyncNode::unix(b, streaming).unwrap();
+    let mut asked = 0;
+    let r = a
+        .sender()
+        .send_cancellable(7, b"never", None, || {
+            asked += 1;
+            Some(SendError::Cancelled)
+        })
+        .await;
+    assert!(matches!(r, Err(SendError::Cancelled)), "{r:?}");
+    assert_eq!(asked, 1);
+    assert_eq!(a.metrics().tx.writes, 0);
+    let payload = rule_r(10_000);
+    assert_send(
+        a.sender()
+            .send_cancellable(8, &payload, Some(AnyStrategy::Original), || None),
+    )
+    .await
+    .unwrap();
+    // Original: the total in the Start frame, one Data frame per 1 KiB, End.
+    let mut got = Vec::new();
+    let mut chunks = 0;
+    loop {
+        match b.recv().await.unwrap() {
+            Received::Started { id, len_hint } => assert_eq!((id, len_hint), (8, 10_000)),
+            Received::Chunk { id: 8, data } => {
+                chunks += 1;
+                got.extend_from_slice(&data);
+            }
+            Received::Ended { id: 8 } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(chunks, 10);
+    assert!(got == payload);
+    a.close_write().await.unwrap();
+    let report = b.close().await.unwrap();
+    assert!(report.undelivered.is_empty() && report.unfinished.is_empty());
 }

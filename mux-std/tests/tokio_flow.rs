@@ -36,7 +36,7 @@ async fn more_tasks_than_the_peer_admits_every_ok_send_is_delivered() {
                 Err(e) => panic!("{e}"),
             }
         }
-        (delivered, other, b.metrics().await.rx.errors)
+        (delivered, other, b.metrics().rx.errors)
     });
     let senders: Vec<_> = (0..TASKS)
         .map(|_| {
