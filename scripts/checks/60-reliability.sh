@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reliability on std (issue 5, items 3-5; docs/RELIABILITY.md):
+# Reliability on std (docs/RELIABILITY.md):
 # - faults over real sockets: peer closes mid-header/payload/message (Unix, TCP), peer gone
 #   mid-send, writer failing after k bytes, flaky and failing readers, stalled peer;
 # - load: 64 sending threads for 6 s, mixed sizes, random cancellation (prints its figures);

@@ -1,4 +1,4 @@
-//! Many connections (issue 5, item 4): 200 socket pairs, a node at each end (400 nodes and
+//! Many connections: 200 socket pairs, a node at each end (400 nodes and
 //! 400 reader threads at once), every pair exchanging messages both ways at the same time.
 //! A counting global allocator measures what each node costs at rest and under load, and the
 //! test asserts it stays within what the configuration implies:

@@ -1,4 +1,4 @@
-//! Faults on std (issue 5, item 3), over real Unix socket pairs and TCP on 127.0.0.1:
+//! Faults on std, over real Unix socket pairs and TCP on 127.0.0.1:
 //!
 //! - the peer closes mid-header, mid-payload and mid-message;
 //! - the peer goes away while our threads are sending;

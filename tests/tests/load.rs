@@ -1,4 +1,4 @@
-//! Load (issue 5, item 4): 64 sending threads on one node over a Unix socket pair, mixed
+//! Load: 64 sending threads on one node over a Unix socket pair, mixed
 //! sizes (0 to 256 KiB), mixed strategies, random cancellation (10 % of the sends carry a
 //! cancel token that a canceller thread fires 0 to 1 ms after the send began; 5 % have a
 //! deadline 0 to 3 ms away), for a bounded time.

@@ -1,4 +1,4 @@
-//! Model checking with shuttle (issue 5, item 5): many schedules of small concurrent scenarios,
+//! Model checking with shuttle: many schedules of small concurrent scenarios,
 //! each checked for the invariants of the shared state.
 //!
 //! Built only with `--cfg mux_shuttle` (an empty test binary otherwise):
