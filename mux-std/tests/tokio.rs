@@ -134,16 +134,8 @@ async fn a_dropped_send_future_is_settled_with_abort() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_dropped_while_waiting_for_the_lock_leaves_no_trace() {
-    let (a, b) = UnixStream::pair().unwrap();
-    let (_, w) = a.into_split();
-    let tx = Arc::new(AsyncSender::new(w, &Config::default()).unwrap());
-    let big = Arc::new(rule_r(8 << 20));
     // Message 1 blocks in the socket (nobody reads yet), holding the write lock.
-    let first = tokio::spawn({
-        let (tx, big) = (tx.clone(), big.clone());
-        async move { tx.send_with_id(1, &big).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (tx, first, b) = stuck_sender(1, 8 << 20).await;
     let r = tokio::time::timeout(Duration::from_millis(50), tx.send_with_id(2, b"gone")).await;
     assert!(r.is_err(), "message 2 waits for the lock and is dropped");
     let rx = AsyncReceiver::spawn(b, &Config::default()).unwrap();
@@ -166,16 +158,8 @@ async fn a_send_dropped_while_waiting_for_the_lock_leaves_no_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_with_an_id_in_flight_is_refused() {
-    let (a, b) = UnixStream::pair().unwrap();
-    let (_, w) = a.into_split();
-    let tx = Arc::new(AsyncSender::new(w, &Config::default()).unwrap());
-    let big = Arc::new(rule_r(4 << 20));
     // Message 7 blocks in the socket mid-message (nobody reads yet).
-    let first = tokio::spawn({
-        let (tx, big) = (tx.clone(), big.clone());
-        async move { tx.send_with_id(7, &big).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (tx, first, b) = stuck_sender(7, 4 << 20).await;
     // Another message with id 7 queues for the lock behind it.
     let second = tokio::spawn({
         let tx = tx.clone();
@@ -196,7 +180,7 @@ async fn a_send_with_an_id_in_flight_is_refused() {
         match rx.recv().await {
             Ok(Received::Message(m)) => {
                 assert!(
-                    m.id() == 7 && m.body() == &big[..],
+                    m.id() == 7 && m.body() == &rule_r(4 << 20)[..],
                     "message 7 is the first's"
                 );
                 got.push(m.id());
@@ -325,6 +309,37 @@ async fn decode(wire: Vec<u8>) -> Vec<String> {
     got
 }
 
+/// A sender over a socket pair whose message `id` (`size` bytes of rule R) is stuck in the
+/// kernel holding the write lock: nobody reads the peer (returned) yet.
+async fn stuck_sender(
+    id: u32,
+    size: usize,
+) -> (
+    Arc<AsyncSender<tokio::net::unix::OwnedWriteHalf>>,
+    tokio::task::JoinHandle<Result<(), SendError>>,
+    UnixStream,
+) {
+    let (a, b) = UnixStream::pair().unwrap();
+    let (_, w) = a.into_split();
+    let tx = Arc::new(AsyncSender::new(w, &Config::default()).unwrap());
+    let big = rule_r(size);
+    let first = tokio::spawn({
+        let tx = tx.clone();
+        async move { tx.send_with_id(id, &big).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (tx, first, b)
+}
+
+/// Everything the peer `b` reads until our end closes.
+fn read_all(mut b: UnixStream) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut wire = Vec::new();
+        b.read_to_end(&mut wire).await.unwrap();
+        wire
+    })
+}
+
 /// The two ways a send with options gives up: a deadline 100 ms away, or a token cancelled
 /// 100 ms from now (by another task).
 fn give_up_in_100ms(id: u32, deadline: bool) -> SendOptions {
@@ -360,16 +375,8 @@ fn gave_up(r: &Result<u32, SendError>, deadline: bool) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_or_cancel_fires_while_waiting_for_the_write_lock() {
     for deadline in [true, false] {
-        let (a, mut b) = UnixStream::pair().unwrap();
-        let (_, w) = a.into_split();
-        let tx = Arc::new(AsyncSender::new(w, &Config::default()).unwrap());
-        let big = Arc::new(rule_r(8 << 20));
         // Message 1 fills the socket (nobody reads yet) and holds the write lock, stuck.
-        let first = tokio::spawn({
-            let (tx, big) = (tx.clone(), big.clone());
-            async move { tx.send_with_id(1, &big).await }
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (tx, first, b) = stuck_sender(1, 8 << 20).await;
         let started = std::time::Instant::now();
         let opts = give_up_in_100ms(2, deadline);
         let r = tokio::time::timeout(Duration::from_secs(3), tx.send_with(b"small", &opts)).await;
@@ -377,11 +384,7 @@ async fn a_deadline_or_cancel_fires_while_waiting_for_the_write_lock() {
         assert!(gave_up(&r, deadline), "deadline {deadline}: {r:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
         // Message 2 never started: nothing of it is on the wire.
-        let reader = tokio::spawn(async move {
-            let mut wire = Vec::new();
-            b.read_to_end(&mut wire).await.unwrap();
-            wire
-        });
+        let reader = read_all(b);
         first.await.unwrap().unwrap();
         tx.close().await.unwrap();
         assert_eq!(
@@ -394,7 +397,7 @@ async fn a_deadline_or_cancel_fires_while_waiting_for_the_write_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_or_cancel_fires_while_a_write_is_stuck_in_the_kernel() {
     for deadline in [true, false] {
-        let (a, mut b) = UnixStream::pair().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
         let (_, w) = a.into_split();
         let tx = AsyncSender::new(w, &Config::default()).unwrap();
         let big = rule_r(8 << 20);
@@ -406,11 +409,7 @@ async fn a_deadline_or_cancel_fires_while_a_write_is_stuck_in_the_kernel() {
         assert!(gave_up(&r, deadline), "deadline {deadline}: {r:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
         // The next writer finishes the frame that was cut and writes Abort(5) first.
-        let reader = tokio::spawn(async move {
-            let mut wire = Vec::new();
-            b.read_to_end(&mut wire).await.unwrap();
-            wire
-        });
+        let reader = read_all(b);
         tx.send_with_id(6, b"after").await.unwrap();
         tx.close().await.unwrap();
         assert_eq!(decode(reader.await.unwrap()).await, ["abort 5", "ok 6 5"]);
