@@ -185,13 +185,13 @@ impl Receiver {
 
     /// Ids of incoming messages that were still open when the stream ended.
     pub fn unfinished(&self) -> Vec<u32> {
-        lock(&self.shared.unfinished).clone()
+        self.shared.unfinished()
     }
 
     /// The message of a panic that ended the reader, if one did (it was also delivered once
     /// as [`RecvError::ReaderPanicked`]).
     pub fn reader_panic(&self) -> Option<String> {
-        lock(&self.shared.panic).clone()
+        self.shared.reader_panic()
     }
 
     /// Waits for the reader to reach the end of the stream, keeping what it delivers until
@@ -480,7 +480,10 @@ impl<W: Write + Send + 'static> Node<W> {
     pub fn close(self) -> Result<CloseReport, SendError> {
         let aborted = self.tx.close()?;
         let (undelivered, read_error) = self.rx.drain();
-        Ok(self.report(aborted, undelivered, read_error, false))
+        Ok(self
+            .rx
+            .shared
+            .close_report(aborted, (undelivered, read_error, false)))
     }
 
     /// Like [`close`](Self::close), but waits at most `timeout` for the peer's end of stream.
@@ -496,25 +499,8 @@ impl<W: Write + Send + 'static> Node<W> {
     /// like [`close`](Self::close) (a send stuck in the kernel delays it).
     pub fn close_timeout(self, timeout: Duration) -> Result<CloseReport, SendError> {
         let aborted = self.tx.close()?;
-        let (undelivered, read_error, forced) = self.rx.drain_timeout(timeout);
-        Ok(self.report(aborted, undelivered, read_error, forced))
-    }
-
-    fn report(
-        &self,
-        aborted: Vec<u32>,
-        undelivered: Vec<Received>,
-        read_error: Option<io::Error>,
-        forced: bool,
-    ) -> CloseReport {
-        CloseReport {
-            aborted,
-            unfinished: self.rx.unfinished(),
-            undelivered,
-            read_error,
-            reader_panic: self.rx.reader_panic(),
-            forced,
-        }
+        let drained = self.rx.drain_timeout(timeout);
+        Ok(self.rx.shared.close_report(aborted, drained))
     }
 }
 

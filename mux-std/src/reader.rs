@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::CloseReport;
 use crate::config::Config;
 use crate::error::RecvError;
 use crate::pool::BufferPool;
@@ -68,6 +69,33 @@ pub(crate) struct RxShared {
 }
 
 impl RxShared {
+    /// Ids reported unfinished at the end of the stream.
+    pub(crate) fn unfinished(&self) -> Vec<u32> {
+        lock(&self.unfinished).clone()
+    }
+
+    /// The message of a panic that ended the reader, if one did.
+    pub(crate) fn reader_panic(&self) -> Option<String> {
+        lock(&self.panic).clone()
+    }
+
+    /// What a close found: `aborted` by our side, and what the drain of the receive side
+    /// gave (`undelivered`, `read_error`, whether it was `forced`).
+    pub(crate) fn close_report(
+        &self,
+        aborted: Vec<u32>,
+        (undelivered, read_error, forced): (Vec<Received>, Option<io::Error>, bool),
+    ) -> CloseReport {
+        CloseReport {
+            aborted,
+            unfinished: self.unfinished(),
+            undelivered,
+            read_error,
+            reader_panic: self.reader_panic(),
+            forced,
+        }
+    }
+
     fn new(config: &Config) -> Arc<Self> {
         Arc::new(Self {
             counts: Mutex::new(RxCounts::default()),

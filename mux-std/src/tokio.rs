@@ -759,13 +759,13 @@ impl AsyncReceiver {
 
     /// Ids of incoming messages still open when the stream ended.
     pub fn unfinished(&self) -> Vec<u32> {
-        lock(&self.shared.unfinished).clone()
+        self.shared.unfinished()
     }
 
     /// The message of a panic that ended the reader task, if one did (it was also
     /// delivered once as [`RecvError::ReaderPanicked`]).
     pub fn reader_panic(&self) -> Option<String> {
-        lock(&self.shared.panic).clone()
+        self.shared.reader_panic()
     }
 
     /// Waits for the end of stream, keeping what arrives until then and the read error. A
@@ -1008,7 +1008,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
     pub async fn close(self) -> Result<AsyncCloseReport, SendError> {
         let aborted = self.tx.close().await?;
         let (undelivered, read_error) = self.rx.drain().await;
-        Ok(self.report(aborted, undelivered, read_error, false))
+        Ok(self
+            .rx
+            .shared
+            .close_report(aborted, (undelivered, read_error, false)))
     }
 
     /// Like [`close`](Self::close), but waits at most `timeout` for the peer's end of stream;
@@ -1022,25 +1025,8 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
     /// On a runtime built without its time driver (`enable_time` or `enable_all`).
     pub async fn close_timeout(self, timeout: Duration) -> Result<AsyncCloseReport, SendError> {
         let aborted = self.tx.close().await?;
-        let (undelivered, read_error, forced) = self.rx.drain_timeout(timeout).await;
-        Ok(self.report(aborted, undelivered, read_error, forced))
-    }
-
-    fn report(
-        &self,
-        aborted: Vec<u32>,
-        undelivered: Vec<Received>,
-        read_error: Option<io::Error>,
-        forced: bool,
-    ) -> AsyncCloseReport {
-        crate::CloseReport {
-            aborted,
-            unfinished: self.rx.unfinished(),
-            undelivered,
-            read_error,
-            reader_panic: self.rx.reader_panic(),
-            forced,
-        }
+        let drained = self.rx.drain_timeout(timeout).await;
+        Ok(self.rx.shared.close_report(aborted, drained))
     }
 }
 
