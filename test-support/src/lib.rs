@@ -2,7 +2,9 @@
 //!
 //! - the payload rules the golden vectors and the tests use ([`rule_r`], [`stream_byte`]);
 //! - the golden vectors in `tests/vectors/` ([`vector`], [`vectors_with_prefix`]);
-//! - [`CountingAlloc`], a global allocator that counts what a path allocates.
+//! - [`CountingAlloc`], a global allocator that counts what a path allocates;
+//! - what a host expects from the sensor-node firmware ([`sensor`]), written independently of
+//!   the firmware's own code so that the checks can catch its mistakes.
 //!
 //! ```
 //! use mux_test_support::{rule_r, vector};
@@ -63,6 +65,39 @@ pub fn vectors_with_prefix(prefix: &str) -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// The sensor-node demo's exchange as the host sees it (the protocol is documented in
+/// `examples-embedded/sensor-app/src/protocol.rs`).
+pub mod sensor {
+    /// Size of the node's log dump.
+    pub const LOG_LEN: usize = 20 * 1024;
+
+    /// The node's log dump: 32-byte lines, line `i` being `L{i:04} ` then 25 letters
+    /// `a + (i + k) % 26` (k = 0..25) and `\n`.
+    pub fn expected_log() -> Vec<u8> {
+        let mut out = Vec::with_capacity(LOG_LEN);
+        for i in 0..LOG_LEN / 32 {
+            out.extend_from_slice(format!("L{:04} ", i % 10_000).as_bytes());
+            out.extend((0..25).map(|k| b'a' + ((i + k) % 26) as u8));
+            out.push(b'\n');
+        }
+        out
+    }
+
+    /// A `config` upload of `len` bytes: the word `config ` then printable filler.
+    pub fn config_blob(len: usize) -> Vec<u8> {
+        let mut v = b"config ".to_vec();
+        v.extend((0..len.saturating_sub(v.len())).map(|i| b'!' + (i * 7 % 90) as u8));
+        v
+    }
+
+    /// FNV-1a, 32 bits: the checksum the node's `config` reply carries.
+    pub fn fnv1a(bytes: &[u8]) -> u32 {
+        bytes.iter().fold(0x811C_9DC5u32, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        })
+    }
 }
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);

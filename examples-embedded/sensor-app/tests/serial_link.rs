@@ -16,7 +16,8 @@ use std::rc::Rc;
 
 use embedded_io::ErrorKind;
 use mux_nostd::{FrameType, Header, Limits, Original, Pool, Reassembler, Received, Writer};
-use mux_sensor_app::{Board, Event, LOG_LEN, NODE_ID_BASE, Outcome, Superloop};
+use mux_sensor_app::{Board, Event, NODE_ID_BASE, Outcome, Superloop};
+use mux_test_support::sensor::{config_blob, expected_log, fnv1a};
 
 /// One character (start bit, 8 data bits, stop bit) at 115 200 baud, in nanoseconds.
 const CHAR_NS: u64 = 10 * 1_000_000_000 / 115_200;
@@ -180,28 +181,6 @@ impl Script {
         };
         self.send(at_ms, &w.into_inner().0);
     }
-}
-
-fn config_blob(len: usize) -> Vec<u8> {
-    let mut v = b"config ".to_vec();
-    v.extend((0..len - v.len()).map(|i| b'!' + (i * 7 % 90) as u8));
-    v
-}
-
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811C_9DC5u32, |h, &b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
-}
-
-fn expected_log() -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 0..LOG_LEN / 32 {
-        out.extend_from_slice(format!("L{:04} ", i % 10_000).as_bytes());
-        out.extend((0..25).map(|k| b'a' + ((i + k) % 26) as u8));
-        out.push(b'\n');
-    }
-    out
 }
 
 /// What the host made of the node's output.

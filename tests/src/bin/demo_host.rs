@@ -34,24 +34,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mux_std::{AnyStrategy, Config, Node, Received, RecvError, SendError, TryRecvError};
+use mux_test_support::sensor::{LOG_LEN, config_blob, expected_log, fnv1a};
 
 /// First id of the messages the firmware originates (its readings).
 const NODE_ID_BASE: u32 = 0x8000_0000;
-/// Size of the firmware's log dump.
-const LOG_LEN: usize = 20 * 1024;
 /// Longest wait for any one expected item.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Line `i` of the firmware's log (the rule of `examples-embedded/sensor-app/src/protocol.rs`).
-fn expected_log() -> Vec<u8> {
-    let mut out = Vec::with_capacity(LOG_LEN);
-    for i in 0..LOG_LEN / 32 {
-        out.extend_from_slice(format!("L{:04} ", i % 10_000).as_bytes());
-        out.extend((0..25).map(|k| b'a' + ((i + k) % 26) as u8));
-        out.push(b'\n');
-    }
-    out
-}
 
 struct Options {
     firmware: String,
@@ -751,20 +739,6 @@ fn script(d: &mut Demo) -> Option<String> {
     d.expect("dance", "err unknown-command", false);
     d.expect("ping", "pong", false);
     d.expect("bye", "bye ", true)
-}
-
-/// A `config` upload of `len` bytes: the word `config ` then printable filler.
-fn config_blob(len: usize) -> Vec<u8> {
-    let mut v = b"config ".to_vec();
-    v.extend((0..len - v.len()).map(|i| b'!' + (i * 7 % 90) as u8));
-    v
-}
-
-/// FNV-1a, 32 bits (the node's checksum of a `config` upload).
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811C_9DC5u32, |h, &b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 fn field(text: &str, key: &str) -> Option<u32> {
