@@ -1862,6 +1862,32 @@ mod tests {
         resume: std::sync::mpsc::Receiver<()>,
     }
 
+    impl Gate {
+        /// A sink taking 10,000 bytes per call that pauses in its fifth call: it reports
+        /// that on `reached` and waits for a `resume`. Returns it, what it captures, and
+        /// both ends of the pause.
+        #[allow(clippy::type_complexity)]
+        fn new() -> (
+            Self,
+            Arc<Mutex<Vec<u8>>>,
+            std::sync::mpsc::Receiver<usize>,
+            std::sync::mpsc::Sender<()>,
+        ) {
+            let (reached_tx, reached) = std::sync::mpsc::channel();
+            let (resume, resume_rx) = std::sync::mpsc::channel();
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let sink = Gate {
+                out: out.clone(),
+                step: 10_000,
+                calls: 0,
+                pause_at: 5,
+                reached: reached_tx,
+                resume: resume_rx,
+            };
+            (sink, out, reached, resume)
+        }
+    }
+
     impl Write for Gate {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.write_vectored(&[IoSlice::new(buf)])
@@ -1924,17 +1950,7 @@ mod tests {
     /// several chunks makes B a bulk waiter, for which A may write up to [`BULK_BUDGET`] more
     /// (here: the rest of its message).
     fn contended(budget: usize, cancellable: bool, b_len: usize) {
-        let (reached_tx, reached) = std::sync::mpsc::channel();
-        let (resume, resume_rx) = std::sync::mpsc::channel();
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let sink = Gate {
-            out: out.clone(),
-            step: 10_000,
-            calls: 0,
-            pause_at: 5,
-            reached: reached_tx,
-            resume: resume_rx,
-        };
+        let (sink, out, reached, resume) = Gate::new();
         let cfg = Config {
             hold_budget: budget,
             ..Config::default()
@@ -2083,17 +2099,7 @@ mod tests {
         // A sends 4 MiB as id 7; while it is under way (paused in its fifth write call), B
         // sends 1 MiB as id 7 too and waits for the lock. A yields to B (a bulk waiter) after
         // 256 KiB more: B must be refused, not splice its frames into message 7.
-        let (reached_tx, reached) = std::sync::mpsc::channel();
-        let (resume, resume_rx) = std::sync::mpsc::channel();
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let sink = Gate {
-            out: out.clone(),
-            step: 10_000,
-            calls: 0,
-            pause_at: 5,
-            reached: reached_tx,
-            resume: resume_rx,
-        };
+        let (sink, out, reached, resume) = Gate::new();
         let tx = Sender::new(sink, &Config::default()).unwrap();
         let (big, other) = (payload(4 << 20), vec![0xEE; 1 << 20]);
         let (a, b) = std::thread::scope(|s| {
