@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use mux_std::tokio::AsyncNode;
 use mux_std::{Config, Received, RecvError, SendError, SendOptions};
+use mux_test_support::rule_r;
+use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
 /// 400 tasks each send 1 MiB at once; the peer admits 256 messages in flight (both nodes
@@ -20,7 +22,7 @@ async fn more_tasks_than_the_peer_admits_every_ok_send_is_delivered() {
     let (a, b) = UnixStream::pair().unwrap();
     let a = Arc::new(AsyncNode::unix(a, Config::default()).unwrap());
     let b = AsyncNode::unix(b, Config::default()).unwrap();
-    let payload: Arc<Vec<u8>> = Arc::new((0..SIZE).map(|i| (i * 31 + 7) as u8).collect());
+    let payload = Arc::new(rule_r(SIZE));
     let p = payload.clone();
     let receiver = tokio::spawn(async move {
         let mut delivered = HashSet::new();
@@ -64,44 +66,65 @@ async fn more_tasks_than_the_peer_admits_every_ok_send_is_delivered() {
     assert_eq!(sent, delivered, "every Ok send is delivered");
 }
 
-/// With `max_sending` 1 and a message under way (stuck: the peer does not read), a send
-/// with a deadline waits for a slot, gives up at its deadline and writes nothing.
+/// With `max_sending` 1, a message sent while another is under way starts only after that
+/// one ends. Without the cap it would not: the tokio sender gives the write lock up after
+/// every Data frame, so the second message's frames would go out between the first's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_waiting_for_a_slot_gives_up_at_its_deadline_and_writes_nothing() {
-    let (a, b) = UnixStream::pair().unwrap();
+async fn with_max_sending_1_a_second_message_starts_after_the_first_ends() {
+    let (a, mut b) = UnixStream::pair().unwrap();
     let cfg = Config {
         max_sending: 1,
         ..Config::default()
     };
     let a = Arc::new(AsyncNode::unix(a, cfg).unwrap());
-    // 8 MiB: far more than the socket holds, so the first send is stuck in the kernel.
-    let big = Arc::new(vec![7u8; 8 << 20]);
+    // 8 MiB: far more than the socket holds, so message 1 is under way (stuck) for a while.
+    let big = Arc::new(rule_r(8 << 20));
     let first = {
         let (a, big) = (a.clone(), big.clone());
         tokio::spawn(async move { a.send_with_id(1, &big).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = {
+        let a = a.clone();
+        tokio::spawn(async move { a.send_with_id(2, b"small").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A send with a deadline waiting for the slot gives up and writes nothing.
     let opts = SendOptions {
-        id: Some(2),
+        id: Some(3),
         deadline: Some(Instant::now() + Duration::from_millis(100)),
         ..SendOptions::default()
     };
-    let started = Instant::now();
     let r = a.send_with(b"late", &opts).await;
     assert!(matches!(r, Err(SendError::TimedOut)), "{r:?}");
-    assert!(started.elapsed() >= Duration::from_millis(90));
-    // Now read: message 1 arrives whole, and nothing of message 2.
-    let b = AsyncNode::unix(b, Config::default()).unwrap();
+    let reader = tokio::spawn(async move {
+        let mut wire = Vec::new();
+        b.read_to_end(&mut wire).await.unwrap();
+        wire
+    });
     first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
     a.close_write().await.unwrap();
-    let mut items = Vec::new();
-    loop {
-        match b.recv().await {
-            Ok(item) => items.push(item),
-            Err(RecvError::Closed) => break,
-            Err(e) => panic!("{e}"),
-        }
+    let frames = frames_of(&reader.await.unwrap());
+    let at = |t: u8, id: u32| frames.iter().position(|&f| f == (t, id));
+    let (end1, start2) = (at(2, 1).expect("End(1)"), at(1, 2).expect("Start(2)"));
+    assert!(
+        start2 > end1,
+        "Start(2) at frame {start2}, End(1) at frame {end1}"
+    );
+    assert_eq!(at(1, 3), None, "nothing of message 3");
+}
+
+/// The (type, id) of every frame of `wire`, in order.
+fn frames_of(wire: &[u8]) -> Vec<(u8, u32)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 9 <= wire.len() {
+        let id = u32::from_be_bytes(wire[at + 1..at + 5].try_into().unwrap());
+        let len = u32::from_be_bytes(wire[at + 5..at + 9].try_into().unwrap()) as usize;
+        out.push((wire[at], id));
+        at += 9 + if wire[at] == 3 { len } else { 0 };
     }
-    assert_eq!(items.len(), 1, "{items:?}");
-    assert!(matches!(&items[0], Received::Message(m) if m.id() == 1 && m.len() == 8 << 20));
+    assert_eq!(at, wire.len(), "whole frames");
+    out
 }

@@ -10,6 +10,7 @@
 
 mod common;
 
+use mux_test_support::rule_r;
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
@@ -55,7 +56,7 @@ fn more_senders_than_the_peer_admits_every_ok_send_is_delivered_no_protocol_erro
             open: open.clone(),
         };
         let rx = Node::new(gate, b, Config::default()).unwrap();
-        let payload: Vec<u8> = (0..SIZE).map(|i| (i * 31 + 7) as u8).collect();
+        let payload = rule_r(SIZE);
         let barrier = Barrier::new(THREADS);
         let (sent, delivered, errors) = std::thread::scope(|s| {
             let receiver = s.spawn(|| {
@@ -144,7 +145,7 @@ fn a_receiver_that_does_not_recv_holds_at_most_its_budget_and_then_delivers_ever
         let (a, b) = UnixStream::pair().unwrap();
         let tx = Node::unix(a, Config::default()).unwrap();
         let rx = Node::unix(b, cfg.clone()).unwrap();
-        let base: Vec<u8> = (0..SIZE).map(|i| (i * 31 + 7) as u8).collect();
+        let base = rule_r(SIZE);
         let rss_before = rss();
         std::thread::scope(|s| {
             let sender = s.spawn(|| {
