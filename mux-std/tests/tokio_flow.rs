@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mux_nostd::{Decoder, FrameEvent, FrameType};
 use mux_std::tokio::AsyncNode;
 use mux_std::{Config, Received, RecvError, SendError, SendOptions};
 use mux_test_support::rule_r;
@@ -115,16 +116,25 @@ async fn with_max_sending_1_a_second_message_starts_after_the_first_ends() {
     assert_eq!(at(1, 3), None, "nothing of message 3");
 }
 
-/// The (type, id) of every frame of `wire`, in order.
+/// The (type, id) of every frame of `wire`, in order (Data once per frame).
 fn frames_of(wire: &[u8]) -> Vec<(u8, u32)> {
+    let mut decoder = Decoder::new(u32::MAX);
     let mut out = Vec::new();
-    let mut at = 0;
-    while at + 9 <= wire.len() {
-        let id = u32::from_be_bytes(wire[at + 1..at + 5].try_into().unwrap());
-        let len = u32::from_be_bytes(wire[at + 5..at + 9].try_into().unwrap()) as usize;
-        out.push((wire[at], id));
-        at += 9 + if wire[at] == 3 { len } else { 0 };
+    let mut rest = wire;
+    while !rest.is_empty() {
+        let (used, ev) = decoder.decode(rest);
+        rest = &rest[used..];
+        match ev {
+            Some(FrameEvent::Start { id, .. }) => out.push((FrameType::Start as u8, id)),
+            Some(FrameEvent::Data {
+                id, first: true, ..
+            }) => out.push((FrameType::Data as u8, id)),
+            Some(FrameEvent::End { id }) => out.push((FrameType::End as u8, id)),
+            Some(FrameEvent::Abort { id }) => out.push((FrameType::Abort as u8, id)),
+            Some(FrameEvent::Error(e)) => panic!("{e}"),
+            Some(FrameEvent::Data { .. }) | None => {}
+        }
     }
-    assert_eq!(at, wire.len(), "whole frames");
+    assert_eq!(decoder.finish(), Ok(()), "whole frames");
     out
 }
