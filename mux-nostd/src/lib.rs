@@ -12,6 +12,7 @@ mod error;
 mod frame;
 mod io;
 mod metrics;
+pub mod plugin;
 mod pool;
 mod reassembly;
 mod strategy;
