@@ -5,6 +5,8 @@
 mod config;
 mod error;
 mod node;
+#[cfg(unix)]
+pub mod plugin;
 mod pool;
 mod reader;
 mod rx;

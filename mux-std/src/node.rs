@@ -291,7 +291,49 @@ impl<'a> IntoIterator for &'a Receiver {
 /// The reader thread: the receive loop ([`Pump`]) with blocking reads, a panic anywhere in
 /// it (a bug of the receive loop) reported to the receivers instead of ending the stream as
 /// if it had ended cleanly.
-fn read_loop<R: Read>(mut read: R, mut pump: Pump, tx: &chan::Sender<Item>, shared: &RxShared) {
+/// Where the reader thread hands its items: a [`Receiver`]'s queue, or a handler that runs on
+/// the reader thread itself (one thread hand-over less per message).
+trait Deliver {
+    /// Hands `item` over; `false` when nobody takes items any more.
+    fn deliver(&mut self, item: Item) -> bool;
+}
+
+impl Deliver for &chan::Sender<Item> {
+    fn deliver(&mut self, item: Item) -> bool {
+        self.send(item).is_ok()
+    }
+}
+
+impl<F: FnMut(Result<Received, RecvError>) -> bool> Deliver for F {
+    fn deliver(&mut self, item: Item) -> bool {
+        self(item.into_result())
+    }
+}
+
+/// Starts a reader thread over `read` that hands every item to `handler` on that thread
+/// (with the item's place in the receive budget given back once `handler` returns), then
+/// `Err(RecvError::Closed)` once at the end; `handler` returns `false` to stop reading.
+/// Returns the thread's handle.
+pub(crate) fn spawn_handler<R, F>(
+    read: R,
+    config: &Config,
+    mut handler: F,
+) -> io::Result<std::thread::JoinHandle<()>>
+where
+    R: Read + Send + 'static,
+    F: FnMut(Result<Received, RecvError>) -> bool + Send + 'static,
+{
+    config.validate()?;
+    let (shared, pump) = Pump::new(config);
+    std::thread::Builder::new()
+        .name("mux-reader".into())
+        .spawn(move || {
+            read_loop(read, pump, &mut handler, &shared);
+            handler(Err(RecvError::Closed));
+        })
+}
+
+fn read_loop<R: Read>(mut read: R, mut pump: Pump, mut tx: impl Deliver, shared: &RxShared) {
     let run = panic::catch_unwind(AssertUnwindSafe(|| {
         loop {
             match pump.next() {
@@ -303,7 +345,7 @@ fn read_loop<R: Read>(mut read: R, mut pump: Pump, tx: &chan::Sender<Item>, shar
                     pump.read((!stopped).then_some(read));
                 }
                 Step::Deliver(item) => {
-                    if tx.send(item).is_err() {
+                    if !tx.deliver(item) {
                         pump.gone();
                     }
                 }
@@ -312,7 +354,7 @@ fn read_loop<R: Read>(mut read: R, mut pump: Pump, tx: &chan::Sender<Item>, shar
         }
     }));
     if let Err(payload) = run {
-        let _ = tx.send(pump.caught(payload));
+        tx.deliver(pump.caught(payload));
         pump.publish();
     }
 }

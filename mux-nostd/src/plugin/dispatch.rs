@@ -4,7 +4,7 @@
 use core::fmt;
 
 use super::header::{Header, HeaderError, Kind, encode_prefix, prefix_len};
-use super::names;
+use super::{Control, names};
 
 /// A service's handler: the application's context, the request payload, and the reply to fill.
 pub type Handler<C> = fn(&mut C, &[u8], &mut Reply<'_>);
@@ -337,24 +337,18 @@ impl<'t, C> Dispatcher<'t, C> {
                 return self.error_reply(id, b"", &[MALFORMED_TEXT.as_bytes()], out);
             }
         };
-        match header.name {
-            n if n == names::REQUEST_READY.as_bytes() => return self.request_ready(id, out),
-            n if n == names::SHUTDOWN.as_bytes() => {
-                if self.state == State::Serving {
-                    self.state = State::Draining;
-                }
-                return self.ack(id, names::SHUTDOWN_ACK, names::SHUTDOWN_ACK_TEXT, out);
+        match Control::of(header.name) {
+            Some(Control::RequestReady) => return self.request_ready(id, out),
+            Some(c) => {
+                self.state = match (c, self.state) {
+                    (Control::Shutdown, State::Serving) => State::Draining,
+                    (Control::Shutdown, s) => s,
+                    _ => State::Stopped,
+                };
+                let (name, text) = c.ack();
+                return self.ack(id, name, text, out);
             }
-            n if n == names::FORCE_SHUTDOWN.as_bytes() => {
-                self.state = State::Stopped;
-                return self.ack(
-                    id,
-                    names::FORCE_SHUTDOWN_ACK,
-                    names::FORCE_SHUTDOWN_ACK_TEXT,
-                    out,
-                );
-            }
-            _ => {}
+            None => {}
         }
         let service = self
             .services
@@ -419,11 +413,8 @@ impl<'t, C> Dispatcher<'t, C> {
     ) -> Result<Outgoing<'o>, OutputTooSmall> {
         let ready = Header::new(names::READY.as_bytes(), Kind::Ack, names::READY.as_bytes());
         let first = ready.encode_into(out).map_err(|_| OutputTooSmall { id })?;
-        let ack = Header::new(
-            names::REQUEST_READY_ACK.as_bytes(),
-            Kind::Ack,
-            names::REQUEST_READY_ACK_TEXT.as_bytes(),
-        );
+        let (name, text) = Control::RequestReady.ack();
+        let ack = Header::new(name.as_bytes(), Kind::Ack, text.as_bytes());
         let second = ack
             .encode_into(&mut out[first..])
             .map_err(|_| OutputTooSmall { id })?;

@@ -20,6 +20,39 @@ pub use header::{
     encode_prefix, prefix_len,
 };
 
+/// A control message the plugin side answers itself, matched by name as the Go library does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Control {
+    /// `request_ready`: send a new `ready`, then `request_ready_ack`.
+    RequestReady,
+    /// `shutdown`: acknowledge, refuse new requests, finish the running ones, exit.
+    Shutdown,
+    /// `force_shutdown`: acknowledge and exit now.
+    ForceShutdown,
+}
+
+impl Control {
+    /// The control message a name stands for, if any.
+    pub fn of(name: &[u8]) -> Option<Self> {
+        match name {
+            n if n == names::REQUEST_READY.as_bytes() => Some(Self::RequestReady),
+            n if n == names::SHUTDOWN.as_bytes() => Some(Self::Shutdown),
+            n if n == names::FORCE_SHUTDOWN.as_bytes() => Some(Self::ForceShutdown),
+            _ => None,
+        }
+    }
+
+    /// The name and payload of the ack the plugin answers with.
+    pub const fn ack(self) -> (&'static str, &'static str) {
+        match self {
+            Self::RequestReady => (names::REQUEST_READY_ACK, names::REQUEST_READY_ACK_TEXT),
+            Self::Shutdown => (names::SHUTDOWN_ACK, names::SHUTDOWN_ACK_TEXT),
+            Self::ForceShutdown => (names::FORCE_SHUTDOWN_ACK, names::FORCE_SHUTDOWN_ACK_TEXT),
+        }
+    }
+}
+
 /// The control names and texts, as the Go library sends them.
 pub mod names {
     /// The plugin's ready signal (an Ack whose payload is also `ready`).
