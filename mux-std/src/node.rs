@@ -296,6 +296,9 @@ impl<'a> IntoIterator for &'a Receiver {
 trait Deliver {
     /// Hands `item` over; `false` when nobody takes items any more.
     fn deliver(&mut self, item: Item) -> bool;
+
+    /// The reader has delivered everything it has and is about to read (and maybe wait).
+    fn idle(&mut self) {}
 }
 
 impl Deliver for &chan::Sender<Item> {
@@ -304,15 +307,29 @@ impl Deliver for &chan::Sender<Item> {
     }
 }
 
-impl<F: FnMut(Result<Received, RecvError>) -> bool> Deliver for F {
+/// What a handler of [`spawn_handler`] is given.
+pub(crate) enum Delivery {
+    /// An item, or `Err(RecvError::Closed)` once at the end.
+    Item(Result<Received, RecvError>),
+    /// Everything read so far is delivered; the reader is about to read (and maybe wait):
+    /// the moment to flush what was left buffered.
+    Idle,
+}
+
+impl<F: FnMut(Delivery) -> bool> Deliver for F {
     fn deliver(&mut self, item: Item) -> bool {
-        self(item.into_result())
+        self(Delivery::Item(item.into_result()))
+    }
+
+    fn idle(&mut self) {
+        self(Delivery::Idle);
     }
 }
 
 /// Starts a reader thread over `read` that hands every item to `handler` on that thread
 /// (with the item's place in the receive budget given back once `handler` returns), then
-/// `Err(RecvError::Closed)` once at the end; `handler` returns `false` to stop reading.
+/// `Err(RecvError::Closed)` once at the end, and [`Delivery::Idle`] before each read;
+/// `handler` returns `false` to stop reading.
 /// Returns the thread's handle.
 pub(crate) fn spawn_handler<R, F>(
     read: R,
@@ -321,7 +338,7 @@ pub(crate) fn spawn_handler<R, F>(
 ) -> io::Result<std::thread::JoinHandle<()>>
 where
     R: Read + Send + 'static,
-    F: FnMut(Result<Received, RecvError>) -> bool + Send + 'static,
+    F: FnMut(Delivery) -> bool + Send + 'static,
 {
     config.validate()?;
     let (shared, pump) = Pump::new(config);
@@ -329,7 +346,7 @@ where
         .name("mux-reader".into())
         .spawn(move || {
             read_loop(read, pump, &mut handler, &shared);
-            handler(Err(RecvError::Closed));
+            handler(Delivery::Item(Err(RecvError::Closed)));
         })
 }
 
@@ -338,6 +355,7 @@ fn read_loop<R: Read>(mut read: R, mut pump: Pump, mut tx: impl Deliver, shared:
         loop {
             match pump.next() {
                 Step::Read(buf) => {
+                    tx.idle();
                     shared.budget.wait_for_room(&shared.stop);
                     let read = panic::catch_unwind(AssertUnwindSafe(|| read.read(buf)));
                     // Every receiver is gone, or the close was forced: the stream ends here.

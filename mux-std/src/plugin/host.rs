@@ -15,7 +15,7 @@ use mux_nostd::plugin::{Header, Kind, names};
 use super::error::{CallError, Exit, HostError};
 use crate::config::Config;
 use crate::error::{RecvError, SendError};
-use crate::node::spawn_handler;
+use crate::node::{Delivery, spawn_handler};
 use crate::rx::{Message, Received};
 use crate::tx::{CancelToken, SendOptions, Sender};
 
@@ -391,8 +391,9 @@ impl Host {
         // Replies are matched on the reader thread itself: one thread hand-over per call.
         let reader = {
             let inner = Arc::clone(&inner);
-            spawn_handler(stdout, &inner.config.node.clone(), move |item| {
-                inner.on_item(item)
+            spawn_handler(stdout, &inner.config.node.clone(), move |d| match d {
+                Delivery::Item(item) => inner.on_item(item),
+                Delivery::Idle => true,
             })
         };
         match reader {

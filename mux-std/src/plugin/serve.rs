@@ -18,12 +18,18 @@ use super::error::CallError;
 use super::host::{encode, send_with_id_retry};
 use crate::config::Config;
 use crate::error::RecvError;
-use crate::node::spawn_handler;
+use crate::node::{Delivery, spawn_handler};
 use crate::rx::{Message, Received};
 use crate::tx::{SendOptions, Sender};
 
 type Out = Box<dyn Write + Send>;
 type ServiceFn = Arc<dyn Fn(&Call<'_>) -> Result<Vec<u8>, String> + Send + Sync>;
+
+/// A registered service: its handler, and whether it runs on the reader thread.
+struct Service {
+    f: ServiceFn,
+    inline: bool,
+}
 /// The host's answer to one of our requests.
 type HostReply = Result<Vec<u8>, CallError>;
 type NotifyFn = Arc<dyn Fn(&Call<'_>) + Send + Sync>;
@@ -108,7 +114,7 @@ pub struct ServeReport {
 /// never run or, if it was running, its reply is dropped. Serving ends at end of input, after
 /// `shutdown` once the requests in flight are answered, or at once after `force_shutdown`.
 pub struct Plugin {
-    services: HashMap<Vec<u8>, ServiceFn>,
+    services: HashMap<Vec<u8>, Service>,
     notify: HashMap<Vec<u8>, NotifyFn>,
     max_concurrent: usize,
     config: Config,
@@ -150,11 +156,27 @@ impl Plugin {
     /// Registers a service: it gets the call and returns the reply payload, or an error text
     /// (sent as an Error reply).
     pub fn service(
-        mut self,
+        self,
         name: &str,
         f: impl Fn(&Call<'_>) -> Result<Vec<u8>, String> + Send + Sync + 'static,
     ) -> Self {
-        self.services.insert(name.as_bytes().to_vec(), Arc::new(f));
+        self.register(name, Arc::new(f), false)
+    }
+
+    /// Registers a service that runs on the thread that reads requests, without the hand-over
+    /// to a worker thread: the shortest round trip, for handlers that never block (no I/O,
+    /// no sleeping, no waiting on the host). While it runs, no other request is read.
+    pub fn service_inline(
+        self,
+        name: &str,
+        f: impl Fn(&Call<'_>) -> Result<Vec<u8>, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.register(name, Arc::new(f), true)
+    }
+
+    fn register(mut self, name: &str, f: ServiceFn, inline: bool) -> Self {
+        self.services
+            .insert(name.as_bytes().to_vec(), Service { f, inline });
         self
     }
 
@@ -232,6 +254,7 @@ impl Plugin {
             errors: AtomicU64::new(0),
             aborted_count: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
+            owe_flush: AtomicBool::new(false),
             services: self.services,
             notify: self.notify,
         });
@@ -240,8 +263,15 @@ impl Plugin {
         let mut pool = Workers::new(Arc::clone(&ctx), self.max_concurrent);
         let reader_ctx = Arc::clone(&ctx);
         // Requests are taken on the reader thread and handed straight to a worker.
-        spawn_handler(read, &self.config, move |item| {
+        spawn_handler(read, &self.config, move |d| {
             let ctx = &reader_ctx;
+            let item = match d {
+                Delivery::Item(item) => item,
+                Delivery::Idle => {
+                    ctx.flush_inline();
+                    return true;
+                }
+            };
             match item {
                 Ok(Received::Message(m)) => match ctx.on_message(m, &mut pool) {
                     Step::Go => true,
@@ -329,7 +359,9 @@ struct Ctx {
     errors: AtomicU64,
     aborted_count: AtomicU64,
     ignored: AtomicU64,
-    services: HashMap<Vec<u8>, ServiceFn>,
+    /// Replies of inline services may be waiting in the write buffer.
+    owe_flush: AtomicBool,
+    services: HashMap<Vec<u8>, Service>,
     notify: HashMap<Vec<u8>, NotifyFn>,
 }
 
@@ -400,10 +432,20 @@ impl Ctx {
         };
         lock(&self.open).insert(id);
         self.inflight.fetch_add(1, Ordering::AcqRel);
-        pool.run(Job {
+        let job = Job {
             message: m,
-            service: Arc::clone(service),
-        });
+            service: Arc::clone(&service.f),
+        };
+        if service.inline {
+            // Its reply may wait in the write buffer for the replies to the other requests of
+            // the same read: they leave together before the reader reads again.
+            INLINE.set(true);
+            self.run(job);
+            INLINE.set(false);
+            self.owe_flush.store(true, Ordering::Relaxed);
+        } else {
+            pool.run(job);
+        }
         Step::Go
     }
 
@@ -433,6 +475,13 @@ impl Ctx {
         lock(&self.aborted).remove(&id);
         self.inflight.fetch_sub(1, Ordering::AcqRel);
         self.check_drained();
+    }
+
+    /// Writes the replies of inline services left in the write buffer.
+    fn flush_inline(&self) {
+        if self.owe_flush.swap(false, Ordering::Relaxed) {
+            let _ = self.tx.flush();
+        }
     }
 
     /// Ends serving once `shutdown` was acknowledged and no request is in flight.
@@ -476,7 +525,11 @@ impl Ctx {
             };
             buf.resize(h.encoded_len(), 0);
             if h.encode_into(buf).is_ok() {
-                let _ = send_with_id_retry(&self.tx, id, buf, &SendOptions::default());
+                let opts = SendOptions {
+                    buffered: INLINE.get(),
+                    ..SendOptions::default()
+                };
+                let _ = send_with_id_retry(&self.tx, id, buf, &opts);
             }
             if buf.capacity() > REPLY_KEEP {
                 *buf = Vec::new();
@@ -601,5 +654,7 @@ impl Workers {
 const REPLY_KEEP: usize = 64 << 10;
 
 thread_local! {
+    /// Set while an inline service runs on the reader thread.
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static REPLY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -7,7 +7,7 @@
 //! or `… -- --quick` (a few iterations, no plot). `--svg PATH` writes the plot elsewhere.
 //!
 //! One module per section, in the order they print: [`write_path`] and [`layout`], [`read_path`],
-//! [`allocations`], [`end_to_end`], then the [`plot`]. Each records its ratios for the JSON line
+//! [`allocations`], [`end_to_end`], [`plugin`], then the [`plot`]. Each records its ratios for the JSON line
 //! ([`json`]) and its goal checks ([`goals`]); [`rounds`] times the micro-benchmarks, [`fmt`]
 //! writes the figures, [`config`] reads the command line.
 
@@ -19,6 +19,7 @@ mod goals;
 mod json;
 mod layout;
 mod plot;
+mod plugin;
 mod read_path;
 mod rounds;
 mod write_path;
@@ -37,6 +38,9 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == plugin::PLUGIN_ARG) {
+        return plugin::serve();
+    }
     let cfg = Config::from_args(&args);
     let started = Instant::now();
     print_header(&cfg);
@@ -49,6 +53,7 @@ fn main() {
     read_path::section(&cfg, &mut ratios, &mut goals);
     allocations::section(&mut ratios, &mut goals);
     end_to_end::section(&cfg, &mut ratios, &mut goals);
+    plugin::section(&cfg, &mut ratios, &mut goals);
     if let Some(path) = &cfg.svg {
         plot::write_path(&cfg, path, &write);
     }
