@@ -13,6 +13,7 @@
 //! | `print` | anything | prints the payload with `println!` (to stderr: stdout is the protocol's), then `printed` |
 //! | `crash` | anything | exits with status 3 without replying |
 //! | `add` (with the `json` feature) | JSON `{"a": A, "b": B}` | JSON `{"sum": A+B}` |
+//! | `async-sleep` (with the `tokio` feature) | milliseconds, in decimal | `slept`, from a tokio task |
 //!
 //! Run it from a host: `cargo build --release -p mux-std --examples`, then
 //! `muxplug call target/release/examples/echo_plugin upper abc`.
@@ -57,8 +58,30 @@ fn with_json(plugin: Plugin) -> Plugin {
     plugin
 }
 
+#[cfg(feature = "tokio")]
+fn with_tokio(plugin: Plugin, runtime: &tokio::runtime::Runtime) -> Plugin {
+    plugin.service_async(
+        "async-sleep",
+        runtime.handle().clone(),
+        1024,
+        |call| async move {
+            let ms = decimal(call.payload())?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(b"slept".to_vec())
+        },
+    )
+}
+
 fn main() -> std::io::Result<()> {
-    let report = with_json(Plugin::new())
+    #[cfg(feature = "tokio")]
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()?;
+    let plugin = with_json(Plugin::new());
+    #[cfg(feature = "tokio")]
+    let plugin = with_tokio(plugin, &runtime);
+    let report = plugin
         // Handlers that never block run on the reader thread: one thread hand-over less.
         .service_inline("echo", |call| Ok(call.payload().to_vec()))
         .service_inline("upper", |call| Ok(call.payload().to_ascii_uppercase()))

@@ -553,3 +553,22 @@ fn async_calls_run_concurrently_and_dropping_one_cancels_it() {
     assert_eq!(host.counts().stray_replies, 1);
     host.shutdown();
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_services_serve_many_requests_without_a_thread_each() {
+    let host = Host::builder(echo_plugin())
+        .config(quiet())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..64 {
+            s.spawn(|| assert_eq!(&*host.call("async-sleep", b"200").unwrap(), b"slept"));
+        }
+    });
+    // 64 sleeps of 200 ms on one runtime thread (the blocking pool would take 2 rounds of 32).
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(390), "{took:?}");
+    assert!(host.shutdown().acked);
+}

@@ -36,4 +36,6 @@ pub use host::{
     ShutdownReport, StderrMode,
 };
 pub use mux_nostd::plugin::{Header, HeaderError, Kind, names};
+#[cfg(feature = "tokio")]
+pub use serve::AsyncCall;
 pub use serve::{Call, Plugin, ServeReport};

@@ -25,10 +25,65 @@ use crate::tx::{SendOptions, Sender};
 type Out = Box<dyn Write + Send>;
 type ServiceFn = Arc<dyn Fn(&Call<'_>) -> Result<Vec<u8>, String> + Send + Sync>;
 
-/// A registered service: its handler, and whether it runs on the reader thread.
-struct Service {
-    f: ServiceFn,
-    inline: bool,
+/// A registered service and where it runs.
+enum Service {
+    /// A closure on a worker thread, or on the reader thread itself (`inline`).
+    Blocking { f: ServiceFn, inline: bool },
+    /// A future spawned on a tokio runtime.
+    #[cfg(feature = "tokio")]
+    Async {
+        f: AsyncServiceFn,
+        runtime: tokio::runtime::Handle,
+        permits: Arc<tokio::sync::Semaphore>,
+    },
+}
+
+#[cfg(feature = "tokio")]
+type AsyncServiceFn = Arc<
+    dyn Fn(
+            AsyncCall,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A request served by an async service: it owns the request (the pooled buffer it arrived
+/// in), so the future can keep it across `.await`s.
+#[cfg(feature = "tokio")]
+pub struct AsyncCall {
+    id: u32,
+    message: Message,
+    payload: std::ops::Range<usize>,
+    ctx: Arc<Ctx>,
+}
+
+#[cfg(feature = "tokio")]
+impl std::fmt::Debug for AsyncCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncCall")
+            .field("id", &self.id)
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl AsyncCall {
+    /// The request payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.message.body()[self.payload.clone()]
+    }
+
+    /// The request's message id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Sends the host a notification (a blocking write of a small message).
+    pub fn notify(&self, name: &str, payload: &[u8]) -> Result<(), CallError> {
+        self.ctx.send_own(name.as_bytes(), Kind::Notify, payload)
+    }
 }
 /// The host's answer to one of our requests.
 type HostReply = Result<Vec<u8>, CallError>;
@@ -160,7 +215,13 @@ impl Plugin {
         name: &str,
         f: impl Fn(&Call<'_>) -> Result<Vec<u8>, String> + Send + Sync + 'static,
     ) -> Self {
-        self.register(name, Arc::new(f), false)
+        self.register(
+            name,
+            Service::Blocking {
+                f: Arc::new(f),
+                inline: false,
+            },
+        )
     }
 
     /// Registers a service that runs on the thread that reads requests, without the hand-over
@@ -171,12 +232,44 @@ impl Plugin {
         name: &str,
         f: impl Fn(&Call<'_>) -> Result<Vec<u8>, String> + Send + Sync + 'static,
     ) -> Self {
-        self.register(name, Arc::new(f), true)
+        self.register(
+            name,
+            Service::Blocking {
+                f: Arc::new(f),
+                inline: true,
+            },
+        )
     }
 
-    fn register(mut self, name: &str, f: ServiceFn, inline: bool) -> Self {
-        self.services
-            .insert(name.as_bytes().to_vec(), Service { f, inline });
+    /// Registers an async service: each request's future is spawned on `runtime` (for example
+    /// `tokio::runtime::Handle::current()`), at most `max_tasks` at once (past it the reader
+    /// waits for one to finish). Its reply is written from the task when the future ends.
+    #[cfg(feature = "tokio")]
+    pub fn service_async<F, Fut>(
+        self,
+        name: &str,
+        runtime: tokio::runtime::Handle,
+        max_tasks: usize,
+        f: F,
+    ) -> Self
+    where
+        F: Fn(AsyncCall) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Vec<u8>, String>> + Send + 'static,
+    {
+        let f: AsyncServiceFn = Arc::new(move |call| Box::pin(f(call)));
+        let permits = Arc::new(tokio::sync::Semaphore::new(max_tasks.max(1)));
+        self.register(
+            name,
+            Service::Async {
+                f,
+                runtime,
+                permits,
+            },
+        )
+    }
+
+    fn register(mut self, name: &str, service: Service) -> Self {
+        self.services.insert(name.as_bytes().to_vec(), service);
         self
     }
 
@@ -366,7 +459,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn on_message(&self, m: Message, pool: &mut Workers) -> Step {
+    fn on_message(self: &Arc<Self>, m: Message, pool: &mut Workers) -> Step {
         let id = m.id();
         let header = match Header::decode(m.body()) {
             Ok(h) => h,
@@ -432,21 +525,76 @@ impl Ctx {
         };
         lock(&self.open).insert(id);
         self.inflight.fetch_add(1, Ordering::AcqRel);
-        let job = Job {
-            message: m,
-            service: Arc::clone(&service.f),
-        };
-        if service.inline {
-            // Its reply may wait in the write buffer for the replies to the other requests of
-            // the same read: they leave together before the reader reads again.
-            INLINE.set(true);
-            self.run(job);
-            INLINE.set(false);
-            self.owe_flush.store(true, Ordering::Relaxed);
-        } else {
-            pool.run(job);
+        match service {
+            Service::Blocking { f, inline: true } => {
+                // Its reply may wait in the write buffer for the replies to the other requests
+                // of the same read: they leave together before the reader reads again.
+                INLINE.set(true);
+                self.run(Job {
+                    message: m,
+                    service: Arc::clone(f),
+                });
+                INLINE.set(false);
+                self.owe_flush.store(true, Ordering::Relaxed);
+            }
+            Service::Blocking { f, inline: false } => pool.run(Job {
+                message: m,
+                service: Arc::clone(f),
+            }),
+            #[cfg(feature = "tokio")]
+            Service::Async {
+                f,
+                runtime,
+                permits,
+            } => self.spawn_async(m, f, runtime, permits),
         }
         Step::Go
+    }
+
+    /// Spawns an async service's future for request `m` (the reader waits for a permit).
+    #[cfg(feature = "tokio")]
+    fn spawn_async(
+        self: &Arc<Self>,
+        m: Message,
+        f: &AsyncServiceFn,
+        runtime: &tokio::runtime::Handle,
+        permits: &Arc<tokio::sync::Semaphore>,
+    ) {
+        let id = m.id();
+        let Ok(permit) = runtime.block_on(Arc::clone(permits).acquire_owned()) else {
+            return self.done(id);
+        };
+        let (ctx, f) = (Arc::clone(self), Arc::clone(f));
+        runtime.spawn(async move {
+            let _permit = permit;
+            let ranges = Header::decode(m.body()).ok().map(|h| {
+                let base = m.body().as_ptr() as usize;
+                let name = h.name.as_ptr() as usize - base;
+                let start = h.payload.as_ptr() as usize - base;
+                (name..name + h.name.len(), start..start + h.payload.len())
+            });
+            if let Some((name, payload)) = ranges
+                && !ctx.was_aborted(id)
+            {
+                ctx.calls.fetch_add(1, Ordering::Relaxed);
+                let service = m.body()[name].to_vec();
+                let call = AsyncCall {
+                    id,
+                    message: m,
+                    payload,
+                    ctx: Arc::clone(&ctx),
+                };
+                let r = f(call).await;
+                if !ctx.was_aborted(id) {
+                    let r = match &r {
+                        Ok(body) => Ok(body.as_slice()),
+                        Err(text) => Err(text.as_bytes()),
+                    };
+                    ctx.answer(id, &service, r);
+                }
+            }
+            ctx.done(id);
+        });
     }
 
     fn run(&self, job: Job) {
@@ -471,6 +619,11 @@ impl Ctx {
                 self.answer(id, header.name, r);
             }
         }
+        self.done(id);
+    }
+
+    /// Request `id` is answered (or dropped): it no longer counts as in flight.
+    fn done(&self, id: u32) {
         lock(&self.open).remove(&id);
         lock(&self.aborted).remove(&id);
         self.inflight.fetch_sub(1, Ordering::AcqRel);
