@@ -6,6 +6,7 @@
 //! - [`app`]: the sensor node: the protocol spoken with the host demo (commands, replies, readings, the log
 //!   dump sent frame by frame) and its blocking superloop: the `mux-sensor-app` crate
 //!   (`sensor-app/`), shared with the firmware for real boards, re-exported;
+//! - [`board`]: bringing the clock and UART0 up, and the superloops' wait for input;
 //! - [`exit`]: leaving QEMU through semihosting, and the panic handler.
 //!
 //! Everything is static: no heap, no allocator.
@@ -13,6 +14,7 @@
 #![no_std]
 
 pub mod app;
+pub mod board;
 pub mod clock;
 pub mod exit;
 pub mod uart;

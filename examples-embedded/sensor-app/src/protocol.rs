@@ -239,6 +239,31 @@ impl LogDump {
     }
 }
 
+/// One reading of the node's (made-up but plausible) sensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Sequence number, from 0.
+    pub seq: u32,
+    /// When it was taken (the board's millisecond clock).
+    pub t_ms: u32,
+    /// Temperature in hundredths of a degree Celsius (20.50 to 22.49 °C).
+    pub temp_centi_c: i32,
+    /// Relative humidity in tenths of a percent (40.0 to 49.9 %).
+    pub humidity_permille: u32,
+}
+
+impl Reading {
+    /// Reading number `seq`, taken at `t_ms`: a slow sine-ish drift from the sequence number.
+    pub const fn sample(seq: u32, t_ms: u32) -> Self {
+        Self {
+            seq,
+            t_ms,
+            temp_centi_c: 2150 + (seq.wrapping_mul(37) % 200) as i32 - 100,
+            humidity_permille: 400 + seq.wrapping_mul(13) % 100,
+        }
+    }
+}
+
 /// What the firmware must do after [`Node::on_command`].
 #[derive(Debug)]
 pub enum Effect {
@@ -389,17 +414,15 @@ impl Node {
         if now.wrapping_sub(self.next_reading) < u32::MAX / 2 {
             self.next_reading = now.wrapping_add(self.interval_ms); // fell behind: skip ahead
         }
-        // A made-up but plausible sensor: slow sine-ish drift from the sequence number.
-        let temp = 2150 + ((seq * 37) % 200) as i32 - 100;
-        let hum = 400 + ((seq * 13) % 100);
+        let r = Reading::sample(seq, now);
         text.clear();
         let _ = write!(
             text,
             "reading seq={seq} t={now} temp={}.{:02} hum={}.{}",
-            temp / 100,
-            temp % 100,
-            hum / 10,
-            hum % 10
+            r.temp_centi_c / 100,
+            r.temp_centi_c % 100,
+            r.humidity_permille / 10,
+            r.humidity_permille % 10
         );
         Some(NODE_ID_BASE.wrapping_add(seq))
     }

@@ -17,8 +17,6 @@
 
 use core::convert::Infallible;
 
-use cortex_m::peripheral::NVIC;
-use cortex_m_rt::exception;
 use cortex_m_semihosting::hprintln;
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either, select};
@@ -28,7 +26,7 @@ use mux_examples_embedded::app::{
     Body, Effect, FNV_INIT, MAX_COMMAND, MAX_MESSAGE, Node, Strategy, Text, fnv1a,
 };
 use mux_examples_embedded::exit::{exit, stack_peak};
-use mux_examples_embedded::{clock, uart};
+use mux_examples_embedded::{board, clock, uart};
 use mux_nostd::{AsyncReader, AsyncWriter, Limits, Pool, Reassembler, Received, SendError};
 
 /// Blocks for host messages (as in `sensor_node`).
@@ -100,11 +98,7 @@ fn sent<T>(r: Result<T, SendError<Infallible>>) -> T {
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
-    let cp = cortex_m::Peripherals::take().expect("first take");
-    clock::start(cp.SYST);
-    let (tx, rx) = uart::take();
-    // SAFETY: the UART0 handler below only masks the UART's interrupts and wakes a task.
-    unsafe { NVIC::unmask(uart::Uart0Irq) };
+    let (tx, rx) = board::start();
     hprintln!("async_node: up");
     spawner.spawn(receiver(rx).expect("receiver task spawned once"));
 
@@ -199,14 +193,4 @@ async fn main(spawner: Spawner) {
     exit(s.errors == 0 && pool.in_use == 0)
 }
 
-#[exception]
-fn SysTick() {
-    clock::on_tick();
-}
-
-#[exception]
-unsafe fn DefaultHandler(irqn: i16) {
-    if irqn == uart::UART0_IRQ as i16 {
-        uart::on_interrupt();
-    }
-}
+mux_examples_embedded::board_interrupts!();

@@ -18,12 +18,11 @@
 #![no_std]
 #![no_main]
 
-use cortex_m::peripheral::NVIC;
-use cortex_m_rt::{entry, exception};
+use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
 use mux_examples_embedded::app::{Board, Event, Outcome, Superloop};
 use mux_examples_embedded::exit::{exit, stack_peak};
-use mux_examples_embedded::{clock, uart};
+use mux_examples_embedded::{board, clock, uart};
 use mux_nostd::Pool;
 
 /// Blocks for host messages: 40 × 64 bytes, room for one `config` upload of up to 2 KiB and a
@@ -45,14 +44,7 @@ impl Board<uart::Rx> for Qemu {
     }
 
     fn sleep(&mut self, rx: &mut uart::Rx) {
-        // With interrupts masked, a wake-up that lands between the check and `wfi` still ends
-        // the `wfi`.
-        cortex_m::interrupt::free(|_| {
-            if !rx.has_data() {
-                rx.listen();
-                cortex_m::asm::wfi();
-            }
-        });
+        board::wait_for_input(rx);
     }
 
     fn report(&mut self, event: Event) {
@@ -65,12 +57,7 @@ impl Board<uart::Rx> for Qemu {
 
 #[entry]
 fn main() -> ! {
-    let cp = cortex_m::Peripherals::take().expect("first take");
-    clock::start(cp.SYST);
-    let (tx, rx) = uart::take();
-    // SAFETY: the UART0 handler below only masks the UART's interrupts and wakes; unmasking
-    // it cannot break a critical section (none spans this point).
-    unsafe { NVIC::unmask(uart::Uart0Irq) };
+    let (tx, rx) = board::start();
     hprintln!("sensor_node: up");
 
     let mut node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, tx, &POOL);
@@ -103,14 +90,4 @@ fn main() -> ! {
     exit(s.errors == 0 && pool.in_use == 0)
 }
 
-#[exception]
-fn SysTick() {
-    clock::on_tick();
-}
-
-#[exception]
-unsafe fn DefaultHandler(irqn: i16) {
-    if irqn == uart::UART0_IRQ as i16 {
-        uart::on_interrupt();
-    }
-}
+mux_examples_embedded::board_interrupts!();
