@@ -40,7 +40,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = ["thumbv7m-none-eabi", "thumbv6m-none-eabi"]
-FIRMWARE = ["sensor_node", "async_node", "selftest"]
+FIRMWARE = ["sensor_node", "async_node", "plugin_node", "selftest"]
 FOOTPRINT = ["fp_baseline", "fp_core"]
 # (folder under boards/, target, binary, what it is)
 BOARDS = [
