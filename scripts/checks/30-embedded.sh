@@ -2,6 +2,9 @@
 # The embedded examples: firmware built for Cortex-M3 and Cortex-M0 and run under QEMU.
 # - the demo, non-interactively: sensor_node (blocking) and async_node (embassy), each on a
 #   Cortex-M3 (thumbv7m build) and a Cortex-M0 core (thumbv6m build), against the mux-std host;
+# - plugin_node as a plugin on both cores: mux-tests' plugin_firmware test starts
+#   examples-embedded/plugin-node.sh as a child process (QEMU on its stdin and stdout), and
+#   `muxplug call` gets a reading from it;
 # - selftest (the core's conformance on the target) on both cores;
 # - the footprint report (builds everything in release, checks the core's flash/RAM goals);
 # - rustfmt and clippy (both targets) in the examples-embedded workspace.
@@ -14,6 +17,21 @@ for cpu in cortex-m3 cortex-m0; do
     bash scripts/demo.sh --check --firmware "$fw" --cpu "$cpu"
   done
 done
+
+for pair in thumbv7m-none-eabi:cortex-m3 thumbv6m-none-eabi:cortex-m0; do
+  echo "--- plugin_node as a plugin on ${pair##*:}"
+  # Built here so that the test runs this tree's firmware (plugin-node.sh only builds a missing
+  # one).
+  (cd examples-embedded && CARGO_TARGET_DIR="$PWD/target" \
+    cargo build -q --release --locked --target "${pair%%:*}" --bin plugin_node)
+  PLUGIN_NODE_CPU="${pair##*:}" MUX_REQUIRE_QEMU=1 timeout 300 \
+    cargo test -q --locked -p mux-tests --test plugin_firmware -- --nocapture
+done
+echo "--- muxplug call examples-embedded/plugin-node.sh reading ''"
+reading=$(timeout 120 cargo run -q --locked -p mux-std --bin muxplug -- \
+  call examples-embedded/plugin-node.sh reading '')
+echo "$reading"
+grep -q '^{"seq":[0-9]*,"t_ms":[0-9]*,"temp_c":[0-9.-]*,"humidity":[0-9.]*}$' <<<"$reading"
 
 cd examples-embedded
 export CARGO_TARGET_DIR="$PWD/target"
