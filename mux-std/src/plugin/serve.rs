@@ -761,7 +761,14 @@ impl Workers {
     }
 
     fn run(&mut self, job: Job) {
-        if self.idle.load(Ordering::Acquire) == 0 && self.threads.len() < self.max {
+        // Each job is matched with a worker that is waiting (claimed here, so that two jobs
+        // never count on the same one) or with a new worker; only at the limit does a job wait
+        // for a busy worker to finish.
+        let claimed = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed && self.threads.len() < self.max {
             let (ctx, queue, idle) = (
                 Arc::clone(&self.ctx),
                 self.queue.clone(),
@@ -770,14 +777,10 @@ impl Workers {
             let spawned = thread::Builder::new()
                 .name("plugin-worker".into())
                 .spawn(move || {
-                    loop {
+                    // Its first job is the one it was started for.
+                    while let Ok(job) = queue.recv() {
+                        ctx.run(job);
                         idle.fetch_add(1, Ordering::AcqRel);
-                        let job = queue.recv();
-                        idle.fetch_sub(1, Ordering::AcqRel);
-                        match job {
-                            Ok(job) => ctx.run(job),
-                            Err(_) => break,
-                        }
                     }
                 });
             if let Ok(t) = spawned {
