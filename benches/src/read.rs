@@ -152,18 +152,21 @@ struct Repeat {
 }
 
 impl std::io::Read for Repeat {
+    /// Fills `buf` with as much of the repeated stream as it holds, as a socket or pipe with
+    /// that much waiting does.
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
+        let mut done = 0;
+        while self.left > 0 && done < buf.len() {
+            let n = (self.wire.len() - self.pos).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&self.wire[self.pos..self.pos + n]);
+            self.pos += n;
+            done += n;
+            if self.pos == self.wire.len() {
+                self.pos = 0;
+                self.left -= 1;
+            }
         }
-        let n = (self.wire.len() - self.pos).min(buf.len());
-        buf[..n].copy_from_slice(&self.wire[self.pos..self.pos + n]);
-        self.pos += n;
-        if self.pos == self.wire.len() {
-            self.pos = 0;
-            self.left -= 1;
-        }
-        Ok(n)
+        Ok(done)
     }
 }
 

@@ -8,6 +8,7 @@ mod node;
 #[cfg(unix)]
 pub mod plugin;
 mod pool;
+mod queue;
 mod reader;
 mod rx;
 mod sync;

@@ -9,12 +9,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel as chan;
 use mux_nostd::AnyStrategy;
 
 use crate::config::Config;
 use crate::error::{RecvError, SendError, TryRecvError};
 use crate::pool::{BufferPool, PoolStats};
+use crate::queue::{self, Empty, QueueRx, QueueTx};
 use crate::reader::{Item, Pump, ReadStop, RxShared, Step, Wake, lock};
 use crate::rx::{Received, RxCounts};
 use crate::tx::{SendOptions, Sender, TxCounts};
@@ -72,7 +72,7 @@ pub struct CloseReport {
 /// descriptor are then released without waiting for the peer to close.
 #[derive(Clone)]
 pub struct Receiver {
-    rx: chan::Receiver<Item>,
+    rx: QueueRx<Item>,
     shared: Arc<RxShared>,
     stop: Arc<ReadStop>,
 }
@@ -127,11 +127,11 @@ impl Receiver {
         config.validate()?;
         // The read buffer is allocated here, not in the thread: a failure is this call's.
         let (shared, pump) = Pump::new(config);
-        let (tx, rx) = chan::bounded(config.queue_len());
+        let (tx, rx) = queue::bounded(config.queue_len());
         let sh = shared.clone();
         let handle = std::thread::Builder::new()
             .name("mux-reader".into())
-            .spawn(move || read_loop(read, pump, &tx, &sh))?;
+            .spawn(move || read_loop(read, pump, tx, &sh))?;
         *lock(&shared.reader) = Some(handle);
         let stop = Arc::new(ReadStop::new(shared.clone(), wake));
         Ok(Self { rx, shared, stop })
@@ -142,25 +142,17 @@ impl Receiver {
     /// [`RecvError::Closed`] after the end of stream.
     #[inline]
     pub fn recv(&self) -> Result<Received, RecvError> {
-        convert(self.rx.recv().ok())
+        convert(self.rx.recv_until(None).ok())
     }
 
     /// The next item if one is queued.
     pub fn try_recv(&self) -> Result<Received, TryRecvError> {
-        match self.rx.try_recv() {
-            Ok(item) => convert(Some(item)).map_err(TryRecvError::Recv),
-            Err(chan::TryRecvError::Empty) => Err(TryRecvError::Empty),
-            Err(chan::TryRecvError::Disconnected) => Err(TryRecvError::Recv(RecvError::Closed)),
-        }
+        took(self.rx.try_recv())
     }
 
     /// The next item, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Received, TryRecvError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(item) => convert(Some(item)).map_err(TryRecvError::Recv),
-            Err(chan::RecvTimeoutError::Timeout) => Err(TryRecvError::Empty),
-            Err(chan::RecvTimeoutError::Disconnected) => Err(TryRecvError::Recv(RecvError::Closed)),
-        }
+        took(self.rx.recv_until(Some(Instant::now() + timeout)))
     }
 
     /// Items until the end of stream (a read error is yielded as `Err` once).
@@ -218,20 +210,14 @@ impl Receiver {
         let mut until = timeout.map(|t| Instant::now() + t);
         let mut forced = false;
         let ended = loop {
-            let got = match until {
-                None => self
-                    .rx
-                    .recv()
-                    .map_err(|_| chan::RecvTimeoutError::Disconnected),
-                Some(at) => self.rx.recv_deadline(at),
-            };
+            let got = self.rx.recv_until(until);
             match got.map(Item::into_result) {
                 Ok(Ok(item)) => items.push(item),
                 Ok(Err(RecvError::Io(e))) => err = Some(e),
                 Ok(Err(_)) => {} // a panic, kept for `reader_panic`
-                Err(chan::RecvTimeoutError::Disconnected) => break true,
-                Err(chan::RecvTimeoutError::Timeout) if forced => break false,
-                Err(chan::RecvTimeoutError::Timeout) => {
+                Err(Empty::Closed) => break true,
+                Err(Empty::Now) if forced => break false,
+                Err(Empty::Now) => {
                     forced = true;
                     if !self.stop.stop() {
                         // Nothing can wake the reader: keep what is queued, do not wait.
@@ -253,6 +239,15 @@ impl Receiver {
             let _ = h.join();
         }
         (items, err, forced)
+    }
+}
+
+/// A receive that may find nothing, as [`TryRecvError`].
+fn took(got: Result<Item, Empty>) -> Result<Received, TryRecvError> {
+    match got {
+        Ok(item) => item.into_result().map_err(TryRecvError::Recv),
+        Err(Empty::Now) => Err(TryRecvError::Empty),
+        Err(Empty::Closed) => Err(TryRecvError::Recv(RecvError::Closed)),
     }
 }
 
@@ -301,9 +296,16 @@ trait Deliver {
     fn idle(&mut self) {}
 }
 
-impl Deliver for &chan::Sender<Item> {
+/// Items go to the receivers in batches: those of one read together (at most
+/// [`queue::BATCH`]), handed over before the reader reads again.
+impl Deliver for QueueTx<Item> {
+    #[inline]
     fn deliver(&mut self, item: Item) -> bool {
-        self.send(item).is_ok()
+        self.push(item)
+    }
+
+    fn idle(&mut self) {
+        self.flush();
     }
 }
 
