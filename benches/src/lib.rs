@@ -10,7 +10,8 @@
 //! - [`read`]: the same streams decoded and reassembled from memory, and the floor (a copy of
 //!   the payload into a buffer);
 //! - [`e2e`]: messages between two threads over a Unix socket pair: the raw pair, our crates,
-//!   and [`yamux_peer`], the multiplexer a Rust user would pick instead;
+//!   and [`yamux_peer`], the multiplexer a Rust user would pick instead; [`tokio_node`], our
+//!   `AsyncNode` on the same runtime set-up as yamux;
 //! - [`alloc`]: a counting global allocator for allocations per message;
 //! - [`timing`], [`machine`] and [`plot`]: medians, the machine's description and the SVG plot.
 
@@ -20,6 +21,7 @@ pub mod machine;
 pub mod plot;
 pub mod read;
 pub mod timing;
+pub mod tokio_node;
 pub mod write;
 pub mod yamux_peer;
 

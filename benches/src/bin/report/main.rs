@@ -7,7 +7,7 @@
 //! or `… -- --quick` (a few iterations, no plot). `--svg PATH` writes the plot elsewhere.
 //!
 //! One module per section, in the order they print: [`write_path`] and [`layout`], [`read_path`],
-//! [`allocations`], [`end_to_end`], [`plugin`], then the [`plot`]. Each records its ratios for the JSON line
+//! [`allocations`], [`end_to_end`], [`tokio_e2e`], [`plugin`], then the [`plot`]. Each records its ratios for the JSON line
 //! ([`json`]) and its goal checks ([`goals`]); [`rounds`] times the micro-benchmarks, [`fmt`]
 //! writes the figures, [`config`] reads the command line.
 
@@ -22,6 +22,7 @@ mod plot;
 mod plugin;
 mod read_path;
 mod rounds;
+mod tokio_e2e;
 mod write_path;
 
 use std::time::Instant;
@@ -53,6 +54,7 @@ fn main() {
     read_path::section(&cfg, &mut ratios, &mut goals);
     allocations::section(&mut ratios, &mut goals);
     end_to_end::section(&cfg, &mut ratios, &mut goals);
+    tokio_e2e::section(&cfg, &mut ratios, &mut goals);
     plugin::section(&cfg, &mut ratios, &mut goals);
     if let Some(path) = &cfg.svg {
         plot::write_path(&cfg, path, &write);

@@ -1,0 +1,71 @@
+//! mux-std's [`AsyncNode`](mux_std::tokio::AsyncNode) moving messages over a Unix socket pair
+//! between two threads, each running a current-thread tokio runtime: the same set-up as
+//! [`yamux_peer`](crate::yamux_peer), so that the two compare on one runtime.
+
+use std::os::unix::net::UnixStream;
+use std::thread;
+use std::time::Instant;
+
+use mux_std::tokio::{AsyncReceiver, AsyncSender};
+use mux_std::{Config, Received, RecvError};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn to_tokio(sock: UnixStream) -> tokio::net::UnixStream {
+    sock.set_nonblocking(true).expect("nonblocking");
+    tokio::net::UnixStream::from_std(sock).expect("register socket")
+}
+
+/// `count` messages of `msg_len` bytes from `senders` concurrent tasks on the client thread,
+/// received whole on the server thread.
+pub fn run(msg_len: usize, count: usize, senders: usize) -> crate::e2e::Run {
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let receiver = thread::spawn(move || {
+        runtime().block_on(async move {
+            let (read, _write) = to_tokio(b).into_split();
+            let rx = AsyncReceiver::spawn(read, &Config::default()).expect("receiver");
+            let (mut messages, mut bytes) = (0u64, 0u64);
+            loop {
+                match rx.recv().await {
+                    Ok(Received::Message(m)) => {
+                        assert_eq!(m.len(), msg_len, "message size");
+                        messages += 1;
+                        bytes += m.len() as u64;
+                    }
+                    Ok(other) => panic!("unexpected {other:?}"),
+                    Err(RecvError::Closed) => break,
+                    Err(e) => panic!("receive: {e}"),
+                }
+            }
+            ((messages, bytes), Instant::now())
+        })
+    });
+    let senders = senders.max(1);
+    let start = Instant::now();
+    runtime().block_on(async move {
+        let (_read, write) = to_tokio(a).into_split();
+        let tx = AsyncSender::new(write, &Config::default()).expect("sender");
+        let payload = crate::payload(msg_len);
+        let (tx, payload) = (&tx, &payload);
+        let tasks = (0..senders).map(|t| async move {
+            let n = count / senders + usize::from(t < count % senders);
+            for _ in 0..n {
+                tx.send(payload).await.expect("send");
+            }
+        });
+        futures::future::join_all(tasks).await;
+        tx.close().await.expect("close");
+    });
+    let ((messages, bytes), end) = receiver.join().expect("receiver");
+    assert_eq!(messages, count as u64, "AsyncNode lost messages");
+    crate::e2e::Run {
+        messages,
+        bytes,
+        secs: (end - start).as_secs_f64(),
+    }
+}
