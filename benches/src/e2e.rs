@@ -248,3 +248,17 @@ fn std_node_run(
         secs: (end - start).as_secs_f64(),
     }
 }
+
+/// A current-thread tokio runtime for one side of an async run.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// `sock` registered with the current runtime.
+pub(crate) fn to_tokio(sock: UnixStream) -> tokio::net::UnixStream {
+    sock.set_nonblocking(true).expect("nonblocking");
+    tokio::net::UnixStream::from_std(sock).expect("register socket")
+}

@@ -3,23 +3,13 @@
 //! [`yamux_peer`](crate::yamux_peer), so that the two compare on one runtime.
 
 use std::os::unix::net::UnixStream;
+
+use crate::e2e::{runtime, to_tokio};
 use std::thread;
 use std::time::Instant;
 
 use mux_std::tokio::{AsyncReceiver, AsyncSender};
 use mux_std::{Config, Received, RecvError};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn to_tokio(sock: UnixStream) -> tokio::net::UnixStream {
-    sock.set_nonblocking(true).expect("nonblocking");
-    tokio::net::UnixStream::from_std(sock).expect("register socket")
-}
 
 /// `count` messages of `msg_len` bytes from `senders` concurrent tasks on the client thread,
 /// received whole on the server thread.

@@ -13,6 +13,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::os::unix::net::UnixStream;
+
+use crate::e2e::{runtime, to_tokio};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::thread;
@@ -30,18 +32,6 @@ pub enum Mapping {
     Shared,
     /// One stream per message.
     PerMessage,
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn to_tokio(sock: UnixStream) -> tokio::net::UnixStream {
-    sock.set_nonblocking(true).expect("nonblocking");
-    tokio::net::UnixStream::from_std(sock).expect("register socket")
 }
 
 /// `count` messages of `msg_len` bytes from `senders` concurrent senders (async tasks on the
