@@ -5,6 +5,7 @@
 mod config;
 mod error;
 mod node;
+pub mod observe;
 #[cfg(unix)]
 pub mod plugin;
 mod pool;
@@ -18,6 +19,7 @@ mod tx;
 pub use config::{Config, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
 pub use error::{ConfigError, RecvError, SendError, TryRecvError};
 pub use node::{CloseReport, Iter, Metrics, Node, Receiver};
+pub use observe::Distributions;
 pub use pool::{Buffer, BufferPool, PoolStats};
 pub use rx::{Message, Received, RxCounts};
 pub use tx::{CancelToken, Closer, SendOptions, Sender, TxCounts};
