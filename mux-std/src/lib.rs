@@ -9,6 +9,8 @@ pub mod observe;
 #[cfg(unix)]
 pub mod plugin;
 mod pool;
+#[cfg(feature = "metrics")]
+pub mod publish;
 mod reader;
 mod rx;
 mod sync;
