@@ -12,9 +12,11 @@
 //! - [`e2e`]: messages between two threads over a Unix socket pair: the raw pair, our crates,
 //!   and [`yamux_peer`], the multiplexer a Rust user would pick instead;
 //! - [`alloc`]: a counting global allocator for allocations per message;
-//! - [`timing`], [`machine`] and [`plot`]: medians, the machine's description and the SVG plot.
+//! - [`timing`], [`machine`] and [`plot`]: medians, the machine's description and the SVG plot;
+//! - [`baseline`]: saved report runs and the regression check against them.
 
 pub mod alloc;
+pub mod baseline;
 pub mod e2e;
 pub mod machine;
 pub mod plot;
