@@ -20,6 +20,11 @@ use crate::pool::BufferPool;
 /// Buckets of a [`Histogram`]: the value 0, then one per power of two up to `u64::MAX`.
 pub const BUCKETS: usize = 65;
 
+/// Heap bytes a node's distributions take (six histograms of [`BUCKETS`] 64-bit counters,
+/// 3120 bytes), allocated with the node whether [`Config::histograms`](crate::Config::histograms)
+/// is on or not.
+pub const NODE_BYTES: usize = 6 * BUCKETS * 8;
+
 /// A distribution of `u64` values in power-of-two buckets (see the [module](self)).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Histogram {
