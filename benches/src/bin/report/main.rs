@@ -100,7 +100,11 @@ fn baseline(cfg: &Config, line: &str) -> bool {
             .filter(|r| r.regressed)
             .map(|r| r.key.as_str())
             .collect();
-        println!("## Compared with baseline `{name}` ({} runs)", runs.len());
+        let n = runs.len();
+        println!(
+            "## Compared with baseline `{name}` ({n} run{})",
+            if n == 1 { "" } else { "s" }
+        );
         println!();
         print!("{}", baseline::table(&rows));
         println!();
