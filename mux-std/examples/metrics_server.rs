@@ -7,7 +7,8 @@
 //! node `b` over a Unix socket pair; `b` answers every 16th with 64 bytes. Both are published
 //! every 100 ms through the `metrics` facade (links `a` and `b`) and served at
 //! `http://ADDR/metrics` by metrics-exporter-prometheus. After each publication it prints one
-//! line: `published UNIX_MS a.tx_messages=N b.rx_messages=N` (what `Node::metrics` said).
+//! line: `published UNIX_MS a.tx_messages=N b.rx_messages=N`, from the same `Node::metrics`
+//! snapshots it published.
 
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use mux_std::publish::publish_node;
+use mux_std::publish::publish;
 use mux_std::{Config, Node, Received};
 
 /// Message sizes, cycled: mostly small, a few large.
@@ -89,9 +90,10 @@ fn main() {
     let mut out = std::io::stdout();
     println!("serving http://{addr}/metrics");
     loop {
-        publish_node("a", &a);
-        publish_node("b", &b);
+        // The snapshots published are the ones printed.
         let (ma, mb) = (a.metrics(), b.metrics());
+        publish("a", &ma, a.sender().is_broken());
+        publish("b", &mb, b.sender().is_broken());
         let ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());

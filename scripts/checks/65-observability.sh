@@ -81,12 +81,13 @@ done
 # scrape (published every 100 ms; the exporter serves the last publication).
 mapfile -t tx < <(samples 'mux_tx_messages_total{link="a"}[1m]')
 mapfile -t rx < <(samples 'mux_rx_messages_total{link="b"}[1m]')
+[ "${#tx[@]}" -ge 2 ] && [ "${#rx[@]}" -ge 2 ] || fail "fewer than two scraped samples"
 first=${tx[0]#* } last=${tx[-1]#* }
 [ "$last" -gt "$first" ] || fail "mux_tx_messages_total did not move: $first then $last"
 [ "${rx[-1]#* }" -gt "${rx[0]#* }" ] || fail "mux_rx_messages_total did not move"
 for s in "${tx[@]}"; do
   ts=${s% *} v=${s#* }
-  pub=$(grep " a.tx_messages=$v " "$work/server.log" | tail -1 | cut -d' ' -f2)
+  pub=$(grep " a.tx_messages=$v " "$work/server.log" | tail -1 | cut -d' ' -f2 || true)
   [ -n "$pub" ] || fail "scraped a.tx_messages=$v is no value Node::metrics() reported"
   frac=000
   [[ $ts == *.* ]] && frac=$(printf '%-3s' "${ts#*.}" | tr ' ' 0 | cut -c1-3)
@@ -102,17 +103,17 @@ for h in mux_tx_message_bytes mux_tx_message_frames mux_send_wait_seconds mux_rx
   mux_rx_latency_seconds mux_pool_buffers_in_use_samples; do
   link=a
   case $h in mux_rx_*) link=b ;; esac
-  c=$(query "${h}_count{link=\"$link\"}" | grep -o '"value":\[[^]]*\]' | grep -o '"[0-9.e+]*"' | tr -d '"')
+  c=$(query "${h}_count{link=\"$link\"}" | grep -o '"value":\[[^]]*\]' | grep -o '"[0-9.e+]*"' | tr -d '"' || true)
   [ -n "$c" ] && [ "$c" != 0 ] || fail "$h has no samples"
 done
 diff=$(query 'mux_tx_message_bytes_count{link="a"} - mux_tx_messages_total{link="a"}' |
-  grep -o '"value":\[[^]]*\]' | grep -o '"[-0-9.e+]*"' | tr -d '"')
+  grep -o '"value":\[[^]]*\]' | grep -o '"[-0-9.e+]*"' | tr -d '"' || true)
 [ "$diff" = 0 ] || fail "message-size histogram count differs from mux_tx_messages_total by $diff"
 diff=$(query 'mux_rx_latency_seconds_count{link="b"} - mux_rx_messages_total{link="b"}' |
-  grep -o '"value":\[[^]]*\]' | grep -o '"[-0-9.e+]*"' | tr -d '"')
+  grep -o '"value":\[[^]]*\]' | grep -o '"[-0-9.e+]*"' | tr -d '"' || true)
 [ "$diff" = 0 ] || fail "latency histogram count differs from mux_rx_messages_total by $diff"
 p99=$(query 'histogram_quantile(0.99, sum by (le) (mux_tx_message_bytes_bucket{link="a"}))' |
-  grep -o '"value":\[[^]]*\]' | grep -o '"[0-9.e+]*"' | tr -d '"')
+  grep -o '"value":\[[^]]*\]' | grep -o '"[0-9.e+]*"' | tr -d '"' || true)
 # The traffic's largest messages are 1 MiB (bucket up to 2^21 - 1); at least 1 in 16 is 100 KB+.
 awk -v q="$p99" 'BEGIN { exit !(q >= 65536 && q <= 2097151) }' ||
   fail "p99 of sent message sizes is $p99, not in the 64 KiB..2 MiB buckets"
