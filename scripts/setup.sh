@@ -11,7 +11,8 @@
 # - nightly (minimal profile) with miri and rust-src, for Miri and cargo-fuzz;
 # - the workspace's minimum supported toolchain (`rust-version`), with thumbv6m-none-eabi;
 # - Debian packages: qemu-system-arm (firmware), qemu-user and an aarch64 cross toolchain
-#   (the aarch64 Linux test suites);
+#   (the aarch64 Linux test suites); prometheus (with promtool) and curl (the observability
+#   check: a real Prometheus scraping the metrics example);
 # - cargo-fuzz (built from crates.io).
 # scripts/checks/00-setup.sh runs this script against stand-in commands to check all of that.
 set -euo pipefail
@@ -88,7 +89,8 @@ case "${1:-}" in
     msrv=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
     ensure_toolchain "$msrv"
     ensure_targets "$msrv" thumbv6m-none-eabi
-    ensure_packages qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    ensure_packages qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+      prometheus curl
     ensure_cargo_tool cargo-fuzz
     ;;
   *)

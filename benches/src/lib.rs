@@ -13,9 +13,11 @@
 //!   and [`yamux_peer`], the multiplexer a Rust user would pick instead; [`tokio_node`], our
 //!   `AsyncNode` on the same runtime set-up as yamux;
 //! - [`alloc`]: a counting global allocator for allocations per message;
-//! - [`timing`], [`machine`] and [`plot`]: medians, the machine's description and the SVG plot.
+//! - [`timing`], [`machine`] and [`plot`]: medians, the machine's description and the SVG plot;
+//! - [`baseline`]: saved report runs and the regression check against them.
 
 pub mod alloc;
+pub mod baseline;
 pub mod e2e;
 pub mod machine;
 pub mod plot;

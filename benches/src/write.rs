@@ -170,9 +170,18 @@ impl StdWrite {
     /// A bench for `len`-byte messages sent with `strategy`. Checks once that the sender's
     /// bytes equal the sans-IO encoder's.
     pub fn new(len: usize, strategy: impl Into<AnyStrategy>) -> Self {
+        Self::with_histograms(len, strategy, true)
+    }
+
+    /// [`new`](Self::new) with the sender's distributions
+    /// ([`Config::histograms`](mux_std::Config::histograms)) on or off.
+    pub fn with_histograms(len: usize, strategy: impl Into<AnyStrategy>, on: bool) -> Self {
         let strategy = strategy.into();
         let payload = PageBuf::from_slice(&crate::payload(len), SRC_PAGE_OFFSET);
-        let cfg = mux_std::Config::with_strategy(strategy);
+        let cfg = mux_std::Config {
+            histograms: on,
+            ..mux_std::Config::with_strategy(strategy)
+        };
         let wire = Frames::new(&strategy, ID, &payload)
             .expect("message fits u32")
             .wire_len();

@@ -12,6 +12,8 @@ use core::ops::Range;
 use crate::decode::{Decoder, RawFrameEvent};
 use crate::error::ProtocolError;
 use crate::frame::{FrameType, HEADER_LEN};
+#[cfg(feature = "histograms")]
+use crate::histogram::Histogram;
 use crate::metrics::RxMetrics;
 
 /// [`Demux`]'s `current` when no open message is current (none had Data yet, or the one that
@@ -184,6 +186,8 @@ impl<T: Default, const N: usize> Demux<T, N> {
                     truncated: 0,
                     unfinished: 0,
                 },
+                #[cfg(feature = "histograms")]
+                sizes: Histogram::new(),
             },
         }
     }
@@ -527,9 +531,15 @@ impl<T: Default, const N: usize> Demux<T, N> {
     fn on_close(&mut self, id: u32, kind: FrameType) -> Option<RawEvent<T>> {
         match self.find(id) {
             Some(i) => {
-                let Slot { value, .. } = self.take_open(i)?;
+                let Slot {
+                    value, received, ..
+                } = self.take_open(i)?;
                 if kind == FrameType::End {
                     self.metrics.messages = self.metrics.messages.saturating_add(1);
+                    #[cfg(feature = "histograms")]
+                    self.metrics.sizes.record(received);
+                    #[cfg(not(feature = "histograms"))]
+                    let _ = received;
                     Some(RawEvent::Completed { id, value })
                 } else {
                     self.metrics.aborted = self.metrics.aborted.saturating_add(1);

@@ -150,6 +150,12 @@ impl FramePlan {
         self.total
     }
 
+    /// Frames of the whole message: Start, its Data frames, End.
+    #[inline]
+    pub const fn frame_count(&self) -> u32 {
+        crate::histogram::frames_per_message(self.total, self.chunk)
+    }
+
     /// Whether every frame has been handed out.
     #[inline]
     pub const fn is_done(&self) -> bool {
@@ -349,6 +355,12 @@ impl Outgoing {
     #[inline]
     pub const fn total(&self) -> u32 {
         self.plan.total()
+    }
+
+    /// Frames of the whole message: Start, its Data frames, End (an Abort is not counted).
+    #[inline]
+    pub const fn frame_count(&self) -> u32 {
+        self.plan.frame_count()
     }
 
     #[inline]

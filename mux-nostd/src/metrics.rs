@@ -5,6 +5,8 @@
 //! sends. A counter at its maximum means "at least that many".
 
 use crate::error::ProtocolError;
+#[cfg(feature = "histograms")]
+use crate::histogram::{Histogram, frames_per_message};
 
 /// Protocol errors seen, by kind. Every counter saturates: once at its type's
 /// maximum it stays there (it means "at least that many"), however long the link runs.
@@ -79,6 +81,9 @@ pub struct RxMetrics {
     pub aborted: u32,
     /// Protocol errors by kind.
     pub errors: ErrorCounts,
+    /// Payload sizes of completed messages, in bytes (feature `histograms`).
+    #[cfg(feature = "histograms")]
+    pub sizes: Histogram,
 }
 
 /// What a writer has sent. Every counter saturates: once at its type's
@@ -92,13 +97,27 @@ pub struct TxMetrics {
     pub bytes: u64,
     /// Messages ended with Abort (cancelled or interrupted).
     pub aborted: u32,
+    /// Payload sizes of completed messages, in bytes (feature `histograms`).
+    #[cfg(feature = "histograms")]
+    pub sizes: Histogram,
+    /// Frames per completed message: Start, Data…, End (feature `histograms`).
+    #[cfg(feature = "histograms")]
+    pub frames: Histogram,
 }
 
 impl TxMetrics {
-    /// Counts one completed message of `bytes` payload bytes (saturating).
+    /// Counts one completed message of `bytes` payload bytes sent in chunks of `chunk`
+    /// bytes (counters saturate).
     #[inline]
-    pub(crate) fn count_message(&mut self, bytes: u64) {
+    pub(crate) fn count_message(&mut self, bytes: u32, chunk: u32) {
         self.messages = self.messages.saturating_add(1);
-        self.bytes = self.bytes.saturating_add(bytes);
+        self.bytes = self.bytes.saturating_add(u64::from(bytes));
+        #[cfg(feature = "histograms")]
+        {
+            self.sizes.record(bytes);
+            self.frames.record(frames_per_message(bytes, chunk));
+        }
+        #[cfg(not(feature = "histograms"))]
+        let _ = chunk;
     }
 }

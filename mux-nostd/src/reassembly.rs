@@ -57,6 +57,8 @@ pub enum Received<'p, const BLOCKS: usize, const SIZE: usize> {
 pub struct Reassembler<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> {
     demux: Demux<Option<Chain<'p, BLOCKS, SIZE>>, N>,
     pool: &'p Pool<BLOCKS, SIZE>,
+    #[cfg(feature = "histograms")]
+    pool_use: crate::Histogram,
 }
 
 impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p, N, BLOCKS, SIZE> {
@@ -65,7 +67,16 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
         Self {
             demux: Demux::new(limits),
             pool,
+            #[cfg(feature = "histograms")]
+            pool_use: crate::Histogram::new(),
         }
+    }
+
+    /// Pool blocks in use each time a message completed, its own blocks included (feature
+    /// `histograms`): how close to exhaustion the pool runs.
+    #[cfg(feature = "histograms")]
+    pub const fn pool_use(&self) -> &crate::Histogram {
+        &self.pool_use
     }
 
     /// Receive counters.
@@ -154,6 +165,8 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
             }
             RawEvent::Completed { id, value } => {
                 let body = value.unwrap_or_else(|| Chain::new(self.pool));
+                #[cfg(feature = "histograms")]
+                self.pool_use.record(u32::from(self.pool.stats().in_use));
                 Some(Received::Message(Message { id, body }))
             }
             RawEvent::Aborted { id, .. } => Some(Received::Aborted { id }),
@@ -170,11 +183,20 @@ mod tests {
     fn table_ram_is_per_entry_cost_times_capacity_plus_a_constant() {
         // Documented in the README: about (12 + size_of::<T>()) × N + 128 bytes (an entry
         // is an id, a byte count and a `T`, plus room for one rejected id).
-        let per = |n: usize, t: usize| (12 + t) * n + 128;
+        // The `histograms` feature adds one histogram (message sizes) to the counters.
+        let hist = if cfg!(feature = "histograms") {
+            core::mem::size_of::<crate::Histogram>()
+        } else {
+            0
+        };
+        let per = |n: usize, t: usize| (12 + t) * n + 128 + hist;
         assert!(core::mem::size_of::<Demux<(), 8>>() <= per(8, 0));
         assert!(core::mem::size_of::<Demux<(), 64>>() <= per(64, 0));
         let chain = core::mem::size_of::<Option<Chain<'static, 4, 4>>>();
-        assert!(core::mem::size_of::<Reassembler<'static, 16, 4, 4>>() <= per(16, chain) + 8);
+        // The reassembler adds its pool-use histogram.
+        assert!(
+            core::mem::size_of::<Reassembler<'static, 16, 4, 4>>() <= per(16, chain) + 8 + hist
+        );
         // Growing the table by one entry costs one entry and one rejected id (up to the
         // alignment of the whole).
         let d8 = core::mem::size_of::<Demux<u64, 8>>();

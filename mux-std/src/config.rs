@@ -116,6 +116,11 @@ pub struct Config {
     /// [`Received::Chunk`]: crate::Received::Chunk
     /// [`Received::Ended`]: crate::Received::Ended
     pub streaming: bool,
+    /// Record the node's distributions (message sizes, frames per message, send waits,
+    /// receive latency, pool use: see [`Distributions`](crate::Distributions)), default on.
+    /// They cost a few nanoseconds per message; off, [`Metrics::dist`](crate::Metrics::dist)
+    /// stays empty.
+    pub histograms: bool,
 }
 
 impl Default for Config {
@@ -135,6 +140,7 @@ impl Default for Config {
             write_buffer: 64 << 10,
             hold_budget: 0,
             streaming: false,
+            histograms: true,
         }
     }
 }

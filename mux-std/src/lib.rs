@@ -5,9 +5,12 @@
 mod config;
 mod error;
 mod node;
+pub mod observe;
 #[cfg(unix)]
 pub mod plugin;
 mod pool;
+#[cfg(feature = "metrics")]
+pub mod publish;
 mod queue;
 mod reader;
 mod rx;
@@ -19,6 +22,7 @@ mod tx;
 pub use config::{Config, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
 pub use error::{ConfigError, RecvError, SendError, TryRecvError};
 pub use node::{CloseReport, Iter, Metrics, Node, Receiver};
+pub use observe::Distributions;
 pub use pool::{Buffer, BufferPool, PoolStats};
 pub use rx::{Message, Received, RxCounts};
 pub use tx::{CancelToken, Closer, SendOptions, Sender, TxCounts};

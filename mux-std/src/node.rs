@@ -13,6 +13,7 @@ use mux_nostd::AnyStrategy;
 
 use crate::config::Config;
 use crate::error::{RecvError, SendError, TryRecvError};
+use crate::observe::{Distributions, distributions};
 use crate::pool::{BufferPool, PoolStats};
 use crate::queue::{self, Empty, QueueRx, QueueTx};
 use crate::reader::{Item, Pump, ReadStop, RxShared, Step, Wake, lock};
@@ -28,6 +29,9 @@ pub struct Metrics {
     pub rx: RxCounts,
     /// The receive buffer pool: hits, misses, high-water mark.
     pub pool: PoolStats,
+    /// Distributions: message sizes, frames per message, send waits, receive latency,
+    /// pool use.
+    pub dist: Distributions,
 }
 
 /// What [`Node::close`] found.
@@ -523,10 +527,12 @@ impl<W: Write + Send + 'static> Node<W> {
 
     /// A snapshot of the counters.
     pub fn metrics(&self) -> Metrics {
+        let tx = self.tx.counts();
         Metrics {
-            tx: self.tx.counts(),
+            tx,
             rx: self.rx.counts(),
             pool: self.rx.pool().stats(),
+            dist: distributions(self.tx.stats(), &self.rx.shared, tx),
         }
     }
 

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use crate::CloseReport;
 use crate::config::Config;
 use crate::error::RecvError;
+use crate::observe::RxHistograms;
 use crate::pool::BufferPool;
 use crate::rx::{Queued, Received, RxBudget, RxCore, RxCounts};
 
@@ -66,6 +67,8 @@ pub(crate) struct RxShared {
     pub(crate) stop: AtomicBool,
     /// The receive memory budget ([`Config::rx_budget`]).
     pub(crate) budget: Arc<RxBudget>,
+    /// Distributions ([`crate::observe`]), recorded by the reader.
+    pub(crate) hist: Arc<RxHistograms>,
 }
 
 impl RxShared {
@@ -109,6 +112,7 @@ impl RxShared {
             panic: Mutex::new(None),
             stop: AtomicBool::new(false),
             budget: RxBudget::new(config),
+            hist: Arc::default(),
         })
     }
 
@@ -228,7 +232,7 @@ impl Pump {
     /// (in the caller's thread: a failure is the caller's).
     pub(crate) fn new(config: &Config) -> (Arc<RxShared>, Self) {
         let shared = RxShared::new(config);
-        let pump = Self {
+        let mut pump = Self {
             core: RxCore::new(config, shared.pool.clone()),
             shared: shared.clone(),
             buf: vec![0u8; config.read_buffer_len()],
@@ -238,6 +242,7 @@ impl Pump {
             eof: false,
             phase: Phase::Feeding,
         };
+        pump.core.obs.hist = config.histograms.then(|| shared.hist.clone());
         (shared, pump)
     }
 
@@ -280,7 +285,10 @@ impl Pump {
     pub(crate) fn read(&mut self, r: ReadResult) {
         match r {
             None | Some(Ok(Ok(0))) => self.eof = true,
-            Some(Ok(Ok(n))) => (self.at, self.end) = (0, n),
+            Some(Ok(Ok(n))) => {
+                (self.at, self.end) = (0, n);
+                self.core.obs.read(&self.shared.pool);
+            }
             Some(Ok(Err(e))) if e.kind() == io::ErrorKind::Interrupted => {}
             Some(Ok(Err(e))) => {
                 self.pending = Some(Item::Io(e));

@@ -10,6 +10,7 @@ use std::time::Duration;
 use mux_nostd::{Demux, ErrorCounts, Event, ProtocolError};
 
 use crate::config::{Config, TABLE_CAPACITY};
+use crate::observe::RxObserver;
 use crate::pool::{Buffer, BufferPool};
 
 /// A complete message: its id and payload. The payload buffer goes back to the pool when the
@@ -271,6 +272,8 @@ pub(crate) struct RxCore {
     pub(crate) unfinished: Vec<u32>,
     /// Payload bytes of the messages being assembled (whole-message mode).
     pub(crate) partial: usize,
+    /// Distributions ([`crate::observe`]).
+    pub(crate) obs: RxObserver,
 }
 
 impl RxCore {
@@ -287,6 +290,7 @@ impl RxCore {
             counts: RxCounts::default(),
             unfinished: Vec::new(),
             partial: 0,
+            obs: RxObserver::new(false),
         }
     }
 
@@ -328,6 +332,7 @@ impl RxCore {
 
     fn error(&mut self, e: ProtocolError) -> Option<Received> {
         self.counts.errors.record(&e);
+        self.obs.error(&e);
         if let ProtocolError::Unfinished { id } = e {
             self.unfinished.push(id);
         }
@@ -338,11 +343,13 @@ impl RxCore {
     fn on_event(&mut self, ev: Event<'_, Option<Buffer>>) -> Option<Received> {
         match ev {
             Event::Started { id, len_hint } => {
+                self.obs.started(id);
                 self.streaming.then_some(Received::Started { id, len_hint })
             }
             Event::Data { id, chunk } => {
                 self.counts.bytes = self.counts.bytes.saturating_add(chunk.len() as u64);
                 if self.streaming {
+                    self.obs.chunk(id, chunk.len());
                     let Some(mut data) = self.pool.take() else {
                         return self.exhausted(id);
                     };
@@ -365,13 +372,16 @@ impl RxCore {
             Event::Completed { id, value } => {
                 self.counts.messages = self.counts.messages.saturating_add(1);
                 if self.streaming {
+                    self.obs.completed(id, None);
                     return Some(Received::Ended { id });
                 }
                 let body = value.unwrap_or_else(Buffer::empty);
+                self.obs.completed(id, Some(body.len()));
                 self.partial = self.partial.saturating_sub(body.len());
                 Some(Received::Message(Message { id, body }))
             }
             Event::Aborted { id, value } => {
+                self.obs.forget(id);
                 self.released(value);
                 self.counts.aborted = self.counts.aborted.saturating_add(1);
                 Some(Received::Aborted { id })

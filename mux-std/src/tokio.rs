@@ -991,10 +991,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
 
     /// A snapshot of the counters, read without waiting for the write lock.
     pub fn metrics(&self) -> Metrics {
+        let tx = self.tx.counts();
         Metrics {
-            tx: self.tx.counts(),
+            tx,
             rx: self.rx.counts(),
             pool: self.rx.pool().stats(),
+            dist: crate::observe::distributions(&self.tx.shared.stats, &self.rx.shared, tx),
         }
     }
 

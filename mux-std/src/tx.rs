@@ -22,6 +22,7 @@ use mux_nostd::{
 
 use crate::config::Config;
 use crate::error::{ConfigError, SendError};
+use crate::observe::TxHistograms;
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 
@@ -97,6 +98,8 @@ pub(crate) struct TxStats {
     pub(crate) aborted: AtomicU64,
     pub(crate) writes: AtomicU64,
     broken: AtomicBool,
+    /// Distributions ([`crate::observe`]), changed under the write lock.
+    pub(crate) hist: TxHistograms,
 }
 
 /// Adds `n` to a counter only ever changed under the write lock: a plain load and store (no
@@ -621,7 +624,10 @@ impl<W> TxInner<W> {
             co: Coalescer::new(config),
             link: Link::Open,
             sending: Vec::new(),
-            stats: Arc::new(TxStats::default()),
+            stats: Arc::new(TxStats {
+                hist: TxHistograms::new(config.histograms),
+                ..TxStats::default()
+            }),
             owed: None,
             owe_flush: false,
             budget: config.hold_budget,
@@ -697,18 +703,21 @@ impl<W> TxInner<W> {
         } else {
             bump(&self.stats.messages, 1);
             bump(&self.stats.bytes, u64::from(out.total()));
+            let total = out.total() as usize;
+            self.stats.hist.message(total, out.frame_count());
         }
     }
 
     /// Bookkeeping after the last frame of a blocking send of `total` bytes; `listed`: it
     /// is in `sending` (it ended a hold unfinished).
     #[inline]
-    fn completed(&mut self, id: u32, total: usize, listed: bool) {
+    fn completed(&mut self, id: u32, total: usize, frames: u32, listed: bool) {
         if listed {
             self.forget(id);
         }
         bump(&self.stats.messages, 1);
         bump(&self.stats.bytes, total as u64);
+        self.stats.hist.message(total, frames);
     }
 
     /// A write not on behalf of one message failed: the link is broken.
@@ -1237,7 +1246,7 @@ impl<W: Write + Send> Sender<W> {
             let done = match end {
                 Err(e) => return Err(g.broke(id, e)),
                 Ok(HoldEnd::Done) => {
-                    g.completed(id, payload.len(), started);
+                    g.completed(id, payload.len(), msg.rest.frame_count(), started);
                     true
                 }
                 Ok(HoldEnd::Yield) => {
@@ -1314,7 +1323,7 @@ impl<W: Write + Send> Sender<W> {
                 Err(e) => return Some(Err(g.broke(id, e))),
             }
         }
-        g.completed(id, payload.len(), false);
+        g.completed(id, payload.len(), 2 + u32::from(third.is_some()), false);
         Some(self.release(g, false, id))
     }
 
@@ -1504,6 +1513,11 @@ impl<W: Write + Send> Sender<W> {
         self.shared.stats.snapshot()
     }
 
+    /// The counters and distributions behind [`counts`](Self::counts).
+    pub(crate) fn stats(&self) -> &TxStats {
+        &self.shared.stats
+    }
+
     /// Whether a write failed (later sends fail with [`SendError::Broken`]).
     pub fn is_broken(&self) -> bool {
         self.shared.stats.is_broken()
@@ -1541,7 +1555,9 @@ impl<W: Write + Send> Sender<W> {
             s.bulk.fetch_add(1, Ordering::Relaxed);
         }
         s.waiting.fetch_add(1, Ordering::Relaxed);
+        let since = Instant::now();
         let g = s.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.stats.hist.waited(since);
         s.waiting.fetch_sub(1, Ordering::Relaxed);
         if bulk {
             s.bulk.fetch_sub(1, Ordering::Relaxed);
@@ -1570,6 +1586,7 @@ impl<W: Write + Send> Sender<W> {
                     s.bulk.fetch_add(1, Ordering::Relaxed);
                 }
                 let mut tries = 0;
+                let since = Instant::now();
                 let got = loop {
                     if let Some(e) = stop() {
                         break Err(e);
@@ -1586,6 +1603,7 @@ impl<W: Write + Send> Sender<W> {
                 }
                 s.contenders.fetch_sub(1, Ordering::Relaxed);
                 let g = got?;
+                g.stats.hist.waited(since);
                 s.served.fetch_add(1, Ordering::Relaxed);
                 g
             }

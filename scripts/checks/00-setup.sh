@@ -88,7 +88,7 @@ done
 expect "^rustup target add --toolchain $msrv thumbv6m-none-eabi"
 expect '^rustup component add --toolchain stable clippy rustfmt'
 expect '^rustup component add --toolchain nightly miri rust-src'
-for p in qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross; do
+for p in qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross prometheus curl; do
   expect "^apt-get install .*$p"
 done
 expect '^cargo install --locked cargo-fuzz'
@@ -99,7 +99,7 @@ run empty demo thumbv7m-none-eabi
 expect '^rustup toolchain install stable '
 expect '^rustup target add --toolchain stable thumbv7m-none-eabi$'
 expect '^apt-get install .*qemu-system-arm$'
-expect_none 'nightly|miri|rust-src|qemu-user|aarch64|cargo install|component add'
+expect_none 'nightly|miri|rust-src|qemu-user|aarch64|prometheus|cargo install|component add'
 expect_none "toolchain install $msrv"
 
 for args in all "demo thumbv6m-none-eabi"; do

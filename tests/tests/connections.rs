@@ -5,7 +5,8 @@
 //!
 //! - at rest, per node: the reader's buffer (`read_buffer`), the shared write buffer
 //!   (`write_buffer`), the receive table (`TABLE_CAPACITY` slots, boxed), the item queue
-//!   (`queue_depth` slots of one item each) and a fixed allowance for the node's shared state,
+//!   (`queue_depth` slots of one item each), the node's distributions
+//!   (`mux_std::observe::NODE_BYTES`) and a fixed allowance for the node's shared state,
 //!   the reader thread's handle and the channel's bookkeeping ([`OVERHEAD`]);
 //! - in use, on top: at most `max_buffers` receive buffers, each of capacity below twice the
 //!   message limit (a `Vec` at most doubles past what it holds).
@@ -52,7 +53,12 @@ fn rest_bound(cfg: &Config) -> usize {
     let table = size_of::<Demux<Option<Buffer>, TABLE_CAPACITY>>();
     // A queue slot holds one item (a `Received` or an I/O error) and a stamp.
     let slot = size_of::<Received>() + 2 * size_of::<usize>();
-    cfg.read_buffer + cfg.write_buffer + table + cfg.queue_depth * slot + OVERHEAD
+    cfg.read_buffer
+        + cfg.write_buffer
+        + table
+        + cfg.queue_depth * slot
+        + mux_std::observe::NODE_BYTES
+        + OVERHEAD
 }
 
 /// What one node may take on top of that while messages are in flight or held.
@@ -164,7 +170,7 @@ fn run() {
     println!(
         "connections: {PAIRS} socket pairs, {NODES} nodes, {} messages of 0 to {} KiB; per node: \
          {rest_per_node} bytes at rest (bound {rest_limit}: read buffer {} + write buffer {} + \
-         table {} + queue {} x {} + {OVERHEAD}), {peak_per_node} bytes at the peak with {} \
+         table {} + queue {} x {} + distributions {} + {OVERHEAD}), {peak_per_node} bytes at the peak with {} \
          messages held (bound {use_limit}: + {} buffers x 2 x {} bytes); {after} bytes left \
          after closing all",
         NODES as u32 * PER_NODE,
@@ -174,6 +180,7 @@ fn run() {
         size_of::<Demux<Option<Buffer>, TABLE_CAPACITY>>(),
         cfg.queue_depth,
         size_of::<Received>() + 2 * size_of::<usize>(),
+        mux_std::observe::NODE_BYTES,
         PER_NODE,
         cfg.max_buffers,
         cfg.limits.max_message,

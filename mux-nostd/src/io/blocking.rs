@@ -57,7 +57,7 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         let plan = FramePlan::new(&self.tx.strategy, id, payload.len())?;
         match write_frames(&mut self.io, &plan, payload, cancel) {
             Ok(()) => {
-                self.tx.metrics.count_message(payload.len() as u64);
+                self.tx.metrics.count_message(plan.total(), plan.chunk());
                 Ok(())
             }
             Err(stop) => {

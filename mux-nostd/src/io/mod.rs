@@ -9,6 +9,8 @@ pub mod blocking;
 use crate::demux::{Demux, Event, RawEvent};
 use crate::encode::Outgoing;
 use crate::error::SendError;
+#[cfg(feature = "histograms")]
+use crate::histogram::Histogram;
 use crate::metrics::TxMetrics;
 use crate::reassembly::{Reassembler, Received};
 use crate::strategy::Strategy;
@@ -199,6 +201,10 @@ impl<S: Strategy> TxState<S> {
                 messages: 0,
                 bytes: 0,
                 aborted: 0,
+                #[cfg(feature = "histograms")]
+                sizes: Histogram::new(),
+                #[cfg(feature = "histograms")]
+                frames: Histogram::new(),
             },
         }
     }
@@ -236,7 +242,9 @@ impl<S: Strategy> TxState<S> {
             self.metrics.aborted = self.metrics.aborted.saturating_add(1);
             return Err(SendError::Cancelled);
         }
-        self.metrics.count_message(u64::from(out.total()));
+        let total = out.total();
+        self.metrics
+            .count_message(total, self.strategy.chunk_size(total));
         Ok(())
     }
 

@@ -6,7 +6,11 @@
 //!                                 abort ID or error TEXT; then total N (count of ok)
 //! muxpipe echo STRATEGY           every complete message read from stdin back to stdout
 //! muxpipe frames                  the frames of a capture on stdin, one message per line
+//! muxpipe advise [--pass] [--link-rate BYTES_PER_S --latency-ms MS]
+//!                                 the strategy that suits the messages of a capture on stdin
 //! ```
+//! `--progress` (anywhere) shows a progress line on stderr (messages, bytes, rate), as
+//! happens anyway when stderr is a terminal. `advise` is described in its module.
 //! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k`.
 //!
 //! `frames` prints `ID: S0 D1024×4 E0` per message (the notation of the golden vectors'
@@ -28,8 +32,17 @@ use mux_nostd::{Decoder, Demux, Event, FrameEvent, Limits, ProtocolError};
 use mux_std::{AnyStrategy, Config, Node, Received, RecvError, SendError, Sender, TABLE_CAPACITY};
 use sha2::{Digest, Sha256};
 
-const USAGE: &str = "usage: muxpipe write STRATEGY N SIZE | read | echo STRATEGY | frames
+const USAGE: &str =
+    "usage: muxpipe [--progress] write STRATEGY N SIZE | read | echo STRATEGY | frames
+       | advise [--pass] [--link-rate BYTES_PER_S --latency-ms MS]
 STRATEGY: original, optimized, hybrid (threshold 4096) or hybrid8k";
+
+#[path = "muxpipe/advise.rs"]
+mod advise;
+#[path = "muxpipe/progress.rs"]
+mod progress;
+
+use progress::Progress;
 
 /// The exit status when the output was closed early: what the shell shows for a tool killed
 /// by SIGPIPE (128 + 13).
@@ -75,14 +88,22 @@ fn note(msg: &str) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let progress = args.iter().any(|a| a == "--progress");
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--progress")
+        .collect();
     let r = match args.as_slice() {
+        ["advise", rest @ ..] => advise::Args::parse(rest, progress)
+            .map_err(|e| Fail::Msg(format!("{e}\n{USAGE}")))
+            .and_then(|a| advise::advise(&a)),
         ["write", strategy, n, size] => (|| {
             let s = strategy_arg(strategy)?;
-            write(s, number(n)?, number(size)?)
+            write(s, number(n)?, number(size)?, progress)
         })(),
-        ["read"] => read(),
-        ["echo", strategy] => strategy_arg(strategy).and_then(echo),
+        ["read"] => read(progress),
+        ["echo", strategy] => strategy_arg(strategy).and_then(|s| echo(s, progress)),
         ["frames"] => frames(),
         _ => Err(USAGE.to_string().into()),
     };
@@ -133,6 +154,16 @@ fn stdin() -> io::Result<io::Stdin> {
     Ok(io::stdin())
 }
 
+/// A read of `input` into `buf`, tried again when interrupted by a signal.
+fn read_some(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match input.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
 /// Payload rule R: byte i = (i·31 + 7) mod 251. `size` is checked against the wire format's
 /// limit first, and the allocation may fail with an error (never an abort).
 fn rule_r(size: usize) -> Result<Vec<u8>, Fail> {
@@ -150,16 +181,19 @@ fn rule_r(size: usize) -> Result<Vec<u8>, Fail> {
     Ok(payload)
 }
 
-fn write(strategy: AnyStrategy, n: usize, size: usize) -> Result<(), Fail> {
+fn write(strategy: AnyStrategy, n: usize, size: usize, progress: bool) -> Result<(), Fail> {
+    let progress = Progress::new(progress, "write");
     let payload = rule_r(size)?;
     let tx = Sender::new(stdout()?, &Config::with_strategy(strategy))
         .map_err(|e| Fail::Msg(e.to_string()))?;
     // A bulk producer: small messages gather in the shared write buffer and leave together
     // (large ones are written straight from the payload); `close` flushes the rest.
-    for _ in 0..n {
+    for i in 1..=n as u64 {
         tx.send_buffered(&payload)?;
+        progress.set(i, i * size as u64);
     }
     tx.close()?;
+    progress.finish(n as u64, (n * size) as u64);
     Ok(())
 }
 
@@ -167,7 +201,9 @@ fn write(strategy: AnyStrategy, n: usize, size: usize) -> Result<(), Fail> {
 /// ([`Demux`]) on one thread: each open message holds only its SHA-256 state, fed chunk by
 /// chunk straight from the input buffer. Limits and the cap on messages in flight are
 /// [`Config::default`]'s, the same rules a [`Receiver`](mux_std::Receiver) applies.
-fn read() -> Result<(), Fail> {
+fn read(progress: bool) -> Result<(), Fail> {
+    let progress = Progress::new(progress, "read");
+    let mut bytes = 0u64;
     let config = Config::default();
     let mut demux: Box<Demux<Running, TABLE_CAPACITY>> = Box::new(Demux::new(config.limits));
     demux.set_max_open(config.max_in_flight.clamp(1, TABLE_CAPACITY));
@@ -206,10 +242,13 @@ fn read() -> Result<(), Fail> {
             }
             rest = &rest[used..];
         }
+        bytes += n as u64;
+        progress.set(lines.total, bytes);
     }
     while let Some(ev) = demux.finish() {
         lines.event(ev, &mut out)?;
     }
+    progress.finish(lines.total, bytes);
     writeln!(out, "total {}", lines.total)?;
     out.flush()?;
     Ok(())
@@ -269,13 +308,18 @@ fn hex(bytes: &[u8], out: &mut [u8]) -> usize {
     2 * bytes.len()
 }
 
-fn echo(strategy: AnyStrategy) -> Result<(), Fail> {
+fn echo(strategy: AnyStrategy, progress: bool) -> Result<(), Fail> {
+    let progress = Progress::new(progress, "echo");
     let node = Node::new(stdin()?, stdout()?, Config::with_strategy(strategy))?;
+    let (mut messages, mut bytes) = (0u64, 0u64);
     loop {
         match node.recv() {
             Ok(Received::Message(m)) => {
                 node.send_with_id(m.id(), m.body())?;
                 node.flush()?;
+                messages += 1;
+                bytes += m.len() as u64;
+                progress.set(messages, bytes);
             }
             Ok(Received::Aborted { id }) => note(&format!("muxpipe echo: message {id} aborted")),
             Ok(other) => note(&format!("muxpipe echo: {other:?}")),
@@ -283,6 +327,7 @@ fn echo(strategy: AnyStrategy) -> Result<(), Fail> {
             Err(e) => note(&format!("muxpipe echo: {e}")),
         }
     }
+    progress.finish(messages, bytes);
     node.close()?;
     Ok(())
 }
@@ -328,11 +373,9 @@ fn frames() -> Result<(), Fail> {
     let mut buf = vec![0u8; 64 << 10];
     let mut lines: Vec<String> = Vec::new();
     loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+        let n = match read_some(&mut input, &mut buf)? {
+            0 => break,
+            n => n,
         };
         let mut rest = &buf[..n];
         while !rest.is_empty() {

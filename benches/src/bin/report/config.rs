@@ -17,12 +17,29 @@ pub struct Config {
     pub e2e_scale: f64,
     /// Where to write the plot (`--svg PATH`; `docs/benchmarks.svg` in full mode).
     pub svg: Option<String>,
+    /// `--save-baseline NAME`: append this run to baseline `NAME`.
+    pub save_baseline: Option<String>,
+    /// `--baseline NAME`: compare this run with baseline `NAME`.
+    pub baseline: Option<String>,
+    /// `--baseline-dir DIR`: where baselines are (default `target/report-baselines`).
+    pub baseline_dir: String,
 }
 
 impl Config {
     /// The configuration the arguments (without the program name) ask for: `--quick`,
-    /// `--svg PATH`.
+    /// `--svg PATH`, `--save-baseline NAME`, `--baseline NAME`, `--baseline-dir DIR`.
     pub fn from_args(args: &[String]) -> Self {
+        let value = |flag: &str| {
+            args.iter().position(|a| a == flag).map(|i| {
+                args.get(i + 1)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{flag} needs a value"))
+            })
+        };
+        let (save_baseline, baseline) = (value("--save-baseline"), value("--baseline"));
+        let baseline_dir = value("--baseline-dir").unwrap_or_else(|| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/report-baselines").to_string()
+        });
         let quick = args.iter().any(|a| a == "--quick");
         let svg = match args.iter().position(|a| a == "--svg") {
             Some(i) => args.get(i + 1).cloned(),
@@ -39,6 +56,9 @@ impl Config {
                 e2e_reps: 1,
                 e2e_scale: 0.02,
                 svg,
+                save_baseline,
+                baseline,
+                baseline_dir,
             }
         } else {
             Self {
@@ -48,6 +68,9 @@ impl Config {
                 e2e_reps: 5,
                 e2e_scale: 1.0,
                 svg,
+                save_baseline,
+                baseline,
+                baseline_dir,
             }
         }
     }

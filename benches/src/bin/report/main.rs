@@ -5,6 +5,9 @@
 //!
 //! `cargo run --release -p mux-benches --bin report` (about 30 s; writes `docs/benchmarks.svg`)
 //! or `… -- --quick` (a few iterations, no plot). `--svg PATH` writes the plot elsewhere.
+//! `--save-baseline NAME` appends the run's JSON line to the baseline `NAME`, `--baseline NAME`
+//! compares the run with it and exits with status 1 on a regression (see
+//! [`mux_benches::baseline`]); baselines live in `target/report-baselines/` or `--baseline-dir DIR`.
 //!
 //! One module per section, in the order they print: [`write_path`] and [`layout`], [`read_path`],
 //! [`allocations`], [`end_to_end`], [`tokio_e2e`], [`plugin`], then the [`plot`]. Each records its ratios for the JSON line
@@ -18,6 +21,7 @@ mod fmt;
 mod goals;
 mod json;
 mod layout;
+mod observe;
 mod plot;
 mod plugin;
 mod read_path;
@@ -28,6 +32,7 @@ mod write_path;
 use std::time::Instant;
 
 use mux_benches::alloc::CountingAlloc;
+use mux_benches::baseline;
 use mux_benches::machine;
 
 use config::Config;
@@ -51,6 +56,7 @@ fn main() {
 
     let write = write_path::section(&cfg, &mut ratios, &mut goals);
     layout::section(&cfg, &mut ratios);
+    observe::section(&cfg, &mut ratios, &mut goals);
     read_path::section(&cfg, &mut ratios, &mut goals);
     allocations::section(&mut ratios, &mut goals);
     end_to_end::section(&cfg, &mut ratios, &mut goals);
@@ -75,7 +81,64 @@ fn main() {
         ("goals_met", goals.met().to_string()),
         ("goals_total", goals.total().to_string()),
     ];
-    println!("{}", ratios.json(&extra));
+    let line = ratios.json(&extra);
+    let regressed = baseline(&cfg, &line);
+    println!("{line}");
+    if regressed {
+        std::process::exit(1);
+    }
+}
+
+/// `--save-baseline NAME` appends this run's JSON line to the baseline `NAME`; `--baseline
+/// NAME` compares it with that baseline's runs and prints the table. Returns whether a figure
+/// regressed.
+fn baseline(cfg: &Config, line: &str) -> bool {
+    let path = |name: &str| std::path::Path::new(&cfg.baseline_dir).join(format!("{name}.jsonl"));
+    let mut regressed = false;
+    if let Some(name) = &cfg.baseline {
+        let p = path(name);
+        let text = std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("cannot read baseline {}: {e}", p.display()));
+        let runs: Vec<_> = text.lines().filter_map(baseline::parse_line).collect();
+        let now = baseline::parse_line(line).expect("the report's own line parses");
+        let rows = baseline::compare(&runs, &now);
+        let bad: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.regressed)
+            .map(|r| r.key.as_str())
+            .collect();
+        let n = runs.len();
+        println!(
+            "## Compared with baseline `{name}` ({n} run{})",
+            if n == 1 { "" } else { "s" }
+        );
+        println!();
+        print!("{}", baseline::table(&rows));
+        println!();
+        if bad.is_empty() {
+            println!("No figure is worse than the baseline by more than its run-to-run spread.");
+        } else {
+            println!("REGRESSION in {} figure(s): {}", bad.len(), bad.join(", "));
+            regressed = true;
+        }
+        println!();
+    }
+    if let Some(name) = &cfg.save_baseline {
+        let p = path(name);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).expect("create the baseline directory");
+        }
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .unwrap_or_else(|e| panic!("cannot write baseline {}: {e}", p.display()));
+        writeln!(f, "{line}").expect("write the baseline");
+        println!("Saved this run to baseline `{name}` ({}).", p.display());
+        println!();
+    }
+    regressed
 }
 
 /// The title and how the figures were taken: machine, load, build, timing method.
