@@ -11,6 +11,7 @@ mod encode;
 mod error;
 mod frame;
 mod io;
+mod link;
 mod metrics;
 mod pool;
 mod reassembly;
@@ -23,7 +24,12 @@ pub use error::{EncodeError, ProtocolError, SendError};
 pub use frame::{FrameType, HEADER_LEN, Header};
 pub use io::asynch::{AsyncReader, AsyncWriter};
 pub use io::blocking::{Reader, Writer};
-pub use metrics::{ErrorCounts, RxMetrics, TxMetrics};
+pub use io::link::LinkWriter;
+pub use link::{
+    DEFAULT_LINK_BUFFER, LINK_CRC_LEN, LINK_TAG_LEN, LinkDecoder, LinkEncoder, LinkFrame,
+    MIN_LINK_BUFFER, link_payload_capacity,
+};
+pub use metrics::{ErrorCounts, LinkMetrics, RxMetrics, TxMetrics};
 pub use pool::{Chain, Pool, PoolStats};
 pub use reassembly::{Message, Reassembler, Received};
 pub use strategy::{AnyStrategy, Hybrid, Hybrid8k, Optimized, Original, Strategy};

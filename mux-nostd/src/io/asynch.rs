@@ -9,6 +9,8 @@ use embedded_io_async::{Read, Write};
 use super::{Next, Pump, Receive, TxState};
 use crate::encode::Outgoing;
 use crate::error::SendError;
+use crate::link::LinkDecoder;
+use crate::metrics::LinkMetrics;
 use crate::metrics::TxMetrics;
 use crate::strategy::Strategy;
 
@@ -143,8 +145,24 @@ impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P> {
     pub fn new(io: R, rx: &'b mut [u8], core: P) -> Self {
         Self {
             io,
-            pump: Pump::new(core, rx),
+            pump: Pump::new(core, rx, None),
         }
+    }
+
+    /// A reader of the serial link profile: it takes link frames from `io` (whole frames
+    /// of up to `rx.len()` bytes; at least the sender's link buffer), drops damaged ones and
+    /// reports what they cost ([`ProtocolError::LinkGap`](crate::ProtocolError::LinkGap),
+    /// [`ProtocolError::Lost`](crate::ProtocolError::Lost)).
+    pub fn with_link(io: R, rx: &'b mut [u8], core: P) -> Self {
+        Self {
+            io,
+            pump: Pump::new(core, rx, Some(LinkDecoder::new())),
+        }
+    }
+
+    /// Counters of the serial link profile's frames (`None` for a plain reader).
+    pub fn link_metrics(&self) -> Option<&LinkMetrics> {
+        self.pump.link_metrics()
     }
 
     /// The next item: `Ok(None)` once the stream has ended and everything was reported. An

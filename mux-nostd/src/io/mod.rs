@@ -5,11 +5,13 @@
 
 pub mod asynch;
 pub mod blocking;
+pub mod link;
 
 use crate::demux::{Demux, Event, RawEvent};
 use crate::encode::Outgoing;
 use crate::error::SendError;
-use crate::metrics::TxMetrics;
+use crate::link::LinkDecoder;
+use crate::metrics::{LinkMetrics, TxMetrics};
 use crate::reassembly::{Reassembler, Received};
 use crate::strategy::Strategy;
 
@@ -34,6 +36,9 @@ pub trait Receive {
     fn view<'a>(raw: Self::Raw, input: &'a [u8]) -> Self::Item<'a>
     where
         Self: 'a;
+    /// The link lost frames before the input that follows ([`Demux::link_gap`]).
+    #[doc(hidden)]
+    fn link_gap(&mut self, missing: u16);
 }
 
 impl<T: Default, const N: usize> Receive for Demux<T, N> {
@@ -55,6 +60,9 @@ impl<T: Default, const N: usize> Receive for Demux<T, N> {
         Self: 'a,
     {
         raw.view(input)
+    }
+    fn link_gap(&mut self, missing: u16) {
+        Demux::link_gap(self, missing);
     }
 }
 
@@ -78,6 +86,9 @@ impl<'p, const N: usize, const B: usize, const S: usize> Receive for Reassembler
     {
         raw
     }
+    fn link_gap(&mut self, missing: u16) {
+        Reassembler::link_gap(self, missing);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,26 +110,34 @@ pub enum Next<R> {
 }
 
 /// The receive state shared by the blocking and async readers: a buffer, a cursor, and the
-/// end-of-stream sequence (truncation, unfinished messages, then closed).
+/// end-of-stream sequence (truncation, unfinished messages, then closed). With the serial
+/// link profile, a [`LinkDecoder`] finds the link frames in the buffer and the core is fed
+/// the body of each intact one.
 #[derive(Debug)]
 #[doc(hidden)]
 pub struct Pump<'b, P> {
     pub(crate) core: P,
     rx: &'b mut [u8],
+    /// The core is fed `rx[pos..data_end]`.
     pos: usize,
+    data_end: usize,
+    /// Bytes read end at `rx[end]` (plain: `data_end`).
     end: usize,
     state: RxState,
+    link: Option<LinkDecoder>,
 }
 
 impl<'b, P: Receive> Pump<'b, P> {
-    pub(crate) fn new(core: P, rx: &'b mut [u8]) -> Self {
+    pub(crate) fn new(core: P, rx: &'b mut [u8], link: Option<LinkDecoder>) -> Self {
         assert!(!rx.is_empty(), "receive buffer must not be empty");
         Self {
             core,
             rx,
             pos: 0,
+            data_end: 0,
             end: 0,
             state: RxState::Open,
+            link,
         }
     }
 
@@ -129,22 +148,53 @@ impl<'b, P: Receive> Pump<'b, P> {
             match self.state {
                 RxState::Open => {
                     let base = self.pos;
-                    let (n, raw) = self.core.step(&self.rx[base..self.end]);
+                    let (n, raw) = self.core.step(&self.rx[base..self.data_end]);
                     self.pos += n;
                     if let Some(raw) = raw {
                         return Next::Item(raw, base);
                     }
-                    if self.pos == self.end {
-                        self.pos = 0;
-                        self.end = 0;
+                    if self.pos == self.data_end && !self.next_link_frame() {
                         return Next::Read;
                     }
                 }
-                RxState::Finishing => match self.core.finish() {
-                    Some(raw) => return Next::Item(raw, 0),
-                    None => self.state = RxState::Closed,
-                },
+                RxState::Finishing => {
+                    if let Some(missing) = self.link.as_mut().and_then(|l| l.finish(self.end)) {
+                        self.core.link_gap(missing);
+                    }
+                    self.end = 0;
+                    match self.core.finish() {
+                        Some(raw) => return Next::Item(raw, 0),
+                        None => self.state = RxState::Closed,
+                    }
+                }
                 RxState::Closed => return Next::Closed,
+            }
+        }
+    }
+
+    /// The input is spent: points the core at the next intact link frame (`true`), or
+    /// makes room for a read (`false`).
+    #[inline]
+    fn next_link_frame(&mut self) -> bool {
+        let Some(link) = self.link.as_mut() else {
+            self.pos = 0;
+            self.data_end = 0;
+            self.end = 0;
+            return false;
+        };
+        match link.next(self.rx, &mut self.end) {
+            Some(frame) => {
+                if let Some(missing) = frame.gap {
+                    self.core.link_gap(missing);
+                }
+                self.pos = frame.body.start;
+                self.data_end = frame.body.end;
+                true
+            }
+            None => {
+                self.pos = 0;
+                self.data_end = 0;
+                false
             }
         }
     }
@@ -152,7 +202,7 @@ impl<'b, P: Receive> Pump<'b, P> {
     /// Resolves an item against the buffer.
     #[inline]
     pub fn view(&self, raw: P::Raw, base: usize) -> P::Item<'_> {
-        P::view(raw, &self.rx[base..self.end])
+        P::view(raw, &self.rx[base..self.data_end])
     }
 
     /// Where the next read goes.
@@ -168,6 +218,9 @@ impl<'b, P: Receive> Pump<'b, P> {
             self.state = RxState::Finishing;
         } else {
             self.end += n;
+            if self.link.is_none() {
+                self.data_end = self.end;
+            }
         }
     }
 
@@ -176,6 +229,11 @@ impl<'b, P: Receive> Pump<'b, P> {
     /// source.
     pub fn failed(&mut self) {
         self.state = RxState::Finishing;
+    }
+
+    /// The serial link profile's counters, if it is on.
+    pub(crate) fn link_metrics(&self) -> Option<&LinkMetrics> {
+        self.link.as_ref().map(LinkDecoder::metrics)
     }
 }
 
