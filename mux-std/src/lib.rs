@@ -4,6 +4,7 @@
 
 mod config;
 mod error;
+mod link;
 mod node;
 mod pool;
 mod reader;
@@ -13,14 +14,15 @@ mod sync;
 pub mod tokio;
 mod tx;
 
-pub use config::{Config, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
+pub use config::{Config, LinkProfile, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
 pub use error::{ConfigError, RecvError, SendError, TryRecvError};
+pub use link::LinkWrite;
 pub use node::{CloseReport, Iter, Metrics, Node, Receiver};
 pub use pool::{Buffer, BufferPool, PoolStats};
 pub use rx::{Message, Received, RxCounts};
 pub use tx::{CancelToken, Closer, SendOptions, Sender, TxCounts};
 
 pub use mux_nostd::{
-    AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, Optimized, Original,
-    ProtocolError, Strategy,
+    AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, LinkMetrics, Optimized,
+    Original, ProtocolError, Strategy,
 };

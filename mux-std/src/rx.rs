@@ -114,6 +114,8 @@ pub struct RxCounts {
     /// Most payload bytes the receiver held at once so far (as seen after each read and
     /// each item).
     pub held_peak: u64,
+    /// The serial link profile's frame counters ([`Config::link`]; all zero without it).
+    pub link: mux_nostd::LinkMetrics,
 }
 
 /// How long the blocking reader waits for room in the budget before it looks again (it is
@@ -271,6 +273,10 @@ pub(crate) struct RxCore {
     pub(crate) unfinished: Vec<u32>,
     /// Payload bytes of the messages being assembled (whole-message mode).
     pub(crate) partial: usize,
+    /// [`Config::assembly_budget`].
+    assembly_budget: usize,
+    /// Items to hand out before decoding on (messages dropped to make room in the budget).
+    queued: std::collections::VecDeque<Received>,
 }
 
 impl RxCore {
@@ -287,6 +293,8 @@ impl RxCore {
             counts: RxCounts::default(),
             unfinished: Vec::new(),
             partial: 0,
+            assembly_budget: config.assembly_budget,
+            queued: std::collections::VecDeque::new(),
         }
     }
 
@@ -304,6 +312,9 @@ impl RxCore {
     /// goes on decoding.)
     #[inline]
     pub(crate) fn feed(&mut self, input: &[u8]) -> (usize, Option<Received>) {
+        if let Some(item) = self.queued.pop_front() {
+            return (0, Some(item));
+        }
         loop {
             let (n, ev) = self.demux.feed(input);
             let item = match ev {
@@ -316,8 +327,16 @@ impl RxCore {
         }
     }
 
+    /// The serial link lost frames before the input that follows ([`Demux::link_gap`]).
+    pub(crate) fn link_gap(&mut self, missing: u16) {
+        self.demux.link_gap(missing);
+    }
+
     /// At end of stream, repeatedly until `None`: a truncation, then each message still open.
     pub(crate) fn finish(&mut self) -> Option<Received> {
+        if let Some(item) = self.queued.pop_front() {
+            return Some(item);
+        }
         loop {
             let ev = self.demux.finish()?;
             if let Some(item) = self.on_event(ev) {
@@ -348,6 +367,11 @@ impl RxCore {
                     };
                     data.extend_from_slice(chunk);
                     return Some(Received::Chunk { id, data });
+                }
+                if self.partial + chunk.len() > self.assembly_budget
+                    && !self.make_room(id, chunk.len())
+                {
+                    return self.queued.pop_front();
                 }
                 let slot = self.demux.current_mut()?;
                 if slot.is_none() {
@@ -381,6 +405,46 @@ impl RxCore {
                 self.error(error)
             }
         }
+    }
+
+    /// Drops messages being assembled, the largest first, until `n` more bytes fit the
+    /// assembly budget; each drop is queued as an [`ProtocolError::OverBudget`] item. Returns
+    /// whether message `id` (the current one, whose chunk of `n` bytes is to be stored) is
+    /// still open.
+    #[cold]
+    fn make_room(&mut self, id: u32, n: usize) -> bool {
+        while self.partial + n > self.assembly_budget {
+            let largest = self
+                .demux
+                .open_messages()
+                .map(|(i, v)| (v.as_ref().map_or(0, |b| b.len()), i))
+                .max();
+            let victim = match largest {
+                Some((len, i)) if len > 0 && i != id => i,
+                _ => id,
+            };
+            let e = ProtocolError::OverBudget { id: victim };
+            let dropped = match victim == id {
+                false => self.demux.drop_message(victim, e),
+                true => self.demux.drop_current(e),
+            };
+            if dropped.is_none() {
+                // Not open (cannot happen): give up storing this chunk rather than loop.
+                let e = ProtocolError::OverBudget { id };
+                let value = self.demux.drop_current(e).flatten();
+                self.released(value);
+                self.counts.errors.record(&e);
+                self.queued.push_back(Received::Error(e));
+                return false;
+            }
+            self.released(dropped.flatten());
+            self.counts.errors.record(&e);
+            self.queued.push_back(Received::Error(e));
+            if victim == id {
+                return false;
+            }
+        }
+        true
     }
 
     fn exhausted(&mut self, id: u32) -> Option<Received> {

@@ -1,13 +1,20 @@
 //! `muxpipe`: the multiplexer in a shell pipe.
 //!
 //! ```text
-//! muxpipe write STRATEGY N SIZE   messages 1..N of SIZE bytes (payload rule R) to stdout
-//! muxpipe read                    one line per item read from stdin: ok ID LEN SHA256,
-//!                                 abort ID or error TEXT; then total N (count of ok)
-//! muxpipe echo STRATEGY           every complete message read from stdin back to stdout
-//! muxpipe frames                  the frames of a capture on stdin, one message per line
+//! muxpipe write [--link L] STRATEGY N SIZE  messages 1..N of SIZE bytes (payload rule R)
+//!                                          to stdout
+//! muxpipe read [--link L]                  one line per item read from stdin: ok ID LEN
+//!                                          SHA256, abort ID or error TEXT; then total N
+//!                                          (count of ok)
+//! muxpipe echo [--link L] STRATEGY         every complete message read from stdin back to
+//!                                          stdout
+//! muxpipe frames                           the frames of a capture on stdin, one message
+//!                                          per line
 //! ```
-//! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k`.
+//! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k`. L is
+//! `plain` (the default: the Go library's format) or `cobs` (the serial link profile, see
+//! `docs/PROTOCOL.md`); both ends of a pipe must use the same. With `cobs`, `read` ends with
+//! a line `link GOOD DAMAGED MISSING SKIPPED` (the link frames' counters) before `total`.
 //!
 //! `frames` prints `ID: S0 D1024×4 E0` per message (the notation of the golden vectors'
 //! MANIFEST.md), in the order messages end; frames outside any message get a line of their
@@ -24,12 +31,15 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use mux_nostd::{Decoder, Demux, Event, FrameEvent, Limits, ProtocolError};
-use mux_std::{AnyStrategy, Config, Node, Received, RecvError, SendError, Sender, TABLE_CAPACITY};
+use mux_nostd::{Decoder, Demux, Event, FrameEvent, Limits, LinkDecoder, ProtocolError};
+use mux_std::{
+    AnyStrategy, Config, LinkProfile, Node, Received, RecvError, SendError, Sender, TABLE_CAPACITY,
+};
 use sha2::{Digest, Sha256};
 
-const USAGE: &str = "usage: muxpipe write STRATEGY N SIZE | read | echo STRATEGY | frames
-STRATEGY: original, optimized, hybrid (threshold 4096) or hybrid8k";
+const USAGE: &str = "usage: muxpipe write [--link L] STRATEGY N SIZE | read [--link L] | \
+echo [--link L] STRATEGY | frames
+STRATEGY: original, optimized, hybrid (threshold 4096) or hybrid8k; L: plain (default) or cobs";
 
 /// The exit status when the output was closed early: what the shell shows for a tool killed
 /// by SIGPIPE (128 + 13).
@@ -75,17 +85,26 @@ fn note(msg: &str) {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let r = match args.as_slice() {
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // `--link L` right after the command.
+    let link = match args.get(1..3) {
+        Some(["--link", l]) if args[0] != "frames" => {
+            let l = l.parse::<LinkProfile>();
+            args.drain(1..3);
+            l.map_err(|e| Fail::Msg(format!("{e}\n{USAGE}")))
+        }
+        _ => Ok(LinkProfile::Plain),
+    };
+    let r = link.and_then(|link| match args.as_slice() {
         ["write", strategy, n, size] => (|| {
             let s = strategy_arg(strategy)?;
-            write(s, number(n)?, number(size)?)
+            write(s, number(n)?, number(size)?, link)
         })(),
-        ["read"] => read(),
-        ["echo", strategy] => strategy_arg(strategy).and_then(echo),
+        ["read"] => read(link),
+        ["echo", strategy] => strategy_arg(strategy).and_then(|s| echo(s, link)),
         ["frames"] => frames(),
         _ => Err(USAGE.to_string().into()),
-    };
+    });
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail::BrokenPipe) => ExitCode::from(BROKEN_PIPE_STATUS),
@@ -150,10 +169,13 @@ fn rule_r(size: usize) -> Result<Vec<u8>, Fail> {
     Ok(payload)
 }
 
-fn write(strategy: AnyStrategy, n: usize, size: usize) -> Result<(), Fail> {
+fn write(strategy: AnyStrategy, n: usize, size: usize, link: LinkProfile) -> Result<(), Fail> {
     let payload = rule_r(size)?;
-    let tx = Sender::new(stdout()?, &Config::with_strategy(strategy))
-        .map_err(|e| Fail::Msg(e.to_string()))?;
+    let config = Config {
+        link,
+        ..Config::with_strategy(strategy)
+    };
+    let tx = Sender::new(stdout()?, &config).map_err(|e| Fail::Msg(e.to_string()))?;
     // A bulk producer: small messages gather in the shared write buffer and leave together
     // (large ones are written straight from the payload); `close` flushes the rest.
     for _ in 0..n {
@@ -167,25 +189,26 @@ fn write(strategy: AnyStrategy, n: usize, size: usize) -> Result<(), Fail> {
 /// ([`Demux`]) on one thread: each open message holds only its SHA-256 state, fed chunk by
 /// chunk straight from the input buffer. Limits and the cap on messages in flight are
 /// [`Config::default`]'s, the same rules a [`Receiver`](mux_std::Receiver) applies.
-fn read() -> Result<(), Fail> {
+fn read(link: LinkProfile) -> Result<(), Fail> {
     let config = Config::default();
     let mut demux: Box<Demux<Running, TABLE_CAPACITY>> = Box::new(Demux::new(config.limits));
     demux.set_max_open(config.max_in_flight.clamp(1, TABLE_CAPACITY));
     let mut input = stdin()?;
     let mut buf = vec![0u8; config.read_buffer.max(1 << 16)];
+    // With the serial link profile: bytes read end at `buf[filled]`.
+    let mut link = (link == LinkProfile::Cobs).then(LinkDecoder::new);
+    let mut filled = 0;
     // Lines leave in 64 KiB writes, not one write per line (stdout is line-buffered).
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout()?);
     let mut lines = Lines { total: 0 };
     loop {
-        let n = match input.read(&mut buf) {
+        let n = match input.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // What was decoded so far is printed, then the error, as a `Receiver` reports.
-                while let Some(ev) = demux.finish() {
-                    lines.event(ev, &mut out)?;
-                }
+                lines.finish(&mut demux, link.as_mut(), filled, &mut out)?;
                 let e = RecvError::Io(e);
                 writeln!(out, "error {e}")?;
                 writeln!(out, "total {}", lines.total)?;
@@ -193,23 +216,19 @@ fn read() -> Result<(), Fail> {
                 return Err(Fail::Msg(e.to_string()));
             }
         };
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let (used, ev) = demux.feed(rest);
-            if let Some(Event::Data { chunk, .. }) = ev {
-                if let Some(digest) = demux.current_mut() {
-                    digest.hash.update(chunk);
-                    digest.len += chunk.len() as u64;
-                }
-            } else if let Some(ev) = ev {
-                lines.event(ev, &mut out)?;
+        let Some(link) = link.as_mut() else {
+            lines.feed(&mut demux, &buf[..n], &mut out)?;
+            continue;
+        };
+        filled += n;
+        while let Some(frame) = link.next(&mut buf, &mut filled) {
+            if let Some(missing) = frame.gap {
+                demux.link_gap(missing);
             }
-            rest = &rest[used..];
+            lines.feed(&mut demux, &buf[frame.body], &mut out)?;
         }
     }
-    while let Some(ev) = demux.finish() {
-        lines.event(ev, &mut out)?;
-    }
+    lines.finish(&mut demux, link.as_mut(), filled, &mut out)?;
     writeln!(out, "total {}", lines.total)?;
     out.flush()?;
     Ok(())
@@ -229,6 +248,56 @@ struct Lines {
 }
 
 impl Lines {
+    /// Feeds `input` to the receiver, printing a line per item.
+    fn feed(
+        &mut self,
+        demux: &mut Demux<Running, TABLE_CAPACITY>,
+        mut rest: &[u8],
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        loop {
+            let (used, ev) = demux.feed(rest);
+            if let Some(Event::Data { chunk, .. }) = ev {
+                if let Some(digest) = demux.current_mut() {
+                    digest.hash.update(chunk);
+                    digest.len += chunk.len() as u64;
+                }
+            } else if let Some(ev) = ev {
+                self.event(ev, out)?;
+            } else if rest.is_empty() {
+                return Ok(());
+            }
+            rest = &rest[used..];
+        }
+    }
+
+    /// At end of input: what the link and the receiver still report, and the link's line.
+    fn finish(
+        &mut self,
+        demux: &mut Demux<Running, TABLE_CAPACITY>,
+        link: Option<&mut LinkDecoder>,
+        filled: usize,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        let link = link.map(|l| {
+            if let Some(missing) = l.finish(filled) {
+                demux.link_gap(missing);
+            }
+            *l.metrics()
+        });
+        while let Some(ev) = demux.finish() {
+            self.event(ev, out)?;
+        }
+        if let Some(m) = link {
+            writeln!(
+                out,
+                "link {} {} {} {}",
+                m.good, m.damaged, m.missing, m.skipped
+            )?;
+        }
+        Ok(())
+    }
+
     /// The line of a message-level event (Data has none).
     fn event(&mut self, ev: Event<'_, Running>, out: &mut impl Write) -> io::Result<()> {
         match ev {
@@ -269,8 +338,12 @@ fn hex(bytes: &[u8], out: &mut [u8]) -> usize {
     2 * bytes.len()
 }
 
-fn echo(strategy: AnyStrategy) -> Result<(), Fail> {
-    let node = Node::new(stdin()?, stdout()?, Config::with_strategy(strategy))?;
+fn echo(strategy: AnyStrategy, link: LinkProfile) -> Result<(), Fail> {
+    let config = Config {
+        link,
+        ..Config::with_strategy(strategy)
+    };
+    let node = Node::new(stdin()?, stdout()?, config)?;
     loop {
         match node.recv() {
             Ok(Received::Message(m)) => {
