@@ -7,7 +7,7 @@
 //! or `… -- --quick` (a few iterations, no plot). `--svg PATH` writes the plot elsewhere.
 //!
 //! One module per section, in the order they print: [`write_path`] and [`layout`], [`read_path`],
-//! [`allocations`], [`end_to_end`], then the [`plot`]. Each records its ratios for the JSON line
+//! [`allocations`], [`end_to_end`], [`link`] (the serial link profile), then the [`plot`]. Each records its ratios for the JSON line
 //! ([`json`]) and its goal checks ([`goals`]); [`rounds`] times the micro-benchmarks, [`fmt`]
 //! writes the figures, [`config`] reads the command line.
 
@@ -18,6 +18,7 @@ mod fmt;
 mod goals;
 mod json;
 mod layout;
+mod link;
 mod plot;
 mod read_path;
 mod rounds;
@@ -49,6 +50,7 @@ fn main() {
     read_path::section(&cfg, &mut ratios, &mut goals);
     allocations::section(&mut ratios, &mut goals);
     end_to_end::section(&cfg, &mut ratios, &mut goals);
+    link::section(&cfg, &mut ratios, &mut goals);
     if let Some(path) = &cfg.svg {
         plot::write_path(&cfg, path, &write);
     }
