@@ -79,7 +79,10 @@ pub struct Config {
     /// means 1). A send that would start one more waits until one ends, honouring its cancel
     /// token or deadline while it waits, instead of starting a message the peer would refuse
     /// with [`ProtocolError::TooManyStreams`](mux_nostd::ProtocolError::TooManyStreams). Set
-    /// it to at most the peer's `max_in_flight`.
+    /// it to at most the peer's `max_in_flight`. It does not bound bytes: many large
+    /// messages under way at once (256 of 1 MiB sent by as many threads take turns chunk by
+    /// chunk) can hold more than the peer's
+    /// [`assembly_budget`](Self::assembly_budget), which then drops some of them.
     pub max_sending: usize,
     /// Most receive buffers that may exist at once: open messages plus delivered ones the
     /// application still holds (default 4096). Past it, a message is dropped with

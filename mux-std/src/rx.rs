@@ -428,7 +428,7 @@ impl RxCore {
                 false => self.demux.drop_message(victim, e),
                 true => self.demux.drop_current(e),
             };
-            if dropped.is_none() {
+            let Some(value) = dropped else {
                 // Not open (cannot happen): give up storing this chunk rather than loop.
                 let e = ProtocolError::OverBudget { id };
                 let value = self.demux.drop_current(e).flatten();
@@ -436,8 +436,13 @@ impl RxCore {
                 self.counts.errors.record(&e);
                 self.queued.push_back(Received::Error(e));
                 return false;
+            };
+            if let Some(buf) = value {
+                // Its memory goes back to the system, not to the pool's idle buffers: the
+                // budget bounds what the process holds.
+                self.partial = self.partial.saturating_sub(buf.len());
+                drop(buf.into_vec());
             }
-            self.released(dropped.flatten());
             self.counts.errors.record(&e);
             self.queued.push_back(Received::Error(e));
             if victim == id {
@@ -610,6 +615,53 @@ mod tests {
         // The stream ends with 1 and 4 open: both reported, nothing held.
         assert!(core.finish().is_some() && core.finish().is_some());
         assert_eq!(core.partial, 0);
+        assert_eq!(pool.stats().in_use, 0);
+    }
+
+    #[test]
+    fn over_the_assembly_budget_the_largest_partial_message_is_dropped() {
+        let cfg = Config {
+            assembly_budget: 100,
+            ..Config::default()
+        };
+        let pool = BufferPool::new(8, 1 << 20);
+        let mut core = RxCore::new(&cfg, pool.clone());
+        let frame = |kind, id, body: &[u8]| {
+            let mut v = Header::new(kind, id, body.len() as u32).to_bytes().to_vec();
+            v.extend_from_slice(body);
+            v
+        };
+        let mut wire = Vec::new();
+        for id in [1, 2, 3] {
+            wire.extend(frame(FrameType::Start, id, b""));
+        }
+        wire.extend(frame(FrameType::Data, 1, &[1; 60]));
+        wire.extend(frame(FrameType::Data, 2, &[2; 30]));
+        // 60 + 30 + 20 > 100: message 1, the largest, makes room for 3's chunk.
+        wire.extend(frame(FrameType::Data, 3, &[3; 20]));
+        // 1's later frames are skipped without being stored; its End is quiet.
+        wire.extend(frame(FrameType::Data, 1, &[1; 50]));
+        wire.extend(frame(FrameType::End, 1, b""));
+        // A chunk too large for the budget by itself drops its own message (2, the largest).
+        wire.extend(frame(FrameType::Data, 2, &[2; 90]));
+        wire.extend(frame(FrameType::Data, 3, &[3; 5]));
+        wire.extend(frame(FrameType::End, 3, b""));
+        wire.extend(frame(FrameType::End, 2, b""));
+        let items = run(&mut core, &wire);
+        let kinds: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+        assert_eq!(items.len(), 3, "{kinds:?}");
+        assert!(matches!(
+            items[0],
+            Received::Error(ProtocolError::OverBudget { id: 1 })
+        ));
+        assert!(matches!(
+            items[1],
+            Received::Error(ProtocolError::OverBudget { id: 2 })
+        ));
+        assert!(matches!(&items[2], Received::Message(m) if m.id() == 3 && m.body() == [3; 25]));
+        assert_eq!(core.counts.errors.over_budget, 2);
+        assert_eq!(core.partial, 0);
+        drop(items);
         assert_eq!(pool.stats().in_use, 0);
     }
 

@@ -636,3 +636,27 @@ async fn from_parts_and_send_cancellable() {
     let report = b.close().await.unwrap();
     assert!(report.undelivered.is_empty() && report.unfinished.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_profile_round_trip() {
+    let config = Config {
+        link: mux_std::LinkProfile::Cobs,
+        ..Config::default()
+    };
+    let (a, b) = UnixStream::pair().unwrap();
+    let a = AsyncNode::unix(a, config.clone()).unwrap();
+    let b = AsyncNode::unix(b, config).unwrap();
+    for size in [0usize, 1, 1024, 4097, 65_537, 1_048_577] {
+        let payload = rule_r(size);
+        let id = a.send(&payload).await.unwrap();
+        match b.recv().await.unwrap() {
+            Received::Message(m) => assert!(m.id() == id && m.body() == payload, "{size}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let link = b.metrics().rx.link;
+    assert!(link.good > 0 && link.damaged == 0, "{link:?}");
+    b.close_write().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}

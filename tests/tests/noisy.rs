@@ -63,10 +63,9 @@ struct ReadOut {
     link: Option<[u64; 4]>,
 }
 
-/// Runs `muxpipe write | injector | muxpipe read` with `link` on both ends.
-fn noisy_run(link: &str, n: u32, log: &PathBuf) -> ReadOut {
-    let m = muxpipe();
-    let mut write = Command::new(&m)
+/// `muxpipe write --link LINK hybrid N 1024`, its stdout piped.
+fn spawn_write(link: &str, n: u32) -> std::process::Child {
+    Command::new(muxpipe())
         .args([
             "write",
             "--link",
@@ -77,7 +76,13 @@ fn noisy_run(link: &str, n: u32, log: &PathBuf) -> ReadOut {
         ])
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `muxpipe write | injector | muxpipe read` with `link` on both ends.
+fn noisy_run(link: &str, n: u32, log: &PathBuf) -> ReadOut {
+    let m = muxpipe();
+    let mut write = spawn_write(link, n);
     let mut inject = Command::new(env!("CARGO_BIN_EXE_injector"))
         .args(["--seed", SEED, "--rate", RATE, "--log"])
         .arg(log)
@@ -127,18 +132,7 @@ fn noisy_run(link: &str, n: u32, log: &PathBuf) -> ReadOut {
 /// The clean stream of `muxpipe write --link cobs`: each message's byte range (its link
 /// frames with their delimiters), found by decoding it; and its length.
 fn message_ranges(n: u32) -> (Vec<(u64, u64)>, u64) {
-    let mut write = Command::new(muxpipe())
-        .args([
-            "write",
-            "--link",
-            "cobs",
-            "hybrid",
-            &n.to_string(),
-            &SIZE.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut write = spawn_write("cobs", n);
     let mut input = write.stdout.take().unwrap();
     let mut ranges = vec![(u64::MAX, 0u64); n as usize + 1];
     let mut link = LinkDecoder::new();

@@ -200,7 +200,11 @@ fn read(link: LinkProfile) -> Result<(), Fail> {
     let mut filled = 0;
     // Lines leave in 64 KiB writes, not one write per line (stdout is line-buffered).
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout()?);
-    let mut lines = Lines { total: 0 };
+    let mut lines = Lines {
+        total: 0,
+        partial: 0,
+        budget: config.assembly_budget as u64,
+    };
     loop {
         let n = match input.read(&mut buf[filled..]) {
             Ok(0) => break,
@@ -245,6 +249,12 @@ struct Running {
 struct Lines {
     /// Complete messages so far.
     total: u64,
+    /// Payload bytes received for the messages open now.
+    partial: u64,
+    /// [`Config::assembly_budget`]: the bytes of open messages a `Receiver` would hold at
+    /// most. `read` holds only digests, but drops messages by the same rule, so that it
+    /// reports what a receiver would.
+    budget: u64,
 }
 
 impl Lines {
@@ -257,10 +267,16 @@ impl Lines {
     ) -> io::Result<()> {
         loop {
             let (used, ev) = demux.feed(rest);
-            if let Some(Event::Data { chunk, .. }) = ev {
+            if let Some(Event::Data { id, chunk }) = ev {
+                let n = chunk.len() as u64;
+                if self.partial + n > self.budget && !self.make_room(demux, id, n, out)? {
+                    rest = &rest[used..];
+                    continue;
+                }
                 if let Some(digest) = demux.current_mut() {
                     digest.hash.update(chunk);
-                    digest.len += chunk.len() as u64;
+                    digest.len += n;
+                    self.partial += n;
                 }
             } else if let Some(ev) = ev {
                 self.event(ev, out)?;
@@ -269,6 +285,36 @@ impl Lines {
             }
             rest = &rest[used..];
         }
+    }
+
+    /// Drops open messages, the largest first, until `n` more bytes of message `id` (the
+    /// current one) fit the budget, as a `Receiver` does; whether `id` is still open.
+    #[cold]
+    fn make_room(
+        &mut self,
+        demux: &mut Demux<Running, TABLE_CAPACITY>,
+        id: u32,
+        n: u64,
+        out: &mut impl Write,
+    ) -> io::Result<bool> {
+        while self.partial + n > self.budget {
+            let victim = match demux.open_messages().map(|(i, r)| (r.len, i)).max() {
+                Some((len, i)) if len > 0 && i != id => i,
+                _ => id,
+            };
+            let e = ProtocolError::OverBudget { id: victim };
+            let dropped = match victim == id {
+                false => demux.drop_message(victim, e),
+                true => demux.drop_current(e),
+            };
+            let was_open = dropped.is_some();
+            self.partial -= dropped.map_or(0, |r| r.len);
+            writeln!(out, "error {e}")?;
+            if victim == id || !was_open {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// At end of input: what the link and the receiver still report, and the link's line.
@@ -303,6 +349,7 @@ impl Lines {
         match ev {
             Event::Completed { id, value } => {
                 self.total += 1;
+                self.partial = self.partial.saturating_sub(value.len);
                 // `ok ID LEN SHA256`, built without `fmt` (this is the per-message path).
                 let (mut id_text, mut len_text) = (itoa::Buffer::new(), itoa::Buffer::new());
                 let mut line = [0u8; 2 + 1 + 10 + 1 + 20 + 1 + 64 + 1];
@@ -321,8 +368,15 @@ impl Lines {
                 line[at] = b'\n';
                 out.write_all(&line[..=at])
             }
-            Event::Aborted { id, .. } => writeln!(out, "abort {id}"),
-            Event::Error { error, .. } => writeln!(out, "error {error}"),
+            Event::Aborted { id, value } => {
+                self.partial = self.partial.saturating_sub(value.len);
+                writeln!(out, "abort {id}")
+            }
+            Event::Error { error, dropped } => {
+                let held = dropped.map_or(0, |r| r.len);
+                self.partial = self.partial.saturating_sub(held);
+                writeln!(out, "error {error}")
+            }
             Event::Started { .. } | Event::Data { .. } => Ok(()),
         }
     }
