@@ -576,6 +576,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_of_the_protocol_page_byte_for_byte() {
+        // docs/PROTOCOL.md, "Link frame, byte by byte": message 1 with no payload.
+        let mux = [1, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0];
+        let wire = encode_all(&mut LinkEncoder::new(std::vec![0u8; 64]), &mux, false);
+        let want = [
+            0x00, 0x02, 0x80, 0x02, 0x01, 0x01, 0x01, 0x02, 0x01, 0x01, 0x01, 0x01, 0x02, 0x02,
+            0x01, 0x01, 0x02, 0x01, 0x01, 0x01, 0x01, 0x05, 0xEC, 0x40, 0x29, 0x95, 0x00,
+        ];
+        assert_eq!(wire, want);
+    }
+
+    #[test]
     fn a_frame_closes_after_end_and_abort_and_carries_a_boundary_flag() {
         let mut enc = LinkEncoder::new(std::vec![0u8; 64]);
         let mut mux = Vec::new();
