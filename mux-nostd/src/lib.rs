@@ -25,6 +25,7 @@ pub use frame::{FrameType, HEADER_LEN, Header};
 pub use io::asynch::{AsyncReader, AsyncWriter};
 pub use io::blocking::{Reader, Writer};
 pub use io::link::LinkWriter;
+pub use io::{Framing, Plain};
 pub use link::{
     DEFAULT_LINK_BUFFER, LINK_CRC_LEN, LINK_TAG_LEN, LinkDecoder, LinkEncoder, LinkFrame,
     MIN_LINK_BUFFER, link_payload_capacity,

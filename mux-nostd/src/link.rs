@@ -5,12 +5,15 @@
 //! On the wire (`docs/PROTOCOL.md`, "Serial link profile"), each link frame is
 //!
 //! ```text
-//! 00 · COBS( tag[2] · mux bytes[1..] · CRC-32C[4] ) · 00
+//! 00 · COBS( tag[2] · mux bytes[1..] · [first[2]] · CRC-32C[4] ) · 00
 //! ```
 //!
 //! `tag` is a big-endian `u16`: bit 15 set when the frame's first mux byte begins a
 //! multiplexer frame, bits 0–14 a sequence number counting link frames from 0, modulo 32768.
-//! The CRC-32C (Castagnoli, `CRC_32_ISCSI`) covers tag and mux bytes and is big-endian. The
+//! A frame without bit 15 (it continues a multiplexer frame) carries `first`, a big-endian
+//! `u16`: the offset in its mux bytes where the first multiplexer frame begins, or `0xFFFF`
+//! if none does. The CRC-32C (Castagnoli, `CRC_32_ISCSI`) covers everything before it and is
+//! big-endian. The
 //! sender closes a link frame after an End or Abort frame, when the frame is full (its
 //! buffer decides how much it carries) and on flush.
 //!
@@ -43,6 +46,11 @@ static CRC32C: Crc<u32, CrcTable> = Crc::<u32, CrcTable>::new(&CRC_32_ISCSI);
 pub const LINK_TAG_LEN: usize = 2;
 /// Bytes of the CRC-32C at the end of a frame's body.
 pub const LINK_CRC_LEN: usize = 4;
+/// Bytes of `first` (where the first multiplexer frame begins) in a frame whose tag does not
+/// have the boundary bit.
+pub const LINK_FIRST_LEN: usize = 2;
+/// `first` of a frame in which no multiplexer frame begins.
+const NO_BOUNDARY: u16 = 0xFFFF;
 /// The default size of a link buffer, at each end (2 KiB: a 1 KiB message and its frames
 /// travel in one link frame).
 pub const DEFAULT_LINK_BUFFER: usize = 2048;
@@ -59,13 +67,13 @@ const SEQ_MASK: u16 = 0x7FFF;
 /// delimiters included) fits. A receiver's buffer at least as large takes every frame.
 ///
 /// ```
-/// assert_eq!(mux_nostd::link_payload_capacity(2048), 2029);
+/// assert_eq!(mux_nostd::link_payload_capacity(2048), 2027);
 /// ```
 pub const fn link_payload_capacity(buffer: usize) -> usize {
-    // n bytes to encode (tag, mux bytes, CRC) take at most n + n/254 + 1 COBS bytes; with
-    // both delimiters and one byte of slack that is ≤ n·255/254 + 4.
+    // n bytes to encode (tag, mux bytes, `first`, CRC) take at most n + n/254 + 1 COBS
+    // bytes; with both delimiters and one byte of slack that is ≤ n·255/254 + 4.
     let n = buffer.saturating_sub(4) * 254 / 255;
-    n.saturating_sub(LINK_TAG_LEN + LINK_CRC_LEN)
+    n.saturating_sub(LINK_TAG_LEN + LINK_FIRST_LEN + LINK_CRC_LEN)
 }
 
 /// Where the encoder stands in the multiplexer stream it is fed: it follows the frame
@@ -131,6 +139,10 @@ pub struct LinkEncoder<B> {
     open: bool,
     /// Mux bytes in the open frame.
     body: usize,
+    /// Whether the open frame began at a multiplexer frame boundary (its tag's bit 15).
+    at_boundary: bool,
+    /// Where in the open frame the first multiplexer frame begins, if one does.
+    first: Option<usize>,
     /// The last byte pushed completed a full COBS group (its successor's placeholder is
     /// already in the buffer, and is dropped if the frame ends here).
     after_full: bool,
@@ -168,6 +180,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> LinkEncoder<B> {
             ready: false,
             open: false,
             body: 0,
+            at_boundary: false,
+            first: None,
             after_full: false,
             seq: 0,
             state: EncoderState::default(),
@@ -202,6 +216,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> LinkEncoder<B> {
             self.cobs(bytes);
             used += n;
             self.body += n;
+            if self.first.is_none() && self.follow.at_boundary() {
+                // A multiplexer frame begins here, if more bytes follow in this frame.
+                self.first = Some(self.body);
+            }
             if ends_message || self.body == self.capacity {
                 self.close();
             }
@@ -245,12 +263,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> LinkEncoder<B> {
     }
 
     fn open_frame(&mut self) {
-        let tag = (self.seq & SEQ_MASK)
-            | if self.follow.at_boundary() {
-                BOUNDARY
-            } else {
-                0
-            };
+        self.at_boundary = self.follow.at_boundary();
+        self.first = None;
+        let tag = (self.seq & SEQ_MASK) | if self.at_boundary { BOUNDARY } else { 0 };
         self.seq = self.seq.wrapping_add(1) & SEQ_MASK;
         // Leading delimiter, then the first group's code placeholder.
         let buf = self.buf.as_mut();
@@ -266,6 +281,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> LinkEncoder<B> {
     }
 
     fn close(&mut self) {
+        if !self.at_boundary {
+            let first = match self.first {
+                Some(at) if at < self.body => at as u16,
+                _ => NO_BOUNDARY,
+            };
+            let first = first.to_be_bytes();
+            self.crc.update(&first);
+            self.cobs(&first);
+        }
         let crc = core::mem::replace(&mut self.crc, CRC32C.digest()).finalize();
         self.cobs(&crc.to_be_bytes());
         let (code_at, code) = core::mem::take(&mut self.state).finalize();
@@ -459,9 +483,28 @@ impl LinkDecoder {
             self.damaged();
             return None;
         }
+        let tag = u16::from_be_bytes([covered[0], covered[1]]);
+        let boundary = tag & BOUNDARY != 0;
+        // Mux bytes, and where the first multiplexer frame begins in them.
+        let (mux_end, first) = if boundary {
+            (covered.len(), Some(0))
+        } else {
+            let Some(end) = covered
+                .len()
+                .checked_sub(LINK_FIRST_LEN)
+                .filter(|&e| e > LINK_TAG_LEN)
+            else {
+                self.damaged();
+                return None;
+            };
+            let first = u16::from_be_bytes([covered[end], covered[end + 1]]);
+            (
+                end,
+                (usize::from(first) < end - LINK_TAG_LEN).then_some(usize::from(first)),
+            )
+        };
         self.damage = false;
         self.metrics.good = self.metrics.good.saturating_add(1);
-        let tag = u16::from_be_bytes([covered[0], covered[1]]);
         let seq = tag & SEQ_MASK;
         let missing = seq.wrapping_sub(self.expect) & SEQ_MASK;
         self.expect = seq.wrapping_add(1) & SEQ_MASK;
@@ -470,12 +513,19 @@ impl LinkDecoder {
             self.metrics.missing = self.metrics.missing.saturating_add(u32::from(missing));
             self.synced = false;
         }
-        if !self.synced && tag & BOUNDARY == 0 {
-            self.metrics.skipped = self.metrics.skipped.saturating_add(1);
-            return Some(LinkFrame { body: at..at, gap });
-        }
-        self.synced = true;
-        let body = at + LINK_TAG_LEN..at + covered.len();
+        let start = at + LINK_TAG_LEN;
+        let body = match (self.synced, first) {
+            (true, _) => start..at + mux_end,
+            // Decoding resumes where a multiplexer frame begins.
+            (false, Some(first)) => {
+                self.synced = true;
+                start + first..at + mux_end
+            }
+            (false, None) => {
+                self.metrics.skipped = self.metrics.skipped.saturating_add(1);
+                at..at
+            }
+        };
         Some(LinkFrame { body, gap })
     }
 }
@@ -558,11 +608,11 @@ mod tests {
                 assert_eq!(&again[..k], *f, "COBS as the crate writes it");
                 let (covered, sum) = body[..n].split_at(n - 4);
                 assert_eq!(CRC32C.checksum(covered).to_be_bytes(), sum);
-                assert_eq!(
-                    usize::from(u16::from_be_bytes([covered[0], covered[1]]) & SEQ_MASK),
-                    seq
-                );
-                joined.extend_from_slice(&covered[2..]);
+                let tag = u16::from_be_bytes([covered[0], covered[1]]);
+                assert_eq!(usize::from(tag & SEQ_MASK), seq);
+                // A frame continuing a multiplexer frame ends with `first`.
+                let end = covered.len() - if tag & BOUNDARY == 0 { 2 } else { 0 };
+                joined.extend_from_slice(&covered[2..end]);
             }
             assert_eq!(joined, mux, "cap {cap}");
             for cut in [1, 7, 4096] {
@@ -616,6 +666,42 @@ mod tests {
             flags.len() > 3 && flags[0] && flags[1..].iter().all(|f| !f),
             "{flags:?}"
         );
+    }
+
+    #[test]
+    fn after_a_gap_decoding_resumes_where_the_first_multiplexer_frame_begins() {
+        // A Data frame of 100 bytes across link frames of a 40-byte buffer, then a small one.
+        let mut mux = std::vec![3u8, 0, 0, 0, 5, 0, 0, 0, 100];
+        mux.extend_from_slice(&[7; 100]);
+        let second = [3u8, 0, 0, 0, 6, 0, 0, 0, 2, 8, 9];
+        mux.extend_from_slice(&second);
+        let wire = encode_all(&mut LinkEncoder::new(std::vec![0u8; 40]), &mux, true);
+        let frames: Vec<&[u8]> = wire.split(|&b| b == 0).filter(|f| !f.is_empty()).collect();
+        // Without its second link frame, the receiver skips to the second multiplexer frame,
+        // which begins inside the last link frame (its `first` says where).
+        let mut noisy = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            if i != 1 {
+                noisy.push(0);
+                noisy.extend_from_slice(f);
+                noisy.push(0);
+            }
+        }
+        let mut dec = LinkDecoder::new();
+        let mut buf = std::vec![0u8; 512];
+        buf[..noisy.len()].copy_from_slice(&noisy);
+        let mut filled = noisy.len();
+        let mut after_gap = Vec::new();
+        let mut gaps = 0;
+        while let Some(f) = dec.next(&mut buf, &mut filled) {
+            gaps += usize::from(f.gap.is_some());
+            if gaps > 0 {
+                after_gap.extend_from_slice(&buf[f.body]);
+            }
+        }
+        assert_eq!(gaps, 1);
+        assert_eq!(after_gap, second);
+        assert!(dec.metrics().skipped > 0);
     }
 
     #[test]

@@ -173,15 +173,22 @@ fn a_missing_link_frame_inside_a_message_loses_that_message_only() {
 }
 
 #[test]
-fn a_message_whose_start_was_lost_is_covered_by_the_gap_and_decoding_resumes_at_a_boundary() {
+fn a_message_whose_start_was_lost_is_reported_at_its_next_frame() {
     let (wire, ends) = send_all(AnyStrategy::Original, &[10, 3000, 10]);
-    // The first link frame of message 2 (its Start and first bytes) is flipped: its later
-    // link frames continue frames whose start is lost, so they are skipped up to message 3.
+    // The first link frame of message 2 (its Start and first bytes) is flipped. Decoding
+    // resumes at its next Data frame, which begins inside a later link frame (that frame's
+    // `first` says where): an unknown id after a gap, so message 2 is reported lost.
     let mut noisy = wire.clone();
     noisy[ends[0] + 4] ^= 0x40;
     let got = receive(&noisy, 4096);
     assert_eq!(got.messages, [(1, true), (3, true)]);
-    assert_eq!(got.errors, [ProtocolError::LinkGap { missing: 1 }]);
+    assert_eq!(
+        got.errors,
+        [
+            ProtocolError::LinkGap { missing: 1 },
+            ProtocolError::Lost { id: 2 }
+        ]
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use mux_nostd::{Decoder, FrameEvent, LinkDecoder};
+use mux_tests::noise::{Change, FrameMap};
 use sha2::{Digest, Sha256};
 
 const SIZE: usize = 1024;
@@ -129,101 +129,28 @@ fn noisy_run(link: &str, n: u32, log: &PathBuf) -> ReadOut {
     out
 }
 
-/// The clean stream of `muxpipe write --link cobs`: each message's byte range (its link
-/// frames with their delimiters), found by decoding it; and its length.
-fn message_ranges(n: u32) -> (Vec<(u64, u64)>, u64) {
+/// Which messages the changes in the injector's `log` touched: the clean stream of
+/// `muxpipe write --link cobs` (the same bytes, made again) followed link frame by link frame.
+fn touched(log: &PathBuf, n: u32) -> FrameMap {
+    let mut map = FrameMap::new(false);
+    for line in std::fs::read_to_string(log).unwrap().lines() {
+        if let Some(c) = Change::parse(line) {
+            map.change(c);
+        }
+    }
     let mut write = spawn_write("cobs", n);
     let mut input = write.stdout.take().unwrap();
-    let mut ranges = vec![(u64::MAX, 0u64); n as usize + 1];
-    let mut link = LinkDecoder::new();
-    let mut mux = Decoder::new(1 << 20);
-    let mut frame = vec![0u8; 4096];
-    let (mut filled, mut offset, mut start, mut inside) = (0usize, 0u64, 0u64, false);
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let k = input.read(&mut buf).unwrap();
         if k == 0 {
             break;
         }
-        for &b in &buf[..k] {
-            frame[filled] = b;
-            filled += 1;
-            if b != 0 {
-                inside = true;
-            } else if !inside {
-                start = offset; // a leading delimiter
-                frame[0] = 0;
-                filled = 1;
-            } else {
-                // A frame ends: which messages have bytes in it?
-                let mut ids = HashSet::new();
-                let mut f = filled;
-                while let Some(got) = link.next(&mut frame, &mut f) {
-                    assert_eq!(got.gap, None);
-                    let mut body = &frame[got.body];
-                    while !body.is_empty() {
-                        let (used, ev) = mux.decode(body);
-                        body = &body[used..];
-                        match ev {
-                            Some(FrameEvent::Start { id, .. })
-                            | Some(FrameEvent::End { id })
-                            | Some(FrameEvent::Data { id, .. }) => {
-                                ids.insert(id);
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                for id in ids {
-                    let r = &mut ranges[id as usize];
-                    r.0 = r.0.min(start);
-                    r.1 = r.1.max(offset + 1);
-                }
-                filled = 0;
-                inside = false;
-            }
-            offset += 1;
-        }
+        map.clean(&buf[..k]);
     }
     assert!(write.wait().unwrap().success());
-    (ranges, offset)
-}
-
-/// Ids of the messages the injector's log says it touched, and how many changes it made.
-fn touched(log: &PathBuf, ranges: &[(u64, u64)]) -> (HashSet<u32>, u64) {
-    let text = std::fs::read_to_string(log).unwrap();
-    let mut by_start: Vec<(u64, u64, u32)> = ranges
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(id, &(s, e))| (s, e, id as u32))
-        .collect();
-    by_start.sort_unstable();
-    let mut hit = HashSet::new();
-    let mut changes = 0;
-    for line in text.lines() {
-        let w: Vec<&str> = line.split(' ').collect();
-        if w[0] == "end" {
-            continue;
-        }
-        changes += 1;
-        let pos: u64 = w[1].parse().unwrap();
-        let i = by_start.partition_point(|&(s, _, _)| s <= pos);
-        if i == 0 {
-            continue;
-        }
-        let (s, e, id) = by_start[i - 1];
-        // An insertion before a message's first byte lands between two delimiters.
-        let inside = if w[0] == "insert" {
-            pos > s && pos < e
-        } else {
-            pos < e
-        };
-        if inside {
-            hit.insert(id);
-        }
-    }
-    (hit, changes)
+    assert_eq!(map.seen().len() as u32, n);
+    map
 }
 
 #[test]
@@ -231,9 +158,10 @@ fn cobs_profile_on_a_noisy_pipe_delivers_every_untouched_message_and_nothing_dam
     let n = messages();
     let log = log_path("cobs");
     let got = noisy_run("cobs", n, &log);
-    let (ranges, wire_len) = message_ranges(n);
-    let (hit, changes) = touched(&log, &ranges);
+    let changes = std::fs::read_to_string(&log).unwrap().lines().count() - 1;
+    let map = touched(&log, n);
     std::fs::remove_file(&log).ok();
+    let (hit, wire_len) = (map.touched(), map.len());
 
     assert!(
         got.corrupted.is_empty(),

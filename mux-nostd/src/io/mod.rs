@@ -10,7 +10,7 @@ pub mod link;
 use crate::demux::{Demux, Event, RawEvent};
 use crate::encode::Outgoing;
 use crate::error::SendError;
-use crate::link::LinkDecoder;
+use crate::link::{LinkDecoder, LinkFrame};
 use crate::metrics::{LinkMetrics, TxMetrics};
 use crate::reassembly::{Reassembler, Received};
 use crate::strategy::Strategy;
@@ -91,6 +91,56 @@ impl<'p, const N: usize, const B: usize, const S: usize> Receive for Reassembler
     }
 }
 
+/// How a reader finds the multiplexer's bytes in what it reads: [`Plain`] (the default: they
+/// are what it reads) or the serial link profile's [`LinkDecoder`]. A type parameter, so that
+/// a plain reader links none of the link profile's code.
+pub trait Framing {
+    /// Whether what is read comes in link frames.
+    #[doc(hidden)]
+    const LINKED: bool;
+    /// The next intact link frame in `rx[..*end]` ([`LinkDecoder::next`]).
+    #[doc(hidden)]
+    fn next_frame(&mut self, rx: &mut [u8], end: &mut usize) -> Option<LinkFrame>;
+    /// At end of stream ([`LinkDecoder::finish`]).
+    #[doc(hidden)]
+    fn finish(&mut self, end: usize) -> Option<u16>;
+    /// The link frames' counters.
+    #[doc(hidden)]
+    fn metrics(&self) -> Option<&LinkMetrics>;
+}
+
+/// The plain wire format: a reader's bytes are the multiplexer's stream as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plain;
+
+impl Framing for Plain {
+    const LINKED: bool = false;
+    #[inline(always)]
+    fn next_frame(&mut self, _: &mut [u8], _: &mut usize) -> Option<LinkFrame> {
+        None
+    }
+    #[inline(always)]
+    fn finish(&mut self, _: usize) -> Option<u16> {
+        None
+    }
+    fn metrics(&self) -> Option<&LinkMetrics> {
+        None
+    }
+}
+
+impl Framing for LinkDecoder {
+    const LINKED: bool = true;
+    fn next_frame(&mut self, rx: &mut [u8], end: &mut usize) -> Option<LinkFrame> {
+        self.next(rx, end)
+    }
+    fn finish(&mut self, end: usize) -> Option<u16> {
+        LinkDecoder::finish(self, end)
+    }
+    fn metrics(&self) -> Option<&LinkMetrics> {
+        Some(LinkDecoder::metrics(self))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RxState {
     Open,
@@ -115,7 +165,7 @@ pub enum Next<R> {
 /// the body of each intact one.
 #[derive(Debug)]
 #[doc(hidden)]
-pub struct Pump<'b, P> {
+pub struct Pump<'b, P, L = Plain> {
     pub(crate) core: P,
     rx: &'b mut [u8],
     /// The core is fed `rx[pos..data_end]`.
@@ -124,11 +174,11 @@ pub struct Pump<'b, P> {
     /// Bytes read end at `rx[end]` (plain: `data_end`).
     end: usize,
     state: RxState,
-    link: Option<LinkDecoder>,
+    link: L,
 }
 
-impl<'b, P: Receive> Pump<'b, P> {
-    pub(crate) fn new(core: P, rx: &'b mut [u8], link: Option<LinkDecoder>) -> Self {
+impl<'b, P: Receive, L: Framing> Pump<'b, P, L> {
+    pub(crate) fn new(core: P, rx: &'b mut [u8], link: L) -> Self {
         assert!(!rx.is_empty(), "receive buffer must not be empty");
         Self {
             core,
@@ -158,7 +208,7 @@ impl<'b, P: Receive> Pump<'b, P> {
                     }
                 }
                 RxState::Finishing => {
-                    if let Some(missing) = self.link.as_mut().and_then(|l| l.finish(self.end)) {
+                    if let Some(missing) = self.link.finish(self.end) {
                         self.core.link_gap(missing);
                     }
                     self.end = 0;
@@ -176,13 +226,13 @@ impl<'b, P: Receive> Pump<'b, P> {
     /// makes room for a read (`false`).
     #[inline]
     fn next_link_frame(&mut self) -> bool {
-        let Some(link) = self.link.as_mut() else {
+        if !L::LINKED {
             self.pos = 0;
             self.data_end = 0;
             self.end = 0;
             return false;
-        };
-        match link.next(self.rx, &mut self.end) {
+        }
+        match self.link.next_frame(self.rx, &mut self.end) {
             Some(frame) => {
                 if let Some(missing) = frame.gap {
                     self.core.link_gap(missing);
@@ -218,7 +268,7 @@ impl<'b, P: Receive> Pump<'b, P> {
             self.state = RxState::Finishing;
         } else {
             self.end += n;
-            if self.link.is_none() {
+            if !L::LINKED {
                 self.data_end = self.end;
             }
         }
@@ -233,7 +283,7 @@ impl<'b, P: Receive> Pump<'b, P> {
 
     /// The serial link profile's counters, if it is on.
     pub(crate) fn link_metrics(&self) -> Option<&LinkMetrics> {
-        self.link.as_ref().map(LinkDecoder::metrics)
+        self.link.metrics()
     }
 }
 

@@ -15,14 +15,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: injector --seed S --rate R [--kinds flip,drop,insert] [--log FILE]";
+use mux_tests::noise::{Kind, Noise};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Flip,
-    Drop,
-    Insert,
-}
+const USAGE: &str = "usage: injector --seed S --rate R [--kinds flip,drop,insert] [--log FILE]";
 
 struct Options {
     seed: u64,
@@ -68,20 +63,8 @@ fn options() -> Result<Options, String> {
     Ok(o)
 }
 
-/// Input bytes until the next change: a geometric draw, so that each byte is hit with
-/// probability `rate` independently, without a draw per byte.
-fn gap(rng: &mut fastrand::Rng, rate: f64) -> u64 {
-    if rate <= 0.0 {
-        return u64::MAX;
-    }
-    let u = 1.0 - rng.f64(); // in (0, 1]
-    (u.ln() / (1.0 - rate).ln())
-        .floor()
-        .min(u64::MAX as f64 / 2.0) as u64
-}
-
 fn run(o: &Options) -> io::Result<()> {
-    let mut rng = fastrand::Rng::with_seed(o.seed);
+    let mut noise = Noise::new(o.seed, o.rate, &o.kinds);
     let mut log = match &o.log {
         Some(path) => Some(BufWriter::new(File::create(path)?)),
         None => None,
@@ -89,9 +72,8 @@ fn run(o: &Options) -> io::Result<()> {
     let mut input = io::stdin().lock();
     let mut output = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut buf = vec![0u8; 1 << 16];
-    let mut out = Vec::with_capacity(1 << 16);
+    let mut out = Vec::with_capacity(1 << 17);
     let mut offset = 0u64;
-    let mut next = gap(&mut rng, o.rate);
     loop {
         let n = match input.read(&mut buf) {
             Ok(0) => break,
@@ -100,43 +82,15 @@ fn run(o: &Options) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         out.clear();
-        let mut at = 0;
-        while at < n {
-            let clean = (next.min((n - at) as u64)) as usize;
-            out.extend_from_slice(&buf[at..at + clean]);
-            at += clean;
-            next -= clean as u64;
-            if at == n {
-                break;
+        let mut logged = Ok(());
+        noise.apply(&buf[..n], &mut out, |c| {
+            if let Some(l) = log.as_mut()
+                && logged.is_ok()
+            {
+                logged = writeln!(l, "{}", c.log_line());
             }
-            // `next` is 0: this byte is hit.
-            let pos = offset + at as u64;
-            let byte = buf[at];
-            match o.kinds[rng.usize(..o.kinds.len())] {
-                Kind::Flip => {
-                    let mask = 1u8 << rng.u8(..8);
-                    out.push(byte ^ mask);
-                    if let Some(l) = log.as_mut() {
-                        writeln!(l, "flip {pos} {mask}")?;
-                    }
-                }
-                Kind::Drop => {
-                    if let Some(l) = log.as_mut() {
-                        writeln!(l, "drop {pos}")?;
-                    }
-                }
-                Kind::Insert => {
-                    let extra = rng.u8(..);
-                    out.push(extra);
-                    out.push(byte);
-                    if let Some(l) = log.as_mut() {
-                        writeln!(l, "insert {pos} {extra}")?;
-                    }
-                }
-            }
-            at += 1;
-            next = gap(&mut rng, o.rate);
-        }
+        });
+        logged?;
         offset += n as u64;
         output.write_all(&out)?;
     }
