@@ -357,3 +357,21 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Arbitrary bytes (with many zeros, so that they fall into frames) never make the link
+    /// reader panic or leak a pool block, whatever the read size; it always ends.
+    #[test]
+    fn arbitrary_bytes_never_panic_the_link_reader(
+        wire in proptest::collection::vec(
+            prop_oneof![Just(0u8), Just(0x80u8), Just(3u8), any::<u8>()],
+            0..2000,
+        ),
+        cut in 1usize..300,
+    ) {
+        let got = receive(&wire, cut);
+        prop_assert!(got.messages.len() + got.errors.len() <= wire.len() + 8);
+    }
+}
