@@ -145,7 +145,7 @@ mod asynch {
     use super::*;
 
     impl<W: AsyncWrite + Unpin> LinkWrite<W> {
-        fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        pub(crate) fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
             while !self.pending().is_empty() {
                 let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]))?;
                 if n == 0 {
@@ -160,7 +160,8 @@ mod asynch {
     impl<W: AsyncWrite + Unpin> AsyncWrite for LinkWrite<W> {
         /// Takes all of `buf` once the frames of earlier calls are written. The frames it
         /// closes go out now if the sink takes them at once, else with the next write or
-        /// flush.
+        /// flush (the tokio sender drains them at the end of every send that is not
+        /// buffered).
         fn poll_write(
             self: Pin<&mut Self>,
             cx: &mut Context<'_>,
@@ -234,6 +235,20 @@ impl<W: Write> Write for Sink<W> {
         match self {
             Self::Plain(io) => io.flush(),
             Self::Link(l) => l.flush(),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<W: tokio::io::AsyncWrite + Unpin> Sink<W> {
+    /// Writes the link frames a [`LinkWrite`] holds (nothing to do for a plain sink).
+    pub(crate) fn poll_drain_link(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self {
+            Self::Plain(_) => std::task::Poll::Ready(Ok(())),
+            Self::Link(l) => l.poll_drain(cx),
         }
     }
 }

@@ -660,3 +660,33 @@ async fn link_profile_round_trip() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// With the serial link profile, the link frames a full sink did not take go out before the
+/// send returns: over a pipe that holds 64 bytes, a receiver gets every message though the
+/// sender writes nothing more (no flush, no close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_profile_sends_are_whole_on_the_wire_when_they_return() {
+    let config = Config {
+        link: mux_std::LinkProfile::Cobs,
+        ..Config::default()
+    };
+    for size in [0usize, 5, 3000, 100_000] {
+        let (w, r) = tokio::io::duplex(64);
+        let tx = AsyncSender::new(w, &config).unwrap();
+        let rx = AsyncReceiver::spawn(r, &config).unwrap();
+        let payload = rule_r(size);
+        let sent = tokio::spawn(async move {
+            for _ in 0..3 {
+                tx.send(&payload).await.unwrap();
+            }
+            tx // kept open: nothing more is written
+        });
+        for i in 0..3 {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Ok(Received::Message(m))) => assert!(m.body() == rule_r(size), "{size}"),
+                other => panic!("message {i} of {size} bytes: {other:?}"),
+            }
+        }
+        drop(sent.await.unwrap());
+    }
+}
