@@ -469,8 +469,15 @@ fn flood(cmd: &[&str], messages: u32) -> (u64, Vec<u8>) {
 
 #[test]
 fn a_flood_of_unfinished_messages_stays_within_the_receive_budget() {
-    // 256 messages × 8 MiB in release (2 GiB, the reported case); 40 × 8 MiB in debug builds.
-    let messages = if cfg!(debug_assertions) { 40 } else { 256 };
+    // 256 messages × 8 MiB in release (2 GiB); 40 × 8 MiB in debug builds, 10 × 8 MiB where
+    // the tests run emulated (80-aarch64.sh): still past the 64 MiB budget.
+    let messages = if !cfg!(target_arch = "x86_64") {
+        10
+    } else if cfg!(debug_assertions) {
+        40
+    } else {
+        256
+    };
     let budget = Config::default().assembly_budget as u64;
     let valid = sha256_hex(&rule_r(1000));
     for cmd in [&["echo", "hybrid"][..], &["read"][..]] {
