@@ -47,7 +47,6 @@ use crate::protocol::{
     Body, Effect, FNV_INIT, MAX_COMMAND, MAX_MESSAGE, Node, Stats, Strategy, Text, fnv1a,
 };
 
-#[cfg(feature = "cobs-link")]
 /// The link buffer of the serial link profile ([`Superloop::cobs_link`]), at each end: the
 /// firmware's link frames carry at most 237 bytes of the multiplexer stream, and the host's
 /// link frames must be no longer (`mux_std::Config::link_buffer` = 256).
