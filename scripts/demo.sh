@@ -11,7 +11,7 @@
 # --check: non-interactive run for the test scripts (shorter opening watch).
 # --cpu cortex-m0: the thumbv6m-none-eabi build, on a Cortex-M0 core of the same board.
 # --link cobs: both ends speak the serial link profile (COBS framing, a CRC-32C per link
-#   frame); the firmware is built with its feature `cobs-link` (sensor_node only).
+#   frame); the firmware is built with its feature `cobs-link`.
 # --noise RATE: with --link cobs, a noisy line from the firmware to the host (bits flipped,
 #   bytes dropped and inserted at RATE per byte, seeded by --seed) and an exchange that checks
 #   that nothing damaged is delivered and every untouched message is (see demo_host).
@@ -39,11 +39,7 @@ done
 features=()
 case "$link" in
   plain) ;;
-  cobs)
-    if [ "$fw" != sensor_node ]; then
-      echo "--link cobs: only the sensor_node firmware has the serial link profile" >&2; exit 2
-    fi
-    features=(--features cobs-link) ;;
+  cobs) features=(--features cobs-link) ;;
   *) echo "--link: plain or cobs" >&2; exit 2 ;;
 esac
 host_args+=(--link "$link")

@@ -2,7 +2,7 @@
 # The embedded examples: firmware built for Cortex-M3 and Cortex-M0 and run under QEMU.
 # - the demo, non-interactively: sensor_node (blocking) and async_node (embassy), each on a
 #   Cortex-M3 (thumbv7m build) and a Cortex-M0 core (thumbv6m build), against the mux-std host;
-#   sensor_node with the serial link profile, on a clean and on a noisy line;
+#   both with the serial link profile, and sensor_node with it over a noisy line;
 # - selftest (the core's conformance on the target) on both cores;
 # - the footprint report (builds everything in release, checks the core's flash/RAM goals);
 # - rustfmt and clippy (both targets) in the examples-embedded workspace.
@@ -18,8 +18,9 @@ done
 # The serial link profile: the same exchange, then a noisy line from the firmware to the host
 # (bits flipped, bytes dropped and inserted at 2·10^-3 per byte; nothing damaged delivered,
 # every untouched message delivered, the rest reported lost).
-echo "--- demo: sensor_node on cortex-m3, --link cobs"
+echo "--- demo: sensor_node and async_node on cortex-m3, --link cobs"
 bash scripts/demo.sh --check --link cobs
+bash scripts/demo.sh --check --firmware async_node --link cobs
 echo "--- demo: sensor_node on cortex-m3, --link cobs over a noisy line"
 bash scripts/demo.sh --check --link cobs --noise 2e-3 --seed 1
 

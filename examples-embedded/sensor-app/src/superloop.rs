@@ -48,7 +48,7 @@ use crate::protocol::{
 };
 
 /// The link buffer of the serial link profile ([`Superloop::cobs_link`]), at each end: the
-/// firmware's link frames carry at most 237 bytes of the multiplexer stream, and the host's
+/// firmware's link frames carry at most 243 bytes of the multiplexer stream, and the host's
 /// link frames must be no longer (`mux_std::Config::link_buffer` = 256).
 pub const LINK_BUFFER: usize = 256;
 
