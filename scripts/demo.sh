@@ -6,9 +6,15 @@
 # host aborts. Ends with a summary; exits non-zero if anything was lost or corrupted.
 #
 #   bash scripts/demo.sh [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0]
+#                        [--link plain|cobs] [--noise RATE [--seed S]]
 #
 # --check: non-interactive run for the test scripts (shorter opening watch).
 # --cpu cortex-m0: the thumbv6m-none-eabi build, on a Cortex-M0 core of the same board.
+# --link cobs: both ends speak the serial link profile (COBS framing, a CRC-32C per link
+#   frame); the firmware is built with its feature `cobs-link`.
+# --noise RATE: with --link cobs, a noisy line from the firmware to the host (bits flipped,
+#   bytes dropped and inserted at RATE per byte, seeded by --seed) and an exchange that checks
+#   that nothing damaged is delivered and every untouched message is (see demo_host).
 #
 # Installs only what it needs when missing: the firmware's rustup target and Debian's
 # qemu-system-arm (scripts/setup.sh demo).
@@ -17,15 +23,26 @@ cd "$(dirname "$0")/.."
 fw=sensor_node
 cpu=cortex-m3
 check=()
+link=plain
+host_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --check) check=(--check) ;;
     --firmware) fw="$2"; shift ;;
     --cpu) cpu="$2"; shift ;;
-    *) echo "usage: $0 [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0]" >&2; exit 2 ;;
+    --link) link="$2"; shift ;;
+    --noise|--seed) host_args+=("$1" "$2"); shift ;;
+    *) echo "usage: $0 [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0] [--link plain|cobs] [--noise RATE [--seed S]]" >&2; exit 2 ;;
   esac
   shift
 done
+features=()
+case "$link" in
+  plain) ;;
+  cobs) features=(--features cobs-link) ;;
+  *) echo "--link: plain or cobs" >&2; exit 2 ;;
+esac
+host_args+=(--link "$link")
 case "$cpu" in
   cortex-m0) target=thumbv6m-none-eabi ;;
   *) target=thumbv7m-none-eabi ;;
@@ -36,11 +53,13 @@ bash scripts/setup.sh demo "$target"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 built() { [ -x "$1" ] && echo " (already built: quick)" || echo " (about a minute the first time)"; }
 echo "demo: building the firmware $fw for $target$(built "examples-embedded/target/$target/release/$fw")"
-(cd examples-embedded && CARGO_TARGET_DIR="$PWD/target" cargo build --release --locked --target "$target" --bin "$fw")
+# A build with other features replaces the same file: both builds stay quick (cargo caches).
+(cd examples-embedded && CARGO_TARGET_DIR="$PWD/target" cargo build --release --locked --target "$target" --bin "$fw" "${features[@]}")
 echo "demo: building the host peer (mux-tests' demo_host)$(built target/release/demo_host)"
 cargo build --release --locked -p mux-tests --bin demo_host
 echo "demo: running"
 # The host starts QEMU itself, gives the whole run 90 s, and kills QEMU if it is still there;
 # the outer timeout is a last resort so that nothing can hang.
 timeout 120 target/release/demo_host \
-  --firmware "examples-embedded/target/$target/release/$fw" --cpu "$cpu" --timeout 90 "${check[@]}"
+  --firmware "examples-embedded/target/$target/release/$fw" --cpu "$cpu" --timeout 90 "${check[@]}" \
+  "${host_args[@]}"

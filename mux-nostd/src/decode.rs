@@ -177,6 +177,16 @@ impl Decoder {
         Err(ProtocolError::Truncated { missing })
     }
 
+    /// Forgets a frame in progress (its header bytes or the rest of its payload): the next
+    /// byte is taken as the start of a frame. For a link layer that lost bytes and knows where
+    /// the next frame begins.
+    pub fn reset(&mut self) {
+        self.state = State::Header {
+            buf: [0; HEADER_LEN],
+            have: 0,
+        };
+    }
+
     #[inline]
     pub(crate) fn step(&mut self, input: &[u8]) -> (usize, Option<RawFrameEvent>) {
         match &mut self.state {

@@ -152,6 +152,13 @@ pub struct Demux<T, const N: usize> {
     current: usize,
     max_open: usize,
     metrics: RxMetrics,
+    /// Link loss to report (see [`link_gap`](Self::link_gap)): the gap itself, then every
+    /// message open at that moment.
+    gap: Option<u16>,
+    lose_open: bool,
+    /// A link gap happened: a frame of an id with no open message is a message whose Start
+    /// was lost, reported [`ProtocolError::Lost`].
+    after_gap: bool,
 }
 
 impl<T: Default, const N: usize> Default for Demux<T, N> {
@@ -171,6 +178,9 @@ impl<T: Default, const N: usize> Demux<T, N> {
             pending_start: None,
             current: NO_CURRENT,
             max_open: N,
+            gap: None,
+            lose_open: false,
+            after_gap: false,
             metrics: RxMetrics {
                 messages: 0,
                 bytes: 0,
@@ -185,6 +195,9 @@ impl<T: Default, const N: usize> Demux<T, N> {
                     pool_exhausted: 0,
                     truncated: 0,
                     unfinished: 0,
+                    lost: 0,
+                    link_gap: 0,
+                    over_budget: 0,
                 },
                 #[cfg(feature = "histograms")]
                 sizes: Histogram::new(),
@@ -221,7 +234,10 @@ impl<T: Default, const N: usize> Demux<T, N> {
 
     /// Whether the stream sits between frames with nothing open (it may end here cleanly).
     pub fn is_idle(&self) -> bool {
-        self.decoder.is_idle() && self.open.is_empty() && self.pending_start.is_none()
+        self.decoder.is_idle()
+            && self.open.is_empty()
+            && self.pending_start.is_none()
+            && !self.lose_open
     }
 
     /// Decodes from the front of `input`: bytes consumed and the event completed, if any.
@@ -268,6 +284,56 @@ impl<T: Default, const N: usize> Demux<T, N> {
         Some(slot.value)
     }
 
+    /// Drops open message `id` because its data cannot be kept (`error`, e.g.
+    /// [`ProtocolError::OverBudget`]): like [`drop_current`](Self::drop_current) for any open
+    /// message. `None`, and nothing counted, if `id` has no open message.
+    pub fn drop_message(&mut self, id: u32, error: ProtocolError) -> Option<T> {
+        let i = self.find(id)?;
+        let slot = self.take_open(i)?;
+        self.reject(slot.id);
+        self.metrics.errors.record(&error);
+        Some(slot.value)
+    }
+
+    /// The open messages: each id with its value, in no particular order.
+    pub fn open_messages(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.open.iter().map(|s| (s.id, &s.value))
+    }
+
+    /// Tells the receiver that the link lost bytes before the input that follows, which
+    /// starts at a frame boundary (the serial link profile calls it; see
+    /// [`LinkDecoder`](crate::LinkDecoder)). The frame in progress is forgotten; the next
+    /// events are a [`ProtocolError::LinkGap`] with `missing`, then a
+    /// [`ProtocolError::Lost`] for every message open now (they may have lost a frame; their
+    /// values are handed back and their later frames consumed quietly). From then on a Data,
+    /// End or Abort frame of an id with no open message is reported [`ProtocolError::Lost`]
+    /// (its Start was lost) instead of [`ProtocolError::UnknownId`].
+    pub fn link_gap(&mut self, missing: u16) {
+        self.decoder.reset();
+        self.gap = Some(missing);
+        self.lose_open = true;
+        self.after_gap = true;
+        self.current = NO_CURRENT;
+    }
+
+    /// The next report owed by [`link_gap`](Self::link_gap), if any.
+    #[cold]
+    fn loss_report(&mut self) -> Option<RawEvent<T>> {
+        if let Some(missing) = self.gap.take() {
+            return Some(self.error(ProtocolError::LinkGap { missing }, None));
+        }
+        if !self.lose_open {
+            return None;
+        }
+        let Some(last) = self.open.len().checked_sub(1) else {
+            self.lose_open = false;
+            return None;
+        };
+        let slot = self.take_open(last)?;
+        self.reject(slot.id);
+        Some(self.error(ProtocolError::Lost { id: slot.id }, Some(slot.value)))
+    }
+
     /// Called at end of stream, repeatedly until it returns `None`: reports a truncated frame,
     /// then each message still open ([`ProtocolError::Unfinished`], with its value). Leaves the
     /// receiver empty, ready for a new stream.
@@ -278,6 +344,9 @@ impl<T: Default, const N: usize> Demux<T, N> {
     pub(crate) fn finish_raw(&mut self) -> Option<RawEvent<T>> {
         if let Some((id, len_hint)) = self.pending_start.take() {
             return Some(RawEvent::Started { id, len_hint });
+        }
+        if let Some(report) = self.loss_report() {
+            return Some(report);
         }
         if let Err(error) = self.decoder.finish() {
             return Some(self.error(error, None));
@@ -293,6 +362,11 @@ impl<T: Default, const N: usize> Demux<T, N> {
         if let Some((id, len_hint)) = self.pending_start.take() {
             return (0, Some(RawEvent::Started { id, len_hint }));
         }
+        if self.lose_open
+            && let Some(report) = self.loss_report()
+        {
+            return (0, Some(report));
+        }
         if let Some(fast) = self.whole_data_frame(input) {
             return fast;
         }
@@ -305,6 +379,11 @@ impl<T: Default, const N: usize> Demux<T, N> {
     pub(crate) fn step_after_run(&mut self, input: &[u8]) -> (usize, Option<RawEvent<T>>) {
         if let Some((id, len_hint)) = self.pending_start.take() {
             return (0, Some(RawEvent::Started { id, len_hint }));
+        }
+        if self.lose_open
+            && let Some(report) = self.loss_report()
+        {
+            return (0, Some(report));
         }
         self.general_step(input)
     }
@@ -351,7 +430,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
         input: &[u8],
         mut take: impl FnMut(&mut T, &[u8]) -> bool,
     ) -> (usize, Option<u32>) {
-        if self.pending_start.is_some() || !self.decoder.is_idle() {
+        if self.pending_start.is_some() || self.lose_open || !self.decoder.is_idle() {
             return (0, None);
         }
         let Some(slot) = self.open.get_mut(self.current) else {
@@ -447,6 +526,10 @@ impl<T: Default, const N: usize> Demux<T, N> {
             } => {
                 let Some(i) = self.find(id) else {
                     if first && !self.is_rejected(id) {
+                        if self.after_gap {
+                            self.reject(id);
+                            return Some(self.error(ProtocolError::Lost { id }, None));
+                        }
                         let kind = FrameType::Data;
                         return Some(self.error(ProtocolError::UnknownId { id, kind }, None));
                     }
@@ -547,6 +630,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
                 }
             }
             None if self.forget_rejected(id) => None,
+            None if self.after_gap => Some(self.error(ProtocolError::Lost { id }, None)),
             None => Some(self.error(ProtocolError::UnknownId { id, kind }, None)),
         }
     }

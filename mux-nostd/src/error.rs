@@ -100,6 +100,27 @@ pub enum ProtocolError {
         /// The message id.
         id: u32,
     },
+    /// Serial link profile: link frames were damaged or missing, and this message had (or may
+    /// have had) a frame among them. It is dropped, never delivered; its later frames are
+    /// consumed quietly.
+    Lost {
+        /// The message id.
+        id: u32,
+    },
+    /// Serial link profile: the sequence numbers show `missing` link frames that never
+    /// arrived intact (damaged, cut or dropped on the line). Comes before the
+    /// [`Lost`](Self::Lost) reports of the messages it cost.
+    LinkGap {
+        /// Link frames missing (sequence numbers skipped; 1 for a damaged or unterminated
+        /// frame at the end of the stream).
+        missing: u16,
+    },
+    /// Bytes held for messages not yet complete would exceed the receiver's budget: this
+    /// message is dropped to make room; its later frames are consumed quietly.
+    OverBudget {
+        /// The id of the dropped message.
+        id: u32,
+    },
 }
 
 impl ProtocolError {
@@ -115,6 +136,9 @@ impl ProtocolError {
             Self::PoolExhausted { .. } => "pool-exhausted",
             Self::Truncated { .. } => "truncated",
             Self::Unfinished { .. } => "unfinished",
+            Self::Lost { .. } => "lost",
+            Self::LinkGap { .. } => "link-gap",
+            Self::OverBudget { .. } => "over-budget",
         }
     }
 }
@@ -142,6 +166,11 @@ impl fmt::Display for ProtocolError {
                 write!(f, "stream ended inside a frame ({missing} bytes missing)")
             }
             Self::Unfinished { id } => write!(f, "stream ended with message {id} unfinished"),
+            Self::Lost { id } => write!(f, "message {id} lost to link damage"),
+            Self::LinkGap { missing } => write!(f, "{missing} link frames lost"),
+            Self::OverBudget { id } => {
+                write!(f, "receive budget exceeded, message {id} dropped")
+            }
         }
     }
 }

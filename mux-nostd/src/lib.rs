@@ -12,6 +12,7 @@ mod error;
 mod frame;
 pub mod histogram;
 mod io;
+mod link;
 mod metrics;
 pub mod plugin;
 mod pool;
@@ -26,7 +27,13 @@ pub use frame::{FrameType, HEADER_LEN, Header};
 pub use histogram::Histogram;
 pub use io::asynch::{AsyncReader, AsyncWriter};
 pub use io::blocking::{Reader, Writer};
-pub use metrics::{ErrorCounts, RxMetrics, TxMetrics};
+pub use io::link::LinkWriter;
+pub use io::{Framing, Plain};
+pub use link::{
+    DEFAULT_LINK_BUFFER, LINK_CRC_LEN, LINK_TAG_LEN, LinkDecoder, LinkEncoder, LinkFrame,
+    MIN_LINK_BUFFER, link_payload_capacity,
+};
+pub use metrics::{ErrorCounts, LinkMetrics, RxMetrics, TxMetrics};
 pub use pool::{Chain, Pool, PoolStats};
 pub use reassembly::{Message, Reassembler, Received};
 pub use strategy::{AnyStrategy, Hybrid, Hybrid8k, Optimized, Original, Strategy};

@@ -31,6 +31,12 @@ pub struct ErrorCounts {
     pub truncated: u32,
     /// [`ProtocolError::Unfinished`].
     pub unfinished: u32,
+    /// [`ProtocolError::Lost`].
+    pub lost: u32,
+    /// [`ProtocolError::LinkGap`] (reports, not frames: those are in [`LinkMetrics`]).
+    pub link_gap: u32,
+    /// [`ProtocolError::OverBudget`].
+    pub over_budget: u32,
 }
 
 impl ErrorCounts {
@@ -46,6 +52,9 @@ impl ErrorCounts {
             ProtocolError::PoolExhausted { .. } => &mut self.pool_exhausted,
             ProtocolError::Truncated { .. } => &mut self.truncated,
             ProtocolError::Unfinished { .. } => &mut self.unfinished,
+            ProtocolError::Lost { .. } => &mut self.lost,
+            ProtocolError::LinkGap { .. } => &mut self.link_gap,
+            ProtocolError::OverBudget { .. } => &mut self.over_budget,
         };
         *c = c.saturating_add(1);
     }
@@ -62,6 +71,9 @@ impl ErrorCounts {
             self.pool_exhausted,
             self.truncated,
             self.unfinished,
+            self.lost,
+            self.link_gap,
+            self.over_budget,
         ]
         .iter()
         .fold(0u32, |a, b| a.saturating_add(*b))
@@ -84,6 +96,24 @@ pub struct RxMetrics {
     /// Payload sizes of completed messages, in bytes (feature `histograms`).
     #[cfg(feature = "histograms")]
     pub sizes: Histogram,
+}
+
+/// What the receiving end of a serial link profile saw, frame by frame. Every counter
+/// saturates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LinkMetrics {
+    /// Link frames received intact (COBS and CRC-32C correct).
+    pub good: u32,
+    /// Link frames dropped as damaged: bad COBS, bad CRC, too short, or longer than the
+    /// receive buffer (also a frame cut by the end of the stream).
+    pub damaged: u32,
+    /// Link frames missing by their sequence numbers (the sum of the
+    /// [`ProtocolError::LinkGap`] reports).
+    pub missing: u32,
+    /// Intact link frames skipped after a gap because they continue a multiplexer frame
+    /// whose beginning was lost (decoding resumes at the next frame boundary).
+    pub skipped: u32,
 }
 
 /// What a writer has sent. Every counter saturates: once at its type's

@@ -114,6 +114,13 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
         (n, ev.and_then(|ev| self.on_event(ev, input)))
     }
 
+    /// The link lost frames before the input that follows: see
+    /// [`Demux::link_gap`](crate::Demux::link_gap) (the messages open now are reported
+    /// [`ProtocolError::Lost`] and their blocks released).
+    pub fn link_gap(&mut self, missing: u16) {
+        self.demux.link_gap(missing);
+    }
+
     /// Feeds all of `input`, calling `on` for everything received.
     pub fn feed_all(&mut self, mut input: &[u8], mut on: impl FnMut(Received<'p, BLOCKS, SIZE>)) {
         while !input.is_empty() {
@@ -181,7 +188,7 @@ mod tests {
 
     #[test]
     fn table_ram_is_per_entry_cost_times_capacity_plus_a_constant() {
-        // Documented in the README: about (12 + size_of::<T>()) × N + 128 bytes (an entry
+        // Documented in the README: about (12 + size_of::<T>()) × N + 152 bytes (an entry
         // is an id, a byte count and a `T`, plus room for one rejected id).
         // The `histograms` feature adds one histogram (message sizes) to the counters.
         let hist = if cfg!(feature = "histograms") {
@@ -189,7 +196,7 @@ mod tests {
         } else {
             0
         };
-        let per = |n: usize, t: usize| (12 + t) * n + 128 + hist;
+        let per = |n: usize, t: usize| (12 + t) * n + 152 + hist;
         assert!(core::mem::size_of::<Demux<(), 8>>() <= per(8, 0));
         assert!(core::mem::size_of::<Demux<(), 64>>() <= per(64, 0));
         let chain = core::mem::size_of::<Option<Chain<'static, 4, 4>>>();

@@ -15,6 +15,33 @@ pub const MAX_BUFFER: usize = 1 << 30;
 /// Largest [`Config::queue_depth`]: 2^20 items (the queue's slots are allocated up front).
 pub const MAX_QUEUE_DEPTH: usize = 1 << 20;
 
+/// How the byte stream is framed on the link ([`Config::link`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkProfile {
+    /// The plain wire format, byte for byte the Go library's (the default).
+    #[default]
+    Plain,
+    /// The serial link profile: link frames with a sequence number and a CRC-32C, COBS-encoded
+    /// between `0x00` delimiters, for links that flip, drop or insert bytes (a UART). Both
+    /// ends must use it. A damaged frame is dropped; what it cost is reported
+    /// ([`ProtocolError::LinkGap`](mux_nostd::ProtocolError::LinkGap),
+    /// [`ProtocolError::Lost`](mux_nostd::ProtocolError::Lost)), never delivered.
+    Cobs,
+}
+
+impl core::str::FromStr for LinkProfile {
+    type Err = String;
+    /// `plain` or `cobs`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "plain" => Ok(Self::Plain),
+            "cobs" => Ok(Self::Cobs),
+            _ => Err(format!("unknown link profile {s:?} (plain or cobs)")),
+        }
+    }
+}
+
 /// Node configuration. Start from [`Config::default`] and change what you need.
 ///
 /// Sizes that are allocated up front are bounded: [`read_buffer`](Self::read_buffer),
@@ -52,7 +79,10 @@ pub struct Config {
     /// means 1). A send that would start one more waits until one ends, honouring its cancel
     /// token or deadline while it waits, instead of starting a message the peer would refuse
     /// with [`ProtocolError::TooManyStreams`](mux_nostd::ProtocolError::TooManyStreams). Set
-    /// it to at most the peer's `max_in_flight`.
+    /// it to at most the peer's `max_in_flight`. It does not bound bytes: many large
+    /// messages under way at once (256 of 1 MiB sent by as many threads take turns chunk by
+    /// chunk) can hold more than the peer's
+    /// [`assembly_budget`](Self::assembly_budget), which then drops some of them.
     pub max_sending: usize,
     /// Most receive buffers that may exist at once: open messages plus delivered ones the
     /// application still holds (default 4096). Past it, a message is dropped with
@@ -75,6 +105,24 @@ pub struct Config {
     /// bounded by [`max_in_flight`](Self::max_in_flight) and the message limit, as before.
     /// The bytes held are in [`RxCounts::held_bytes`](crate::RxCounts::held_bytes).
     pub rx_budget: usize,
+    /// Bytes the receiver may hold for messages not yet complete (whole-message mode), all
+    /// messages of the connection together (default 64 MiB). A Data chunk that would take it
+    /// past this drops the message holding the most bytes (the chunk's own when it is the
+    /// largest), with [`ProtocolError::OverBudget`](mux_nostd::ProtocolError::OverBudget),
+    /// as often as needed to make room; the later frames of a dropped message are skipped
+    /// without being stored, and the connection goes on. Together with
+    /// [`rx_budget`](Self::rx_budget), which pauses reading while delivered items wait, the
+    /// receiver holds at most about `assembly_budget` of partial messages plus `rx_budget`
+    /// of items not yet taken.
+    pub assembly_budget: usize,
+    /// How the byte stream is framed (default [`LinkProfile::Plain`]).
+    pub link: LinkProfile,
+    /// With [`LinkProfile::Cobs`]: the size of a link frame buffer at each end (default
+    /// [`DEFAULT_LINK_BUFFER`](mux_nostd::DEFAULT_LINK_BUFFER), 2 KiB; at least
+    /// [`MIN_LINK_BUFFER`](mux_nostd::MIN_LINK_BUFFER), at most [`MAX_BUFFER`]). The sender
+    /// fills link frames up to it; the receiver drops longer ones as damaged, so it must be
+    /// at least the peer's.
+    pub link_buffer: usize,
     /// Received items queued for the application before the reader waits (default 1024; 0
     /// means 1, at most [`MAX_QUEUE_DEPTH`]).
     pub queue_depth: usize,
@@ -134,6 +182,9 @@ impl Default for Config {
             retain_capacity: 4 << 20,
             pool_idle_bytes: 16 << 20,
             rx_budget: 64 << 20,
+            assembly_budget: 64 << 20,
+            link: LinkProfile::Plain,
+            link_buffer: mux_nostd::DEFAULT_LINK_BUFFER,
             queue_depth: 1024,
             read_buffer: 256 << 10,
             coalesce_frame: 2048,
@@ -182,6 +233,7 @@ impl Config {
         check("read_buffer", self.read_buffer, MAX_BUFFER)?;
         check("write_buffer", self.write_buffer, MAX_BUFFER)?;
         check("coalesce_frame", self.coalesce_frame, MAX_BUFFER)?;
+        check("link_buffer", self.link_buffer, MAX_BUFFER)?;
         check("queue_depth", self.queue_depth, MAX_QUEUE_DEPTH)
     }
 

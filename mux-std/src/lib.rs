@@ -4,6 +4,7 @@
 
 mod config;
 mod error;
+mod link;
 mod node;
 pub mod observe;
 #[cfg(unix)]
@@ -19,8 +20,9 @@ mod sync;
 pub mod tokio;
 mod tx;
 
-pub use config::{Config, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
+pub use config::{Config, LinkProfile, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
 pub use error::{ConfigError, RecvError, SendError, TryRecvError};
+pub use link::LinkWrite;
 pub use node::{CloseReport, Iter, Metrics, Node, Receiver};
 pub use observe::Distributions;
 pub use pool::{Buffer, BufferPool, PoolStats};
@@ -28,6 +30,6 @@ pub use rx::{Message, Received, RxCounts};
 pub use tx::{CancelToken, Closer, SendOptions, Sender, TxCounts};
 
 pub use mux_nostd::{
-    AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, Optimized, Original,
-    ProtocolError, Strategy,
+    AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, LinkMetrics, Optimized,
+    Original, ProtocolError, Strategy,
 };

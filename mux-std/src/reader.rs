@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::CloseReport;
-use crate::config::Config;
+use mux_nostd::{LinkDecoder, LinkMetrics};
+
+use crate::config::{Config, LinkProfile};
 use crate::error::RecvError;
 use crate::observe::RxHistograms;
 use crate::pool::BufferPool;
@@ -57,6 +59,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub(crate) struct RxShared {
     pub(crate) counts: Mutex<RxCounts>,
+    /// The serial link profile's frame counters (all zero without it).
+    pub(crate) link: Mutex<LinkMetrics>,
     pub(crate) unfinished: Mutex<Vec<u32>>,
     pub(crate) pool: BufferPool,
     pub(crate) reader: Mutex<Option<JoinHandle<()>>>,
@@ -102,6 +106,7 @@ impl RxShared {
     fn new(config: &Config) -> Arc<Self> {
         Arc::new(Self {
             counts: Mutex::new(RxCounts::default()),
+            link: Mutex::new(LinkMetrics::default()),
             unfinished: Mutex::new(Vec::new()),
             pool: BufferPool::with_idle_limit(
                 config.max_buffers,
@@ -137,10 +142,15 @@ impl RxShared {
         }
     }
 
+    fn counts_link(&self, m: &LinkMetrics) {
+        *lock(&self.link) = *m;
+    }
+
     /// Receive counters, the budget's included.
     pub(crate) fn counts(&self) -> RxCounts {
         let mut counts = *lock(&self.counts);
         self.budget.fill(&mut counts);
+        counts.link = *lock(&self.link);
         counts
     }
 }
@@ -217,9 +227,14 @@ pub(crate) struct Pump {
     core: RxCore,
     shared: Arc<RxShared>,
     buf: Vec<u8>,
-    /// `buf[at..end]` was read and not fed yet.
+    /// `buf[at..end]` was read and not fed yet (with the serial link profile: the body of
+    /// the link frame being fed).
     at: usize,
     end: usize,
+    /// The serial link profile's decoder ([`Config::link`]); bytes read end at
+    /// `buf[filled]`.
+    link: Option<LinkDecoder>,
+    filled: usize,
     /// An item to deliver before anything else (a read error or panic).
     pending: Option<Item>,
     /// The input has ended: finish once `pending` is delivered.
@@ -232,12 +247,20 @@ impl Pump {
     /// (in the caller's thread: a failure is the caller's).
     pub(crate) fn new(config: &Config) -> (Arc<RxShared>, Self) {
         let shared = RxShared::new(config);
+        let link = (config.link == LinkProfile::Cobs).then(LinkDecoder::new);
+        let len = match link {
+            // Room for a whole link frame, and for a read beside a partial one.
+            Some(_) => config.read_buffer_len().max(2 * config.link_buffer),
+            None => config.read_buffer_len(),
+        };
         let mut pump = Self {
             core: RxCore::new(config, shared.pool.clone()),
             shared: shared.clone(),
-            buf: vec![0u8; config.read_buffer_len()],
+            buf: vec![0u8; len],
             at: 0,
             end: 0,
+            link,
+            filled: 0,
             pending: None,
             eof: false,
             phase: Phase::Feeding,
@@ -251,7 +274,7 @@ impl Pump {
         if let Some(item) = self.pending.take() {
             return Step::Deliver(item);
         }
-        if self.phase == Phase::Feeding {
+        while self.phase == Phase::Feeding {
             while self.at < self.end {
                 let (used, item) = self.core.feed(&self.buf[self.at..self.end]);
                 self.at += used;
@@ -265,10 +288,30 @@ impl Pump {
                 self.shared.publish(&mut self.core);
                 (self.at, self.end) = (0, 0);
             }
+            let Some(link) = self.link.as_mut() else {
+                if !self.eof {
+                    return Step::Read(&mut self.buf);
+                }
+                self.phase = Phase::Finishing;
+                break;
+            };
+            if let Some(frame) = link.next(&mut self.buf, &mut self.filled) {
+                if let Some(missing) = frame.gap {
+                    self.core.link_gap(missing);
+                }
+                (self.at, self.end) = (frame.body.start, frame.body.end);
+                self.shared.counts_link(link.metrics());
+                continue;
+            }
             if !self.eof {
-                return Step::Read(&mut self.buf);
+                return Step::Read(&mut self.buf[self.filled..]);
             }
             self.phase = Phase::Finishing;
+            if let Some(missing) = link.finish(self.filled) {
+                self.core.link_gap(missing);
+            }
+            self.filled = 0;
+            self.shared.counts_link(link.metrics());
         }
         if self.phase == Phase::Finishing {
             let item = self.core.finish();
@@ -286,7 +329,11 @@ impl Pump {
         match r {
             None | Some(Ok(Ok(0))) => self.eof = true,
             Some(Ok(Ok(n))) => {
-                (self.at, self.end) = (0, n);
+                if self.link.is_some() {
+                    self.filled += n;
+                } else {
+                    (self.at, self.end) = (0, n);
+                }
                 self.core.obs.read(&self.shared.pool);
             }
             Some(Ok(Err(e))) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -115,6 +115,8 @@ pub struct RxCounts {
     /// Most payload bytes the receiver held at once so far (as seen after each read and
     /// each item).
     pub held_peak: u64,
+    /// The serial link profile's frame counters ([`Config::link`]; all zero without it).
+    pub link: mux_nostd::LinkMetrics,
 }
 
 /// How long the blocking reader waits for room in the budget before it looks again (it is
@@ -274,6 +276,10 @@ pub(crate) struct RxCore {
     pub(crate) partial: usize,
     /// Distributions ([`crate::observe`]).
     pub(crate) obs: RxObserver,
+    /// [`Config::assembly_budget`].
+    assembly_budget: usize,
+    /// Items to hand out before decoding on (messages dropped to make room in the budget).
+    queued: std::collections::VecDeque<Received>,
 }
 
 impl RxCore {
@@ -291,6 +297,8 @@ impl RxCore {
             unfinished: Vec::new(),
             partial: 0,
             obs: RxObserver::new(false),
+            assembly_budget: config.assembly_budget,
+            queued: std::collections::VecDeque::new(),
         }
     }
 
@@ -308,6 +316,9 @@ impl RxCore {
     /// goes on decoding.)
     #[inline]
     pub(crate) fn feed(&mut self, input: &[u8]) -> (usize, Option<Received>) {
+        if let Some(item) = self.queued.pop_front() {
+            return (0, Some(item));
+        }
         loop {
             let (n, ev) = self.demux.feed(input);
             let item = match ev {
@@ -320,8 +331,16 @@ impl RxCore {
         }
     }
 
+    /// The serial link lost frames before the input that follows ([`Demux::link_gap`]).
+    pub(crate) fn link_gap(&mut self, missing: u16) {
+        self.demux.link_gap(missing);
+    }
+
     /// At end of stream, repeatedly until `None`: a truncation, then each message still open.
     pub(crate) fn finish(&mut self) -> Option<Received> {
+        if let Some(item) = self.queued.pop_front() {
+            return Some(item);
+        }
         loop {
             let ev = self.demux.finish()?;
             if let Some(item) = self.on_event(ev) {
@@ -355,6 +374,11 @@ impl RxCore {
                     };
                     data.extend_from_slice(chunk);
                     return Some(Received::Chunk { id, data });
+                }
+                if self.partial + chunk.len() > self.assembly_budget
+                    && !self.make_room(id, chunk.len())
+                {
+                    return self.queued.pop_front();
                 }
                 let slot = self.demux.current_mut()?;
                 if slot.is_none() {
@@ -391,6 +415,51 @@ impl RxCore {
                 self.error(error)
             }
         }
+    }
+
+    /// Drops messages being assembled, the largest first, until `n` more bytes fit the
+    /// assembly budget; each drop is queued as an [`ProtocolError::OverBudget`] item. Returns
+    /// whether message `id` (the current one, whose chunk of `n` bytes is to be stored) is
+    /// still open.
+    #[cold]
+    fn make_room(&mut self, id: u32, n: usize) -> bool {
+        while self.partial + n > self.assembly_budget {
+            let largest = self
+                .demux
+                .open_messages()
+                .map(|(i, v)| (v.as_ref().map_or(0, |b| b.len()), i))
+                .max();
+            let victim = match largest {
+                Some((len, i)) if len > 0 && i != id => i,
+                _ => id,
+            };
+            let e = ProtocolError::OverBudget { id: victim };
+            let dropped = match victim == id {
+                false => self.demux.drop_message(victim, e),
+                true => self.demux.drop_current(e),
+            };
+            let Some(value) = dropped else {
+                // Not open (cannot happen): give up storing this chunk rather than loop.
+                let e = ProtocolError::OverBudget { id };
+                let value = self.demux.drop_current(e).flatten();
+                self.released(value);
+                self.counts.errors.record(&e);
+                self.queued.push_back(Received::Error(e));
+                return false;
+            };
+            if let Some(buf) = value {
+                // Its memory goes back to the system, not to the pool's idle buffers: the
+                // budget bounds what the process holds.
+                self.partial = self.partial.saturating_sub(buf.len());
+                drop(buf.into_vec());
+            }
+            self.counts.errors.record(&e);
+            self.queued.push_back(Received::Error(e));
+            if victim == id {
+                return false;
+            }
+        }
+        true
     }
 
     fn exhausted(&mut self, id: u32) -> Option<Received> {
@@ -556,6 +625,53 @@ mod tests {
         // The stream ends with 1 and 4 open: both reported, nothing held.
         assert!(core.finish().is_some() && core.finish().is_some());
         assert_eq!(core.partial, 0);
+        assert_eq!(pool.stats().in_use, 0);
+    }
+
+    #[test]
+    fn over_the_assembly_budget_the_largest_partial_message_is_dropped() {
+        let cfg = Config {
+            assembly_budget: 100,
+            ..Config::default()
+        };
+        let pool = BufferPool::new(8, 1 << 20);
+        let mut core = RxCore::new(&cfg, pool.clone());
+        let frame = |kind, id, body: &[u8]| {
+            let mut v = Header::new(kind, id, body.len() as u32).to_bytes().to_vec();
+            v.extend_from_slice(body);
+            v
+        };
+        let mut wire = Vec::new();
+        for id in [1, 2, 3] {
+            wire.extend(frame(FrameType::Start, id, b""));
+        }
+        wire.extend(frame(FrameType::Data, 1, &[1; 60]));
+        wire.extend(frame(FrameType::Data, 2, &[2; 30]));
+        // 60 + 30 + 20 > 100: message 1, the largest, makes room for 3's chunk.
+        wire.extend(frame(FrameType::Data, 3, &[3; 20]));
+        // 1's later frames are skipped without being stored; its End is quiet.
+        wire.extend(frame(FrameType::Data, 1, &[1; 50]));
+        wire.extend(frame(FrameType::End, 1, b""));
+        // A chunk too large for the budget by itself drops its own message (2, the largest).
+        wire.extend(frame(FrameType::Data, 2, &[2; 90]));
+        wire.extend(frame(FrameType::Data, 3, &[3; 5]));
+        wire.extend(frame(FrameType::End, 3, b""));
+        wire.extend(frame(FrameType::End, 2, b""));
+        let items = run(&mut core, &wire);
+        let kinds: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+        assert_eq!(items.len(), 3, "{kinds:?}");
+        assert!(matches!(
+            items[0],
+            Received::Error(ProtocolError::OverBudget { id: 1 })
+        ));
+        assert!(matches!(
+            items[1],
+            Received::Error(ProtocolError::OverBudget { id: 2 })
+        ));
+        assert!(matches!(&items[2], Received::Message(m) if m.id() == 3 && m.body() == [3; 25]));
+        assert_eq!(core.counts.errors.over_budget, 2);
+        assert_eq!(core.partial, 0);
+        drop(items);
         assert_eq!(pool.stats().in_use, 0);
     }
 

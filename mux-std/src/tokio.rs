@@ -642,7 +642,9 @@ async fn flush_buf<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> io::Result<()> 
         let n = write_some(io, &[IoSlice::new(co.pending())], &stats.writes).await?;
         co.sent(n);
     }
-    Ok(())
+    // With the serial link profile: link frames the socket did not take at once go out now,
+    // not with the next write.
+    std::future::poll_fn(|cx| io.poll_drain_link(cx)).await
 }
 
 async fn write_some<W: AsyncWrite + Unpin>(

@@ -14,6 +14,8 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, Write};
+
+use crate::link::Sink;
 use std::time::{Duration, Instant};
 
 use mux_nostd::{
@@ -592,7 +594,8 @@ struct How<'s, 'f> {
 
 /// The state behind the write lock.
 pub(crate) struct TxInner<W> {
-    pub(crate) io: Option<W>,
+    /// The sink, behind the serial link profile's encoder if [`Config::link`] says so.
+    pub(crate) io: Option<Sink<W>>,
     pub(crate) co: Coalescer,
     pub(crate) link: Link,
     /// Ids of messages whose Start is written and whose last frame is not.
@@ -620,7 +623,7 @@ pub(crate) struct TxInner<W> {
 impl<W> TxInner<W> {
     pub(crate) fn new(io: W, config: &Config) -> Self {
         Self {
-            io: Some(io),
+            io: Some(Sink::new(io, config)),
             co: Coalescer::new(config),
             link: Link::Open,
             sending: Vec::new(),
@@ -1010,7 +1013,7 @@ fn close_on_drop<W: Write>(g: &mut TxInner<W>, closer: Option<Closer<W>>) {
     if let Some(io) = g.io.as_mut() {
         let _ = io.flush();
         if let Some(c) = closer {
-            let _ = c(io);
+            let _ = c(io.get_mut());
         }
     }
     g.link = Link::Closed;
@@ -1499,7 +1502,9 @@ impl<W: Write + Send> Sender<W> {
         let r = r
             .and_then(|()| g.flush_buf())
             .and_then(|()| match g.io.as_mut() {
-                Some(io) => io.flush().and_then(|()| closer.map_or(Ok(()), |c| c(io))),
+                Some(io) => io
+                    .flush()
+                    .and_then(|()| closer.map_or(Ok(()), |c| c(io.get_mut()))),
                 None => Ok(()),
             });
         g.link = Link::Closed;

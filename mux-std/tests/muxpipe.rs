@@ -359,3 +359,165 @@ fn a_closed_stdout_ends_quietly_like_other_unix_tools() {
         assert_eq!(status.trim(), "141", "{cmd}");
     }
 }
+
+#[test]
+fn link_cobs_carries_every_strategy_through_read_and_echo() {
+    for strategy in STRATEGIES {
+        for (n, size) in [(3, 0), (5, 1), (4, 1024), (3, 6000), (2, 70_000)] {
+            let mut lines = pipeline(&format!(
+                "\"$M\" write --link cobs {strategy} {n} {size} | \"$M\" echo --link cobs hybrid \
+                 | \"$M\" read --link cobs"
+            ));
+            // The link line: every frame good, none damaged, missing or skipped.
+            let link = lines.remove(lines.len() - 2);
+            let counts: Vec<&str> = link.split(' ').collect();
+            assert_eq!(counts[0], "link");
+            assert!(counts[1].parse::<u32>().unwrap() >= n as u32, "{link}");
+            assert_eq!(&counts[2..], ["0", "0", "0"], "{link}");
+            expect_ok_lines(&lines, n, size, &format!("cobs {strategy} {n} {size}"));
+        }
+    }
+    // The profile is no plain stream: a plain reader finds no message in it.
+    let lines = pipeline("\"$M\" write --link cobs hybrid 3 100 | \"$M\" read");
+    assert_eq!(lines.last().unwrap(), "total 0");
+}
+
+#[test]
+fn link_option_is_checked() {
+    let (status, _, err) = run(&["read", "--link", "hdlc"], Stdio::null());
+    assert!(!status.success());
+    assert!(err.contains("unknown link profile"), "{err}");
+}
+
+/// The peak resident size of process `pid` (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Bytes process `pid` has read so far.
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// `muxpipe CMD` fed `flood` messages of 8 MiB (Start, then Data in 1 MiB frames taking
+/// turns, never an End) and then one valid message (id 7777, 1000 bytes): its peak resident
+/// size once it has read everything, and what it printed.
+fn flood(cmd: &[&str], messages: u32) -> (u64, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut child = Command::new(BIN)
+        .args(cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let output = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    let header = |kind: u8, id: u32, len: u32| {
+        let mut h = vec![kind];
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(&len.to_be_bytes());
+        h
+    };
+    let mut total = 0u64;
+    let mut put = |bytes: &[u8]| {
+        stdin.write_all(bytes).unwrap();
+        total += bytes.len() as u64;
+    };
+    for id in 1..=messages {
+        put(&header(1, id, 0));
+    }
+    let chunk = vec![0xA5u8; 1 << 20];
+    for _ in 0..8 {
+        for id in 1..=messages {
+            put(&header(3, id, chunk.len() as u32));
+            put(&chunk);
+        }
+    }
+    let valid = rule_r(1000);
+    put(&header(1, 7777, 0));
+    put(&header(3, 7777, 1000));
+    put(&valid);
+    put(&header(2, 7777, 0));
+    // Everything read (the peak cannot grow after that), then the end of input.
+    while bytes_read(pid) < total {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let peak = peak_rss(pid);
+    drop(stdin);
+    let out = output.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    (peak, out)
+}
+
+#[test]
+fn a_flood_of_unfinished_messages_stays_within_the_receive_budget() {
+    // 256 messages × 8 MiB in release (2 GiB); 40 × 8 MiB in debug builds, 10 × 8 MiB where
+    // the tests run emulated (80-aarch64.sh): still past the 64 MiB budget.
+    let messages = if !cfg!(target_arch = "x86_64") {
+        10
+    } else if cfg!(debug_assertions) {
+        40
+    } else {
+        256
+    };
+    let budget = Config::default().assembly_budget as u64;
+    let valid = sha256_hex(&rule_r(1000));
+    for cmd in [&["echo", "hybrid"][..], &["read"][..]] {
+        let (base, _) = flood(cmd, 0);
+        let (peak, out) = flood(cmd, messages);
+        let grown = peak.saturating_sub(base);
+        println!(
+            "muxpipe {}: {messages} × 8 MiB unfinished: peak resident {} KB, {} KB over the \
+             baseline of {} KB (budget {} KB)",
+            cmd[0],
+            peak / 1024,
+            grown / 1024,
+            base / 1024,
+            budget / 1024
+        );
+        assert!(grown <= budget + budget / 10, "{}: grew {grown} B", cmd[0]);
+        if cmd[0] == "read" {
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(&format!("ok 7777 1000 {valid}")), "{text}");
+        } else {
+            // The echo sends message 7777 back, whole.
+            let mut demux: mux_nostd::Demux<(), 4> =
+                mux_nostd::Demux::new(mux_nostd::Limits::new(1 << 20));
+            let (mut input, mut body, mut done) = (&out[..], Vec::new(), false);
+            while !input.is_empty() {
+                let (n, ev) = demux.feed(input);
+                match ev {
+                    Some(mux_nostd::Event::Data { id: 7777, chunk }) => {
+                        body.extend_from_slice(chunk)
+                    }
+                    Some(mux_nostd::Event::Completed { id: 7777, .. }) => done = true,
+                    _ => {}
+                }
+                input = &input[n..];
+            }
+            assert!(
+                done && body == rule_r(1000),
+                "echo gave {} bytes",
+                out.len()
+            );
+        }
+    }
+}

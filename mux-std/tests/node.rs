@@ -682,3 +682,77 @@ fn an_invalid_config_is_a_typed_error_not_a_panic() {
     assert_eq!(edge.validate(), Ok(()));
     drop(Node::unix(a, edge).unwrap());
 }
+
+/// `Config` with the serial link profile.
+fn cobs(strategy: AnyStrategy) -> Config {
+    Config {
+        link: mux_std::LinkProfile::Cobs,
+        ..Config::with_strategy(strategy)
+    }
+}
+
+#[test]
+fn link_profile_nodes_exchange_interleaved_messages_over_a_socket() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let a = Node::unix(a, cobs(AnyStrategy::Original)).unwrap();
+    let b = Node::unix(b, cobs(AnyStrategy::Optimized)).unwrap();
+    let sizes = [0usize, 1, 1024, 4097, 70_000, 1_048_577];
+    std::thread::scope(|s| {
+        for &size in &sizes {
+            let a = &a;
+            s.spawn(move || a.send(&rule_r(size)).unwrap());
+        }
+    });
+    a.flush().unwrap();
+    let mut got: Vec<usize> = (0..sizes.len())
+        .map(|_| match b.recv().unwrap() {
+            Received::Message(m) => {
+                assert!(m.body() == rule_r(m.len()));
+                m.len()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, sizes);
+    let m = b.metrics().rx;
+    assert!(
+        m.link.good > 0 && m.link.damaged == 0 && m.link.missing == 0,
+        "{:?}",
+        m.link
+    );
+    // And back, with the other strategy.
+    b.send(&rule_r(5000)).unwrap();
+    assert!(matches!(a.recv().unwrap(), Received::Message(m) if m.body() == rule_r(5000)));
+}
+
+#[test]
+fn link_profile_receiver_drops_a_damaged_frame_and_reports_the_message_lost() {
+    // Three messages, each a link frame of its own; the second one's frame is damaged.
+    let mut wire = mux_std::LinkWrite::new(Vec::new(), 2048);
+    let mut ends = Vec::new();
+    for id in 1..=3u32 {
+        let mut plain = [0u8; 64];
+        let n = mux_nostd::encode_into(&AnyStrategy::Original, id, b"payload", &mut plain).unwrap();
+        wire.write_all(&plain[..n]).unwrap();
+        ends.push(wire.get_ref().len());
+    }
+    wire.flush().unwrap();
+    let mut wire = wire.into_inner();
+    wire[ends[0] + 12] ^= 0x08;
+    let (mut w, r) = UnixStream::pair().unwrap();
+    let rx = Receiver::spawn(r, &cobs(AnyStrategy::Original)).unwrap();
+    w.write_all(&wire).unwrap();
+    drop(w);
+    let out = collect(&rx);
+    assert_eq!(
+        out,
+        [
+            Out::Ok(1, b"payload".to_vec()),
+            Out::Err(ProtocolError::LinkGap { missing: 1 }),
+            Out::Ok(3, b"payload".to_vec()),
+        ]
+    );
+    let link = rx.counts().link;
+    assert_eq!((link.good, link.damaged, link.missing), (2, 1, 1));
+}

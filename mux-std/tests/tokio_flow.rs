@@ -15,14 +15,20 @@ use tokio::net::UnixStream;
 /// 400 tasks each send 1 MiB at once; the peer admits 256 messages in flight (both nodes
 /// default). The tokio sender holds the write lock for one chunk at a time, so without a cap
 /// all 400 messages are under way together and the peer refuses those past 256
-/// (`TooManyStreams`) although their sends return `Ok`.
+/// (`TooManyStreams`) although their sends return `Ok`. The 256 messages under way hold up
+/// to 256 MiB at the peer, past the default `assembly_budget` (64 MiB), so the peer's budget
+/// is raised here: this test is about the cap on messages, not the memory budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_tasks_than_the_peer_admits_every_ok_send_is_delivered() {
     const TASKS: usize = 400;
     const SIZE: usize = 1 << 20;
     let (a, b) = UnixStream::pair().unwrap();
     let a = Arc::new(AsyncNode::unix(a, Config::default()).unwrap());
-    let b = AsyncNode::unix(b, Config::default()).unwrap();
+    let roomy = Config {
+        assembly_budget: 1 << 30,
+        ..Config::default()
+    };
+    let b = AsyncNode::unix(b, roomy).unwrap();
     let payload = Arc::new(rule_r(SIZE));
     let p = payload.clone();
     let receiver = tokio::spawn(async move {

@@ -27,6 +27,10 @@ host=$(rustc -vV | sed -n 's/^host: //p')
   export CARGO_TARGET_DIR="$PWD/target"
   cargo clippy -q --locked -p mux-sensor-app --target "$host" --all-targets -- -D warnings
   cargo test --locked -p mux-sensor-app --target "$host"
+  # The same loop with the serial link profile (the feature QEMU's sensor_node can turn on).
+  cargo clippy -q --locked -p mux-sensor-app --target "$host" --all-targets --features cobs-link \
+    -- -D warnings
+  cargo test --locked -p mux-sensor-app --target "$host" --features cobs-link
 )
 
 echo "--- flash and RAM of the boards"

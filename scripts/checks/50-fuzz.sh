@@ -7,7 +7,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz is missing: bash scr
 secs=${FUZZ_SECONDS:-20}
 cd fuzz
 log=$(mktemp)
-for t in decode roundtrip model; do
+for t in decode roundtrip model link; do
   mkdir -p "corpus/$t"
   if ! cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \
       -print_final_stats=1 >"$log" 2>&1; then

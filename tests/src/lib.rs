@@ -3,3 +3,5 @@
 //!
 //! The project's README is compiled here as a doc test, so its examples stay true:
 #![doc = include_str!("../../README.md")]
+
+pub mod noise;

@@ -40,10 +40,17 @@ use mux_nostd::{
     Limits, Pool, PoolStats, ProtocolError, Reassembler, Received, RxMetrics, SendError, TxMetrics,
     Writer,
 };
+#[cfg(feature = "cobs-link")]
+use mux_nostd::{LinkDecoder, LinkEncoder, LinkMetrics};
 
 use crate::protocol::{
     Body, Effect, FNV_INIT, MAX_COMMAND, MAX_MESSAGE, Node, Stats, Strategy, Text, fnv1a,
 };
+
+/// The link buffer of the serial link profile ([`Superloop::cobs_link`]), at each end: the
+/// firmware's link frames carry at most 243 bytes of the multiplexer stream, and the host's
+/// link frames must be no longer (`mux_std::Config::link_buffer` = 256).
+pub const LINK_BUFFER: usize = 256;
 
 /// Largest piece of a write handed to the transmit half at once; the receive half is drained
 /// into the ring between two pieces (16 bytes take 1.4 ms at 115 200 baud).
@@ -96,6 +103,10 @@ struct Link<R, W, const RING: usize> {
     ring: Deque<u8, RING>,
     /// Receive errors not yet counted by the loop.
     rx_errors: u32,
+    /// The serial link profile's encoder, when it is on: what the writer writes goes out in
+    /// link frames.
+    #[cfg(feature = "cobs-link")]
+    enc: Option<LinkEncoder<[u8; LINK_BUFFER]>>,
 }
 
 impl<R: Read + ReadReady, W: Write, const RING: usize> Link<R, W, RING> {
@@ -128,6 +139,44 @@ impl<R: Read + ReadReady, W: Write, const RING: usize> Link<R, W, RING> {
                 }
             }
         }
+    }
+
+    #[cfg(feature = "cobs-link")]
+    /// Writes `buf` in pieces of at most [`WRITE_PIECE`] bytes, pumping the receive half
+    /// between two pieces.
+    fn write_out(&mut self, mut buf: &[u8]) -> Result<usize, W::Error> {
+        let mut written = 0;
+        while !buf.is_empty() {
+            let piece = buf.len().min(WRITE_PIECE);
+            let n = self.tx.write(&buf[..piece])?;
+            self.pump();
+            if n == 0 {
+                break;
+            }
+            written += n;
+            buf = &buf[n..];
+        }
+        Ok(written)
+    }
+
+    #[cfg(feature = "cobs-link")]
+    /// With the serial link profile: writes out the link frame the encoder closed, if any.
+    fn drain_link(&mut self) -> Result<(), W::Error> {
+        let Some(mut enc) = self.enc.take() else {
+            return Ok(());
+        };
+        let r = loop {
+            if enc.output().is_empty() {
+                break Ok(());
+            }
+            match self.write_out(enc.output()) {
+                Ok(0) => break Ok(()),
+                Ok(n) => enc.consume(n),
+                Err(e) => break Err(e),
+            }
+        };
+        self.enc = Some(enc);
+        r
     }
 
     /// Takes up to `buf.len()` received bytes without blocking: the ring's first, else what
@@ -163,6 +212,13 @@ impl<R, W: ErrorType, const RING: usize> ErrorType for Link<R, W, RING> {
 
 impl<R: Read + ReadReady, W: Write, const RING: usize> Write for Link<R, W, RING> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, W::Error> {
+        #[cfg(feature = "cobs-link")]
+        if self.enc.is_some() {
+            self.drain_link()?;
+            let n = self.enc.as_mut().map_or(0, |enc| enc.push(buf));
+            self.drain_link()?;
+            return Ok(n);
+        }
         let piece = buf.len().min(WRITE_PIECE);
         let n = self.tx.write(&buf[..piece])?;
         self.pump();
@@ -170,8 +226,31 @@ impl<R: Read + ReadReady, W: Write, const RING: usize> Write for Link<R, W, RING
     }
 
     fn flush(&mut self) -> Result<(), W::Error> {
+        #[cfg(feature = "cobs-link")]
+        if let Some(enc) = self.enc.as_mut() {
+            enc.end_frame();
+            self.drain_link()?;
+        }
         self.tx.flush()
     }
+}
+
+#[cfg(feature = "cobs-link")]
+/// The receiving half of the serial link profile: link frames gathered and checked in place.
+#[derive(Debug)]
+struct LinkRx {
+    dec: LinkDecoder,
+    buf: [u8; LINK_BUFFER + 32],
+    filled: usize,
+}
+
+/// The scratch state of one [`Superloop::run`]: the reply being built, the head of the last
+/// command, whether the exchange has started, and whether the host said `bye`.
+struct Round {
+    text: Text,
+    cmd: [u8; MAX_COMMAND],
+    started: bool,
+    bye: bool,
 }
 
 /// The sensor node's blocking main loop: one core, no heap, no executor.
@@ -194,6 +273,9 @@ pub struct Superloop<
     rx: Reassembler<'p, STREAMS, BLOCKS, SIZE>,
     node: Node,
     wait_for_host: bool,
+    /// The serial link profile's receiving half, when it is on.
+    #[cfg(feature = "cobs-link")]
+    link_rx: Option<LinkRx>,
 }
 
 impl<'p, R, W, const STREAMS: usize, const BLOCKS: usize, const SIZE: usize, const RING: usize>
@@ -210,13 +292,38 @@ where
             tx,
             ring: Deque::new(),
             rx_errors: 0,
+            #[cfg(feature = "cobs-link")]
+            enc: None,
         };
         Self {
             tx: Writer::new(link, Strategy::default()),
             rx: Reassembler::new(pool, Limits::new(MAX_MESSAGE)),
             node: Node::new(0),
             wait_for_host: false,
+            #[cfg(feature = "cobs-link")]
+            link_rx: None,
         }
+    }
+
+    #[cfg(feature = "cobs-link")]
+    /// Speaks the serial link profile (COBS, CRC-32C, sequence numbers; see mux-nostd's
+    /// `LinkEncoder`) instead of the plain format, both ways; the host must too, with link
+    /// frames of at most [`LINK_BUFFER`] bytes. Damaged frames from the host are dropped and
+    /// reported as protocol errors ([`ProtocolError::LinkGap`], [`ProtocolError::Lost`]).
+    pub fn cobs_link(mut self) -> Self {
+        self.tx.get_mut().enc = Some(LinkEncoder::new([0; LINK_BUFFER]));
+        self.link_rx = Some(LinkRx {
+            dec: LinkDecoder::new(),
+            buf: [0; LINK_BUFFER + 32],
+            filled: 0,
+        });
+        self
+    }
+
+    #[cfg(feature = "cobs-link")]
+    /// The serial link profile's counters of the frames received (`None` when it is off).
+    pub fn link_metrics(&self) -> Option<&LinkMetrics> {
+        self.link_rx.as_ref().map(|l| l.dec.metrics())
     }
 
     /// Makes [`run`](Self::run) wait silently for the host's first message before it starts
@@ -234,82 +341,40 @@ where
     /// A write failed: the run stops there.
     pub fn run(&mut self, board: &mut impl Board<R>) -> Result<Outcome, SendError<W::Error>> {
         self.node = Node::new(board.now_ms());
-        let mut text = Text::new();
+        let mut st = Round {
+            text: Text::new(),
+            cmd: [0u8; MAX_COMMAND],
+            started: !self.wait_for_host,
+            bye: false,
+        };
         let mut buf = [0u8; 16];
-        let mut cmd = [0u8; MAX_COMMAND];
-        let mut bye = false;
-        let mut started = !self.wait_for_host;
 
-        while !bye {
-            // 1. Everything that has arrived, through the reassembler.
+        while !st.bye {
+            // 1. Everything that has arrived, through the reassembler (and the link profile's
+            //    decoder, when it is on).
             loop {
                 let n = self.tx.get_mut().read_available(&mut buf);
-                self.count_rx_errors(board, started);
+                self.count_rx_errors(board, st.started);
                 if n == 0 {
                     break;
                 }
-                let mut input = &buf[..n];
-                while !input.is_empty() {
-                    let (used, item) = self.rx.feed(input);
-                    input = &input[used..];
-                    let now = board.now_ms();
-                    if !started
-                        && matches!(item, Some(Received::Message(_) | Received::Aborted { .. }))
-                    {
-                        // The host's first message: the exchange starts now.
-                        started = true;
-                        self.node = Node::new(now);
-                    }
-                    match item {
-                        None => {}
-                        Some(Received::Message(m)) => {
-                            let head = m.body().copy_to(&mut cmd);
-                            let fnv = m.body().chunks().fold(FNV_INIT, fnv1a);
-                            let (id, len) = (m.id(), m.len());
-                            drop(m); // its blocks go back to the pool now
-                            let body = Body {
-                                head: &cmd[..head],
-                                len,
-                                fnv,
-                            };
-                            match self.node.on_command(id, body, now, &mut text) {
-                                Effect::LogStarted => {}
-                                Effect::Reply => self.tx.send_with_id(id, text.as_bytes())?,
-                                Effect::CancelLog(dump) => {
-                                    self.tx
-                                        .get_mut()
-                                        .write_all(&dump.abort_frame())
-                                        .map_err(SendError::Io)?;
-                                    self.tx.send_with_id(id, text.as_bytes())?;
-                                }
-                                Effect::Bye => {
-                                    self.tx.send_with_id(id, text.as_bytes())?;
-                                    bye = true;
-                                }
-                            }
-                        }
-                        Some(Received::Aborted { id }) => {
-                            self.node.on_aborted(now, &mut text);
-                            self.tx.send_with_id(id, text.as_bytes())?;
-                        }
-                        Some(Received::Error(e)) => {
-                            board.report(Event::Protocol(e));
-                            if started {
-                                self.node.on_error();
-                            }
-                        }
-                    }
+                #[cfg(feature = "cobs-link")]
+                if self.link_rx.is_some() {
+                    let input = &buf[..n];
+                    self.take_link_input(input, board, &mut st)?;
+                    continue;
                 }
+                self.take_input(&buf[..n], board, &mut st)?;
             }
 
             // 2. A reading, if due.
             let now = board.now_ms();
-            if !started {
+            if !st.started {
                 board.sleep(&mut self.tx.get_mut().rx);
                 continue;
             }
-            if let Some(id) = self.node.due_reading(now, &mut text) {
-                self.tx.send_with_id(id, text.as_bytes())?;
+            if let Some(id) = self.node.due_reading(now, &mut st.text) {
+                self.tx.send_with_id(id, st.text.as_bytes())?;
             }
 
             // 3. One frame of the log dump, if due. Frames are whole, so the next reading or
@@ -328,7 +393,7 @@ where
             // 4. Sleep until the next tick or received byte, unless input is already waiting
             //    in the ring.
             let link = self.tx.get_mut();
-            if !bye && link.ring.is_empty() {
+            if !st.bye && link.ring.is_empty() {
                 board.sleep(&mut link.rx);
             }
         }
@@ -342,6 +407,100 @@ where
         }
         self.tx.flush()?;
         Ok(Outcome::Bye)
+    }
+
+    /// With the serial link profile: gathers `bytes` into link frames and hands the body of
+    /// each intact one to [`take_input`](Self::take_input), a gap to the reassembler first.
+    #[cfg(feature = "cobs-link")]
+    fn take_link_input(
+        &mut self,
+        mut bytes: &[u8],
+        board: &mut impl Board<R>,
+        st: &mut Round,
+    ) -> Result<(), SendError<W::Error>> {
+        let Some(mut link) = self.link_rx.take() else {
+            return Ok(());
+        };
+        let mut r = Ok(());
+        while r.is_ok() && !bytes.is_empty() {
+            let k = bytes.len().min(link.buf.len() - link.filled);
+            link.buf[link.filled..link.filled + k].copy_from_slice(&bytes[..k]);
+            link.filled += k;
+            bytes = &bytes[k..];
+            while r.is_ok()
+                && let Some(frame) = link.dec.next(&mut link.buf, &mut link.filled)
+            {
+                if let Some(missing) = frame.gap {
+                    self.rx.link_gap(missing);
+                }
+                r = self.take_input(&link.buf[frame.body], board, st);
+            }
+        }
+        self.link_rx = Some(link);
+        r
+    }
+
+    /// Feeds `input` to the reassembler and acts on what it completes: commands answered,
+    /// the exchange started at the host's first message (`started`), `bye` noted.
+    fn take_input(
+        &mut self,
+        mut input: &[u8],
+        board: &mut impl Board<R>,
+        st: &mut Round,
+    ) -> Result<(), SendError<W::Error>> {
+        loop {
+            let (used, item) = self.rx.feed(input);
+            input = &input[used..];
+            if item.is_none() && input.is_empty() {
+                return Ok(());
+            }
+            let now = board.now_ms();
+            if !st.started && matches!(item, Some(Received::Message(_) | Received::Aborted { .. }))
+            {
+                // The host's first message: the exchange starts now.
+                st.started = true;
+                self.node = Node::new(now);
+            }
+            match item {
+                None => {}
+                Some(Received::Message(m)) => {
+                    let head = m.body().copy_to(&mut st.cmd);
+                    let fnv = m.body().chunks().fold(FNV_INIT, fnv1a);
+                    let (id, len) = (m.id(), m.len());
+                    drop(m); // its blocks go back to the pool now
+                    let body = Body {
+                        head: &st.cmd[..head],
+                        len,
+                        fnv,
+                    };
+                    match self.node.on_command(id, body, now, &mut st.text) {
+                        Effect::LogStarted => {}
+                        Effect::Reply => self.tx.send_with_id(id, st.text.as_bytes())?,
+                        Effect::CancelLog(dump) => {
+                            self.tx
+                                .get_mut()
+                                .write_all(&dump.abort_frame())
+                                .map_err(SendError::Io)?;
+                            self.tx.send_with_id(id, st.text.as_bytes())?;
+                        }
+                        Effect::Bye => {
+                            self.tx.send_with_id(id, st.text.as_bytes())?;
+                            st.bye = true;
+                        }
+                    }
+                }
+                Some(Received::Aborted { id }) => {
+                    self.node.on_aborted(now, &mut st.text);
+                    self.tx.send_with_id(id, st.text.as_bytes())?;
+                }
+                Some(Received::Error(e)) => {
+                    board.report(Event::Protocol(e));
+                    if st.started {
+                        self.node.on_error();
+                    }
+                }
+            }
+        }
     }
 
     /// Reports the receive errors the link has seen since the last call, and counts them once

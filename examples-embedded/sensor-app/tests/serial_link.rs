@@ -15,8 +15,11 @@ use std::convert::Infallible;
 use std::rc::Rc;
 
 use embedded_io::ErrorKind;
-use mux_nostd::{FrameType, Header, Limits, Original, Pool, Reassembler, Received, Writer};
-use mux_sensor_app::{Board, Event, NODE_ID_BASE, Outcome, Superloop};
+use mux_nostd::{
+    FrameType, Header, Limits, LinkDecoder, LinkEncoder, Original, Pool, Reassembler, Received,
+    Writer,
+};
+use mux_sensor_app::{Board, Event, LINK_BUFFER, NODE_ID_BASE, Outcome, Superloop};
 use mux_test_support::sensor::{config_blob, expected_log, fnv1a};
 
 /// One character (start bit, 8 data bits, stop bit) at 115 200 baud, in nanoseconds.
@@ -163,11 +166,34 @@ impl embedded_io::Write for Bytes {
 struct Script {
     at_ns: u64,
     bytes: VecDeque<(u64, u8)>,
+    /// With the serial link profile: each burst goes out in link frames.
+    link: Option<LinkEncoder<Vec<u8>>>,
 }
 
 impl Script {
     fn send(&mut self, at_ms: u64, frames: &[u8]) {
         self.at_ns = self.at_ns.max(at_ms * 1_000_000);
+        let mut encoded = Vec::new();
+        let frames = match self.link.as_mut() {
+            None => frames,
+            Some(enc) => {
+                let mut rest = frames;
+                loop {
+                    let n = enc.push(rest);
+                    rest = &rest[n..];
+                    if rest.is_empty() {
+                        enc.end_frame();
+                    }
+                    encoded.extend_from_slice(enc.output());
+                    let k = enc.output().len();
+                    enc.consume(k);
+                    if rest.is_empty() {
+                        break;
+                    }
+                }
+                &encoded[..]
+            }
+        };
         for &b in frames {
             self.at_ns += CHAR_NS;
             self.bytes.push_back((self.at_ns, b));
@@ -200,11 +226,13 @@ struct Seen {
     first_out_ns: Option<u64>,
 }
 
-/// Runs the exchange with a receive FIFO of `fifo` bytes and a ring of `RING` bytes.
-fn run<const RING: usize>(fifo: usize) -> Seen {
+/// Runs the exchange with a receive FIFO of `fifo` bytes and a ring of `RING` bytes, over the
+/// serial link profile if `cobs`.
+fn run<const RING: usize>(fifo: usize, cobs: bool) -> Seen {
     let mut s = Script {
         at_ns: 0,
         bytes: VecDeque::new(),
+        link: cobs.then(|| LinkEncoder::new(vec![0u8; LINK_BUFFER])),
     };
     // Line noise before the host starts: a whole frame header of an invalid type (the stream
     // stays in sync). Reported, but not counted: the exchange has not started.
@@ -242,6 +270,12 @@ fn run<const RING: usize>(fifo: usize) -> Seen {
     let node_pool: &'static Pool<40, 64> = Box::leak(Box::new(Pool::new()));
     let mut node: Superloop<'static, _, _, 4, 40, 64, RING> =
         Superloop::new(Rx(line.clone()), Tx(line.clone()), node_pool).wait_for_host();
+    #[cfg(feature = "cobs-link")]
+    if cobs {
+        node = node.cobs_link();
+    }
+    #[cfg(not(feature = "cobs-link"))]
+    assert!(!cobs, "the serial link profile needs the feature cobs-link");
     let mut board = SimBoard {
         line: line.clone(),
         uart_errors: 0,
@@ -267,7 +301,9 @@ fn run<const RING: usize>(fifo: usize) -> Seen {
         first_message_in,
         first_out_ns: line.borrow().first_out_ns,
     };
-    host.feed_all(&line.borrow().out, |item| match item {
+    let out = line.borrow().out.clone();
+    let wire = if cobs { unframe(&out) } else { out };
+    host.feed_all(&wire, |item| match item {
         Received::Message(m) => {
             let mut body = Vec::new();
             for c in m.body().chunks() {
@@ -284,6 +320,28 @@ fn run<const RING: usize>(fifo: usize) -> Seen {
         Received::Error(_) => seen.errors += 1,
     });
     seen
+}
+
+/// The multiplexer bytes of the node's link frames (all intact: the simulated line loses
+/// nothing when the ring is large enough).
+fn unframe(wire: &[u8]) -> Vec<u8> {
+    let mut dec = LinkDecoder::new();
+    let mut buf = vec![0u8; 2 * LINK_BUFFER];
+    let (mut filled, mut rest, mut out) = (0, wire, Vec::new());
+    loop {
+        while let Some(f) = dec.next(&mut buf, &mut filled) {
+            assert_eq!(f.gap, None);
+            out.extend_from_slice(&buf[f.body]);
+        }
+        if rest.is_empty() {
+            assert_eq!(dec.metrics().damaged, 0);
+            return out;
+        }
+        let n = rest.len().min(buf.len() - filled);
+        buf[filled..filled + n].copy_from_slice(&rest[..n]);
+        filled += n;
+        rest = &rest[n..];
+    }
 }
 
 fn check(seen: &Seen) {
@@ -327,19 +385,27 @@ fn check(seen: &Seen) {
 
 #[test]
 fn rp2040_sized_fifo_loses_nothing() {
-    check(&run::<2048>(32));
+    check(&run::<2048>(32, false));
 }
 
 #[test]
 fn esp32c3_sized_fifo_loses_nothing() {
-    check(&run::<2048>(128));
+    check(&run::<2048>(128, false));
+}
+
+/// The same exchange over the serial link profile: the loop's link encoder writes in pieces
+/// and drains the FIFO between them, its decoder takes the host's link frames.
+#[cfg(feature = "cobs-link")]
+#[test]
+fn rp2040_sized_fifo_loses_nothing_over_the_link_profile() {
+    check(&run::<2048>(32, true));
 }
 
 /// The control: without the ring, the upload sent during a log frame overflows a 32-byte FIFO
 /// (so the test above does detect loss).
 #[test]
 fn without_the_ring_bytes_are_lost() {
-    let seen = run::<1>(32);
+    let seen = run::<1>(32, false);
     assert!(seen.lost > 0);
     assert!(seen.uart_errors > 0);
     assert!(seen.node_errors > 0);

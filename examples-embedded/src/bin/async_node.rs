@@ -11,6 +11,10 @@
 //! The protocol and the node's state are those of `sensor_node` (`app.rs`); only the waiting
 //! and the writing differ. No heap: the tasks' futures are statics made by the executor's
 //! macros.
+//!
+//! Built with the feature `cobs-link`, it speaks the serial link profile: the writer writes
+//! through a `LinkWriter` and the reader is `AsyncReader::with_link` (the core's drivers), with
+//! link buffers of `LINK_BUFFER` bytes as `sensor_node`'s.
 
 #![no_std]
 #![no_main]
@@ -53,12 +57,36 @@ enum Request {
 
 static REQUESTS: Channel<CriticalSectionRawMutex, Request, 4> = Channel::new();
 
+/// What the writer writes to: the UART, or a link writer in front of it (feature `cobs-link`).
+#[cfg(not(feature = "cobs-link"))]
+type Sink = uart::Tx;
+#[cfg(feature = "cobs-link")]
+type Sink = mux_nostd::LinkWriter<uart::Tx, { mux_examples_embedded::app::LINK_BUFFER }>;
+
+#[cfg(not(feature = "cobs-link"))]
+fn sink(tx: uart::Tx) -> Sink {
+    tx
+}
+
+#[cfg(feature = "cobs-link")]
+fn sink(tx: uart::Tx) -> Sink {
+    hprintln!("async_node: serial link profile (COBS, CRC-32C)");
+    mux_nostd::LinkWriter::new(tx)
+}
+
 #[embassy_executor::task]
 async fn receiver(rx: uart::Rx) {
-    let mut buf = [0u8; 64];
     let core: Reassembler<'static, STREAMS, 40, 64> =
         Reassembler::new(&POOL, Limits::new(MAX_MESSAGE));
+    #[cfg(not(feature = "cobs-link"))]
+    let mut buf = [0u8; 64];
+    #[cfg(not(feature = "cobs-link"))]
     let mut reader = AsyncReader::new(rx, &mut buf, core);
+    // Room for a whole link frame of the host's.
+    #[cfg(feature = "cobs-link")]
+    let mut buf = [0u8; mux_examples_embedded::app::LINK_BUFFER + 32];
+    #[cfg(feature = "cobs-link")]
+    let mut reader = AsyncReader::with_link(rx, &mut buf, core);
     loop {
         let Ok(item) = reader.recv().await;
         let request = match item {
@@ -102,7 +130,7 @@ async fn main(spawner: Spawner) {
     hprintln!("async_node: up");
     spawner.spawn(receiver(rx).expect("receiver task spawned once"));
 
-    let mut tx = AsyncWriter::new(tx, Strategy::default());
+    let mut tx = AsyncWriter::new(sink(tx), Strategy::default());
     let mut node = Node::new(clock::now_ms());
     let mut text = Text::new();
     loop {

@@ -14,6 +14,10 @@
 //!
 //! After `bye` the firmware prints a summary over semihosting and exits 0 (1 if anything went
 //! wrong).
+//!
+//! Built with the feature `cobs-link`, it speaks the serial link profile (COBS framing and a
+//! CRC-32C per link frame) instead of the plain format; the host must too
+//! (`demo_host --link cobs`, `bash scripts/demo.sh --link cobs`).
 
 #![no_std]
 #![no_main]
@@ -60,7 +64,14 @@ fn main() -> ! {
     let (tx, rx) = board::start();
     hprintln!("sensor_node: up");
 
-    let mut node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, tx, &POOL);
+    let node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, tx, &POOL);
+    // Feature `cobs-link` (`bash scripts/demo.sh --link cobs`): the serial link profile.
+    #[cfg(feature = "cobs-link")]
+    let node = {
+        hprintln!("sensor_node: serial link profile (COBS, CRC-32C)");
+        node.cobs_link()
+    };
+    let mut node = node;
     match node.run(&mut Qemu) {
         Ok(Outcome::Bye) => {}
         Ok(Outcome::IdleTimeout) => {
@@ -87,6 +98,16 @@ fn main() -> ! {
         pool.in_use,
         stack_peak()
     );
+    #[cfg(feature = "cobs-link")]
+    if let Some(link) = node.link_metrics() {
+        hprintln!(
+            "sensor_node: link frames received: good={} damaged={} missing={} skipped={}",
+            link.good,
+            link.damaged,
+            link.missing,
+            link.skipped
+        );
+    }
     exit(s.errors == 0 && pool.in_use == 0)
 }
 

@@ -6,9 +6,11 @@
 
 use embedded_io_async::{Read, Write};
 
-use super::{Next, Pump, Receive, TxState};
+use super::{Framing, Next, Plain, Pump, Receive, TxState};
 use crate::encode::Outgoing;
 use crate::error::SendError;
+use crate::link::LinkDecoder;
+use crate::metrics::LinkMetrics;
 use crate::metrics::TxMetrics;
 use crate::strategy::Strategy;
 
@@ -133,9 +135,9 @@ async fn drive<W: Write>(
 /// a [`Reassembler`](crate::Reassembler) for whole messages or a [`Demux`](crate::Demux) for
 /// streaming events.
 #[derive(Debug)]
-pub struct AsyncReader<'b, R, P> {
+pub struct AsyncReader<'b, R, P, L = Plain> {
     io: R,
-    pump: Pump<'b, P>,
+    pump: Pump<'b, P, L>,
 }
 
 impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P> {
@@ -143,8 +145,28 @@ impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P> {
     pub fn new(io: R, rx: &'b mut [u8], core: P) -> Self {
         Self {
             io,
-            pump: Pump::new(core, rx),
+            pump: Pump::new(core, rx, Plain),
         }
+    }
+}
+
+impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P, LinkDecoder> {
+    /// A reader of the serial link profile: it takes link frames from `io` (whole frames
+    /// of up to `rx.len()` bytes; at least the sender's link buffer), drops damaged ones and
+    /// reports what they cost ([`ProtocolError::LinkGap`](crate::ProtocolError::LinkGap),
+    /// [`ProtocolError::Lost`](crate::ProtocolError::Lost)).
+    pub fn with_link(io: R, rx: &'b mut [u8], core: P) -> Self {
+        Self {
+            io,
+            pump: Pump::new(core, rx, LinkDecoder::new()),
+        }
+    }
+}
+
+impl<'b, R: Read, P: Receive, L: Framing> AsyncReader<'b, R, P, L> {
+    /// Counters of the serial link profile's frames (`None` for a plain reader).
+    pub fn link_metrics(&self) -> Option<&LinkMetrics> {
+        self.pump.link_metrics()
     }
 
     /// The next item: `Ok(None)` once the stream has ended and everything was reported. An

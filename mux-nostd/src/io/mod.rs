@@ -5,13 +5,15 @@
 
 pub mod asynch;
 pub mod blocking;
+pub mod link;
 
 use crate::demux::{Demux, Event, RawEvent};
 use crate::encode::Outgoing;
 use crate::error::SendError;
 #[cfg(feature = "histograms")]
 use crate::histogram::Histogram;
-use crate::metrics::TxMetrics;
+use crate::link::{LinkDecoder, LinkFrame};
+use crate::metrics::{LinkMetrics, TxMetrics};
 use crate::reassembly::{Reassembler, Received};
 use crate::strategy::Strategy;
 
@@ -36,6 +38,9 @@ pub trait Receive {
     fn view<'a>(raw: Self::Raw, input: &'a [u8]) -> Self::Item<'a>
     where
         Self: 'a;
+    /// The link lost frames before the input that follows ([`Demux::link_gap`]).
+    #[doc(hidden)]
+    fn link_gap(&mut self, missing: u16);
 }
 
 impl<T: Default, const N: usize> Receive for Demux<T, N> {
@@ -57,6 +62,9 @@ impl<T: Default, const N: usize> Receive for Demux<T, N> {
         Self: 'a,
     {
         raw.view(input)
+    }
+    fn link_gap(&mut self, missing: u16) {
+        Demux::link_gap(self, missing);
     }
 }
 
@@ -80,6 +88,59 @@ impl<'p, const N: usize, const B: usize, const S: usize> Receive for Reassembler
     {
         raw
     }
+    fn link_gap(&mut self, missing: u16) {
+        Reassembler::link_gap(self, missing);
+    }
+}
+
+/// How a reader finds the multiplexer's bytes in what it reads: [`Plain`] (the default: they
+/// are what it reads) or the serial link profile's [`LinkDecoder`]. A type parameter, so that
+/// a plain reader links none of the link profile's code.
+pub trait Framing {
+    /// Whether what is read comes in link frames.
+    #[doc(hidden)]
+    const LINKED: bool;
+    /// The next intact link frame in `rx[..*end]` ([`LinkDecoder::next`]).
+    #[doc(hidden)]
+    fn next_frame(&mut self, rx: &mut [u8], end: &mut usize) -> Option<LinkFrame>;
+    /// At end of stream ([`LinkDecoder::finish`]).
+    #[doc(hidden)]
+    fn finish(&mut self, end: usize) -> Option<u16>;
+    /// The link frames' counters.
+    #[doc(hidden)]
+    fn metrics(&self) -> Option<&LinkMetrics>;
+}
+
+/// The plain wire format: a reader's bytes are the multiplexer's stream as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plain;
+
+impl Framing for Plain {
+    const LINKED: bool = false;
+    #[inline(always)]
+    fn next_frame(&mut self, _: &mut [u8], _: &mut usize) -> Option<LinkFrame> {
+        None
+    }
+    #[inline(always)]
+    fn finish(&mut self, _: usize) -> Option<u16> {
+        None
+    }
+    fn metrics(&self) -> Option<&LinkMetrics> {
+        None
+    }
+}
+
+impl Framing for LinkDecoder {
+    const LINKED: bool = true;
+    fn next_frame(&mut self, rx: &mut [u8], end: &mut usize) -> Option<LinkFrame> {
+        self.next(rx, end)
+    }
+    fn finish(&mut self, end: usize) -> Option<u16> {
+        LinkDecoder::finish(self, end)
+    }
+    fn metrics(&self) -> Option<&LinkMetrics> {
+        Some(LinkDecoder::metrics(self))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,26 +162,34 @@ pub enum Next<R> {
 }
 
 /// The receive state shared by the blocking and async readers: a buffer, a cursor, and the
-/// end-of-stream sequence (truncation, unfinished messages, then closed).
+/// end-of-stream sequence (truncation, unfinished messages, then closed). With the serial
+/// link profile, a [`LinkDecoder`] finds the link frames in the buffer and the core is fed
+/// the body of each intact one.
 #[derive(Debug)]
 #[doc(hidden)]
-pub struct Pump<'b, P> {
+pub struct Pump<'b, P, L = Plain> {
     pub(crate) core: P,
     rx: &'b mut [u8],
+    /// The core is fed `rx[pos..data_end]`.
     pos: usize,
+    data_end: usize,
+    /// Bytes read end at `rx[end]` (plain: `data_end`).
     end: usize,
     state: RxState,
+    link: L,
 }
 
-impl<'b, P: Receive> Pump<'b, P> {
-    pub(crate) fn new(core: P, rx: &'b mut [u8]) -> Self {
+impl<'b, P: Receive, L: Framing> Pump<'b, P, L> {
+    pub(crate) fn new(core: P, rx: &'b mut [u8], link: L) -> Self {
         assert!(!rx.is_empty(), "receive buffer must not be empty");
         Self {
             core,
             rx,
             pos: 0,
+            data_end: 0,
             end: 0,
             state: RxState::Open,
+            link,
         }
     }
 
@@ -131,22 +200,53 @@ impl<'b, P: Receive> Pump<'b, P> {
             match self.state {
                 RxState::Open => {
                     let base = self.pos;
-                    let (n, raw) = self.core.step(&self.rx[base..self.end]);
+                    let (n, raw) = self.core.step(&self.rx[base..self.data_end]);
                     self.pos += n;
                     if let Some(raw) = raw {
                         return Next::Item(raw, base);
                     }
-                    if self.pos == self.end {
-                        self.pos = 0;
-                        self.end = 0;
+                    if self.pos == self.data_end && !self.next_link_frame() {
                         return Next::Read;
                     }
                 }
-                RxState::Finishing => match self.core.finish() {
-                    Some(raw) => return Next::Item(raw, 0),
-                    None => self.state = RxState::Closed,
-                },
+                RxState::Finishing => {
+                    if let Some(missing) = self.link.finish(self.end) {
+                        self.core.link_gap(missing);
+                    }
+                    self.end = 0;
+                    match self.core.finish() {
+                        Some(raw) => return Next::Item(raw, 0),
+                        None => self.state = RxState::Closed,
+                    }
+                }
                 RxState::Closed => return Next::Closed,
+            }
+        }
+    }
+
+    /// The input is spent: points the core at the next intact link frame (`true`), or
+    /// makes room for a read (`false`).
+    #[inline]
+    fn next_link_frame(&mut self) -> bool {
+        if !L::LINKED {
+            self.pos = 0;
+            self.data_end = 0;
+            self.end = 0;
+            return false;
+        }
+        match self.link.next_frame(self.rx, &mut self.end) {
+            Some(frame) => {
+                if let Some(missing) = frame.gap {
+                    self.core.link_gap(missing);
+                }
+                self.pos = frame.body.start;
+                self.data_end = frame.body.end;
+                true
+            }
+            None => {
+                self.pos = 0;
+                self.data_end = 0;
+                false
             }
         }
     }
@@ -154,7 +254,7 @@ impl<'b, P: Receive> Pump<'b, P> {
     /// Resolves an item against the buffer.
     #[inline]
     pub fn view(&self, raw: P::Raw, base: usize) -> P::Item<'_> {
-        P::view(raw, &self.rx[base..self.end])
+        P::view(raw, &self.rx[base..self.data_end])
     }
 
     /// Where the next read goes.
@@ -170,6 +270,9 @@ impl<'b, P: Receive> Pump<'b, P> {
             self.state = RxState::Finishing;
         } else {
             self.end += n;
+            if !L::LINKED {
+                self.data_end = self.end;
+            }
         }
     }
 
@@ -178,6 +281,11 @@ impl<'b, P: Receive> Pump<'b, P> {
     /// source.
     pub fn failed(&mut self) {
         self.state = RxState::Finishing;
+    }
+
+    /// The serial link profile's counters, if it is on.
+    pub(crate) fn link_metrics(&self) -> Option<&LinkMetrics> {
+        self.link.metrics()
     }
 }
 

@@ -1,17 +1,25 @@
 //! `muxpipe`: the multiplexer in a shell pipe.
 //!
 //! ```text
-//! muxpipe write STRATEGY N SIZE   messages 1..N of SIZE bytes (payload rule R) to stdout
-//! muxpipe read                    one line per item read from stdin: ok ID LEN SHA256,
-//!                                 abort ID or error TEXT; then total N (count of ok)
-//! muxpipe echo STRATEGY           every complete message read from stdin back to stdout
-//! muxpipe frames                  the frames of a capture on stdin, one message per line
+//! muxpipe write [--link L] STRATEGY N SIZE  messages 1..N of SIZE bytes (payload rule R)
+//!                                          to stdout
+//! muxpipe read [--link L]                  one line per item read from stdin: ok ID LEN
+//!                                          SHA256, abort ID or error TEXT; then total N
+//!                                          (count of ok)
+//! muxpipe echo [--link L] STRATEGY         every complete message read from stdin back to
+//!                                          stdout
+//! muxpipe frames                           the frames of a capture on stdin, one message
+//!                                          per line
 //! muxpipe advise [--pass] [--link-rate BYTES_PER_S --latency-ms MS]
-//!                                 the strategy that suits the messages of a capture on stdin
+//!                                          the strategy that suits the messages of a
+//!                                          capture on stdin
 //! ```
 //! `--progress` (anywhere) shows a progress line on stderr (messages, bytes, rate), as
 //! happens anyway when stderr is a terminal. `advise` is described in its module.
-//! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k`.
+//! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k`. L is
+//! `plain` (the default: the Go library's format) or `cobs` (the serial link profile, see
+//! `docs/PROTOCOL.md`); both ends of a pipe must use the same. With `cobs`, `read` ends with
+//! a line `link GOOD DAMAGED MISSING SKIPPED` (the link frames' counters) before `total`.
 //!
 //! `frames` prints `ID: S0 D1024×4 E0` per message (the notation of the golden vectors'
 //! MANIFEST.md), in the order messages end; frames outside any message get a line of their
@@ -28,14 +36,16 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use mux_nostd::{Decoder, Demux, Event, FrameEvent, Limits, ProtocolError};
-use mux_std::{AnyStrategy, Config, Node, Received, RecvError, SendError, Sender, TABLE_CAPACITY};
+use mux_nostd::{Decoder, Demux, Event, FrameEvent, Limits, LinkDecoder, ProtocolError};
+use mux_std::{
+    AnyStrategy, Config, LinkProfile, Node, Received, RecvError, SendError, Sender, TABLE_CAPACITY,
+};
 use sha2::{Digest, Sha256};
 
-const USAGE: &str =
-    "usage: muxpipe [--progress] write STRATEGY N SIZE | read | echo STRATEGY | frames
+const USAGE: &str = "usage: muxpipe [--progress] write [--link L] STRATEGY N SIZE | \
+read [--link L] | echo [--link L] STRATEGY | frames
        | advise [--pass] [--link-rate BYTES_PER_S --latency-ms MS]
-STRATEGY: original, optimized, hybrid (threshold 4096) or hybrid8k";
+STRATEGY: original, optimized, hybrid (threshold 4096) or hybrid8k; L: plain (default) or cobs";
 
 #[path = "muxpipe/advise.rs"]
 mod advise;
@@ -89,24 +99,33 @@ fn note(msg: &str) {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let progress = args.iter().any(|a| a == "--progress");
-    let args: Vec<&str> = args
+    let mut args: Vec<&str> = args
         .iter()
         .map(String::as_str)
         .filter(|a| *a != "--progress")
         .collect();
-    let r = match args.as_slice() {
+    // `--link L` right after the command.
+    let link = match args.get(1..3) {
+        Some(["--link", l]) if args[0] != "frames" && args[0] != "advise" => {
+            let l = l.parse::<LinkProfile>();
+            args.drain(1..3);
+            l.map_err(|e| Fail::Msg(format!("{e}\n{USAGE}")))
+        }
+        _ => Ok(LinkProfile::Plain),
+    };
+    let r = link.and_then(|link| match args.as_slice() {
         ["advise", rest @ ..] => advise::Args::parse(rest, progress)
             .map_err(|e| Fail::Msg(format!("{e}\n{USAGE}")))
             .and_then(|a| advise::advise(&a)),
         ["write", strategy, n, size] => (|| {
             let s = strategy_arg(strategy)?;
-            write(s, number(n)?, number(size)?, progress)
+            write(s, number(n)?, number(size)?, link, progress)
         })(),
-        ["read"] => read(progress),
-        ["echo", strategy] => strategy_arg(strategy).and_then(|s| echo(s, progress)),
+        ["read"] => read(link, progress),
+        ["echo", strategy] => strategy_arg(strategy).and_then(|s| echo(s, link, progress)),
         ["frames"] => frames(),
         _ => Err(USAGE.to_string().into()),
-    };
+    });
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail::BrokenPipe) => ExitCode::from(BROKEN_PIPE_STATUS),
@@ -181,11 +200,20 @@ fn rule_r(size: usize) -> Result<Vec<u8>, Fail> {
     Ok(payload)
 }
 
-fn write(strategy: AnyStrategy, n: usize, size: usize, progress: bool) -> Result<(), Fail> {
+fn write(
+    strategy: AnyStrategy,
+    n: usize,
+    size: usize,
+    link: LinkProfile,
+    progress: bool,
+) -> Result<(), Fail> {
     let progress = Progress::new(progress, "write");
     let payload = rule_r(size)?;
-    let tx = Sender::new(stdout()?, &Config::with_strategy(strategy))
-        .map_err(|e| Fail::Msg(e.to_string()))?;
+    let config = Config {
+        link,
+        ..Config::with_strategy(strategy)
+    };
+    let tx = Sender::new(stdout()?, &config).map_err(|e| Fail::Msg(e.to_string()))?;
     // A bulk producer: small messages gather in the shared write buffer and leave together
     // (large ones are written straight from the payload); `close` flushes the rest.
     for i in 1..=n as u64 {
@@ -201,7 +229,7 @@ fn write(strategy: AnyStrategy, n: usize, size: usize, progress: bool) -> Result
 /// ([`Demux`]) on one thread: each open message holds only its SHA-256 state, fed chunk by
 /// chunk straight from the input buffer. Limits and the cap on messages in flight are
 /// [`Config::default`]'s, the same rules a [`Receiver`](mux_std::Receiver) applies.
-fn read(progress: bool) -> Result<(), Fail> {
+fn read(link: LinkProfile, progress: bool) -> Result<(), Fail> {
     let progress = Progress::new(progress, "read");
     let mut bytes = 0u64;
     let config = Config::default();
@@ -209,19 +237,23 @@ fn read(progress: bool) -> Result<(), Fail> {
     demux.set_max_open(config.max_in_flight.clamp(1, TABLE_CAPACITY));
     let mut input = stdin()?;
     let mut buf = vec![0u8; config.read_buffer.max(1 << 16)];
+    // With the serial link profile: bytes read end at `buf[filled]`.
+    let mut link = (link == LinkProfile::Cobs).then(LinkDecoder::new);
+    let mut filled = 0;
     // Lines leave in 64 KiB writes, not one write per line (stdout is line-buffered).
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout()?);
-    let mut lines = Lines { total: 0 };
+    let mut lines = Lines {
+        total: 0,
+        partial: 0,
+        budget: config.assembly_budget as u64,
+    };
     loop {
-        let n = match input.read(&mut buf) {
+        let n = match read_some(&mut input, &mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // What was decoded so far is printed, then the error, as a `Receiver` reports.
-                while let Some(ev) = demux.finish() {
-                    lines.event(ev, &mut out)?;
-                }
+                lines.finish(&mut demux, link.as_mut(), filled, &mut out)?;
                 let e = RecvError::Io(e);
                 writeln!(out, "error {e}")?;
                 writeln!(out, "total {}", lines.total)?;
@@ -229,25 +261,21 @@ fn read(progress: bool) -> Result<(), Fail> {
                 return Err(Fail::Msg(e.to_string()));
             }
         };
-        let mut rest = &buf[..n];
-        while !rest.is_empty() {
-            let (used, ev) = demux.feed(rest);
-            if let Some(Event::Data { chunk, .. }) = ev {
-                if let Some(digest) = demux.current_mut() {
-                    digest.hash.update(chunk);
-                    digest.len += chunk.len() as u64;
-                }
-            } else if let Some(ev) = ev {
-                lines.event(ev, &mut out)?;
-            }
-            rest = &rest[used..];
-        }
         bytes += n as u64;
         progress.set(lines.total, bytes);
+        let Some(link) = link.as_mut() else {
+            lines.feed(&mut demux, &buf[..n], &mut out)?;
+            continue;
+        };
+        filled += n;
+        while let Some(frame) = link.next(&mut buf, &mut filled) {
+            if let Some(missing) = frame.gap {
+                demux.link_gap(missing);
+            }
+            lines.feed(&mut demux, &buf[frame.body], &mut out)?;
+        }
     }
-    while let Some(ev) = demux.finish() {
-        lines.event(ev, &mut out)?;
-    }
+    lines.finish(&mut demux, link.as_mut(), filled, &mut out)?;
     progress.finish(lines.total, bytes);
     writeln!(out, "total {}", lines.total)?;
     out.flush()?;
@@ -265,14 +293,107 @@ struct Running {
 struct Lines {
     /// Complete messages so far.
     total: u64,
+    /// Payload bytes received for the messages open now.
+    partial: u64,
+    /// [`Config::assembly_budget`]: the bytes of open messages a `Receiver` would hold at
+    /// most. `read` holds only digests, but drops messages by the same rule, so that it
+    /// reports what a receiver would.
+    budget: u64,
 }
 
 impl Lines {
+    /// Feeds `input` to the receiver, printing a line per item.
+    fn feed(
+        &mut self,
+        demux: &mut Demux<Running, TABLE_CAPACITY>,
+        mut rest: &[u8],
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        loop {
+            let (used, ev) = demux.feed(rest);
+            if let Some(Event::Data { id, chunk }) = ev {
+                let n = chunk.len() as u64;
+                if self.partial + n > self.budget && !self.make_room(demux, id, n, out)? {
+                    rest = &rest[used..];
+                    continue;
+                }
+                if let Some(digest) = demux.current_mut() {
+                    digest.hash.update(chunk);
+                    digest.len += n;
+                    self.partial += n;
+                }
+            } else if let Some(ev) = ev {
+                self.event(ev, out)?;
+            } else if rest.is_empty() {
+                return Ok(());
+            }
+            rest = &rest[used..];
+        }
+    }
+
+    /// Drops open messages, the largest first, until `n` more bytes of message `id` (the
+    /// current one) fit the budget, as a `Receiver` does; whether `id` is still open.
+    #[cold]
+    fn make_room(
+        &mut self,
+        demux: &mut Demux<Running, TABLE_CAPACITY>,
+        id: u32,
+        n: u64,
+        out: &mut impl Write,
+    ) -> io::Result<bool> {
+        while self.partial + n > self.budget {
+            let victim = match demux.open_messages().map(|(i, r)| (r.len, i)).max() {
+                Some((len, i)) if len > 0 && i != id => i,
+                _ => id,
+            };
+            let e = ProtocolError::OverBudget { id: victim };
+            let dropped = match victim == id {
+                false => demux.drop_message(victim, e),
+                true => demux.drop_current(e),
+            };
+            let was_open = dropped.is_some();
+            self.partial -= dropped.map_or(0, |r| r.len);
+            writeln!(out, "error {e}")?;
+            if victim == id || !was_open {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// At end of input: what the link and the receiver still report, and the link's line.
+    fn finish(
+        &mut self,
+        demux: &mut Demux<Running, TABLE_CAPACITY>,
+        link: Option<&mut LinkDecoder>,
+        filled: usize,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        let link = link.map(|l| {
+            if let Some(missing) = l.finish(filled) {
+                demux.link_gap(missing);
+            }
+            *l.metrics()
+        });
+        while let Some(ev) = demux.finish() {
+            self.event(ev, out)?;
+        }
+        if let Some(m) = link {
+            writeln!(
+                out,
+                "link {} {} {} {}",
+                m.good, m.damaged, m.missing, m.skipped
+            )?;
+        }
+        Ok(())
+    }
+
     /// The line of a message-level event (Data has none).
     fn event(&mut self, ev: Event<'_, Running>, out: &mut impl Write) -> io::Result<()> {
         match ev {
             Event::Completed { id, value } => {
                 self.total += 1;
+                self.partial = self.partial.saturating_sub(value.len);
                 // `ok ID LEN SHA256`, built without `fmt` (this is the per-message path).
                 let (mut id_text, mut len_text) = (itoa::Buffer::new(), itoa::Buffer::new());
                 let mut line = [0u8; 2 + 1 + 10 + 1 + 20 + 1 + 64 + 1];
@@ -291,8 +412,15 @@ impl Lines {
                 line[at] = b'\n';
                 out.write_all(&line[..=at])
             }
-            Event::Aborted { id, .. } => writeln!(out, "abort {id}"),
-            Event::Error { error, .. } => writeln!(out, "error {error}"),
+            Event::Aborted { id, value } => {
+                self.partial = self.partial.saturating_sub(value.len);
+                writeln!(out, "abort {id}")
+            }
+            Event::Error { error, dropped } => {
+                let held = dropped.map_or(0, |r| r.len);
+                self.partial = self.partial.saturating_sub(held);
+                writeln!(out, "error {error}")
+            }
             Event::Started { .. } | Event::Data { .. } => Ok(()),
         }
     }
@@ -308,9 +436,13 @@ fn hex(bytes: &[u8], out: &mut [u8]) -> usize {
     2 * bytes.len()
 }
 
-fn echo(strategy: AnyStrategy, progress: bool) -> Result<(), Fail> {
+fn echo(strategy: AnyStrategy, link: LinkProfile, progress: bool) -> Result<(), Fail> {
     let progress = Progress::new(progress, "echo");
-    let node = Node::new(stdin()?, stdout()?, Config::with_strategy(strategy))?;
+    let config = Config {
+        link,
+        ..Config::with_strategy(strategy)
+    };
+    let node = Node::new(stdin()?, stdout()?, config)?;
     let (mut messages, mut bytes) = (0u64, 0u64);
     loop {
         match node.recv() {

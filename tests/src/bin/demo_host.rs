@@ -24,6 +24,16 @@
 //! firmware's own counters and exit status) and exits 1 if anything failed. `--check` (for
 //! the test scripts) only shortens the opening watch of readings from ten to three.
 //!
+//! `--link cobs` speaks the serial link profile (the firmware must be built with the feature
+//! `cobs-link`: `bash scripts/demo.sh --link cobs`). `--noise RATE [--seed S]` (QEMU only, with
+//! `--link cobs`) puts a noisy line between QEMU and the host: every byte from the firmware is
+//! hit with probability RATE (a bit flipped, the byte dropped, or a byte inserted before it).
+//! The exchange is then a different one, meant for that line: faster readings and three log
+//! dumps, then `bye`; the host follows the clean stream's link frames to know which messages the
+//! noise touched, and checks that no message was delivered damaged (each is compared with its
+//! clean bytes), that every untouched one was delivered, and that every other one was reported
+//! lost.
+//!
 //! The protocol is described in `examples-embedded/sensor-app/src/protocol.rs`.
 
 use std::collections::{BTreeSet, HashMap};
@@ -33,8 +43,12 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mux_std::{AnyStrategy, Config, Node, Received, RecvError, SendError, TryRecvError};
+use mux_std::{
+    AnyStrategy, Config, LinkProfile, Node, ProtocolError, Received, RecvError, SendError,
+    TryRecvError,
+};
 use mux_test_support::sensor::{LOG_LEN, config_blob, expected_log, fnv1a};
+use mux_tests::noise::{FrameMap, Kind, Noise};
 
 /// First id of the messages the firmware originates (its readings).
 const NODE_ID_BASE: u32 = 0x8000_0000;
@@ -49,6 +63,9 @@ struct Options {
     cpu: String,
     check: bool,
     timeout: Duration,
+    link: LinkProfile,
+    /// `--noise RATE` and `--seed S`.
+    noise: Option<(f64, u64)>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -60,7 +77,10 @@ fn parse_args() -> Result<Options, String> {
         cpu: "cortex-m3".into(),
         check: false,
         timeout: Duration::from_secs(60),
+        link: LinkProfile::Plain,
+        noise: None,
     };
+    let mut seed = 1;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -73,13 +93,26 @@ fn parse_args() -> Result<Options, String> {
             "--qemu" => o.qemu = args.next().ok_or("--qemu needs a program")?,
             "--cpu" => o.cpu = args.next().ok_or("--cpu needs a core name")?,
             "--check" => o.check = true,
+            "--link" => {
+                let s = args.next().ok_or("--link needs plain or cobs")?;
+                o.link = s.parse()?;
+            }
+            "--noise" => {
+                let s = args.next().ok_or("--noise needs a rate")?;
+                let rate: f64 = s.parse().map_err(|_| "bad --noise")?;
+                o.noise = Some((rate, 0));
+            }
+            "--seed" => {
+                let s = args.next().ok_or("--seed needs a number")?;
+                seed = s.parse().map_err(|_| "bad --seed")?;
+            }
             "--timeout" => {
                 let s = args.next().ok_or("--timeout needs seconds")?;
                 o.timeout = Duration::from_secs(s.parse().map_err(|_| "bad --timeout")?);
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: demo_host --firmware ELF [--cpu CORE] [--qemu PROG] [--check] [--timeout S]\n       demo_host --device TTY [--baud RATE] [--timeout S]".into(),
+                    "usage: demo_host --firmware ELF [--cpu CORE] [--qemu PROG] [--check] [--timeout S] [--link plain|cobs] [--noise RATE [--seed S]]\n       demo_host --device TTY [--baud RATE] [--timeout S] [--link plain|cobs]".into(),
                 );
             }
             other => return Err(format!("unknown argument {other}")),
@@ -87,6 +120,12 @@ fn parse_args() -> Result<Options, String> {
     }
     if o.firmware.is_empty() == o.device.is_none() {
         return Err("give either --firmware ELF or --device TTY".into());
+    }
+    if let Some((rate, _)) = o.noise {
+        if o.link != LinkProfile::Cobs || o.device.is_some() || !(0.0..1.0).contains(&rate) {
+            return Err("--noise RATE (in [0, 1)) needs --link cobs and --firmware".into());
+        }
+        o.noise = Some((rate, seed));
     }
     Ok(o)
 }
@@ -150,6 +189,12 @@ struct Demo {
     closed: bool,
     failures: Vec<String>,
     rtts: Vec<Duration>,
+    /// `--noise`: protocol errors are expected (link loss); what is delivered and what is
+    /// reported lost is kept for the final check.
+    noisy: bool,
+    delivered: HashMap<u32, Vec<u8>>,
+    lost: BTreeSet<u32>,
+    missing: u64,
 }
 
 impl Demo {
@@ -157,6 +202,22 @@ impl Demo {
     fn drain(&mut self, quiet: Duration) {
         while let Ok(item) = self.node.recv_timeout(quiet) {
             self.on_item(item);
+        }
+    }
+
+    /// Takes what arrives for at most `limit`, or until `done` holds (never a failure).
+    fn watch(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(self) && !self.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.node.recv_timeout(left) {
+                Ok(item) => self.on_item(item),
+                Err(TryRecvError::Empty) => {}
+                Err(_) => self.closed = true,
+            }
         }
     }
 
@@ -212,10 +273,16 @@ impl Demo {
             }
             Received::Ended { id } => {
                 let body = self.open.remove(&id).unwrap_or_default();
+                if self.noisy {
+                    self.delivered.insert(id, body.clone());
+                }
                 self.on_message(id, body);
             }
             Received::Message(m) => {
                 let id = m.id();
+                if self.noisy {
+                    self.delivered.insert(id, m.body().to_vec());
+                }
                 self.on_message(id, m.body().to_vec());
             }
             Received::Aborted { id } => {
@@ -233,6 +300,18 @@ impl Demo {
                     None => self.fail(format!("unexpected Abort for message {id}")),
                 }
                 self.aborted.push(id);
+            }
+            Received::Error(e) if self.noisy => {
+                // Link loss: what was received of a lost message is discarded.
+                match e {
+                    ProtocolError::Lost { id } => {
+                        self.open.remove(&id);
+                        self.lost.insert(id);
+                    }
+                    ProtocolError::LinkGap { missing } => self.missing += u64::from(missing),
+                    e => self.fail(format!("protocol error: {e}")),
+                }
+                self.errors.push(e.to_string());
             }
             Received::Error(e) => {
                 self.errors.push(e.to_string());
@@ -458,10 +537,17 @@ fn wait_exit(child: &mut Child, deadline: Instant) -> Option<i32> {
     }
 }
 
-/// The node's configuration: streaming receive (the log dump's progress is shown), Hybrid.
-fn node_config() -> Config {
+/// The link buffer of the serial link profile at both ends: the firmware's
+/// (`mux_sensor_app::LINK_BUFFER`) takes link frames of at most this many bytes.
+const FIRMWARE_LINK_BUFFER: usize = 256;
+
+/// The node's configuration: streaming receive (the log dump's progress is shown), Hybrid,
+/// framing `link`.
+fn node_config(link: LinkProfile) -> Config {
     Config {
         limits: mux_std::Limits::new(1 << 20),
+        link,
+        link_buffer: FIRMWARE_LINK_BUFFER,
         ..Config::with_strategy(mux_std::Hybrid::<4096>)
     }
     .streaming()
@@ -484,6 +570,10 @@ fn new_demo(node: Node<Link>, t0: Instant, o: &Options) -> Demo {
         closed: false,
         failures: Vec::new(),
         rtts: Vec::new(),
+        noisy: o.noise.is_some(),
+        delivered: HashMap::new(),
+        lost: BTreeSet::new(),
+        missing: 0,
     }
 }
 
@@ -523,14 +613,30 @@ fn run_qemu(o: &Options) -> Result<bool, String> {
         }
     };
     let (read, write) = tcp_halves(stream).map_err(|e| format!("socket: {e}"))?;
-    let node = Node::new(read, write, node_config()).map_err(|e| format!("node: {e}"))?;
+    let map = Arc::new(Mutex::new(FrameMap::new(true)));
+    let read: Box<dyn Read + Send> = match o.noise {
+        Some((rate, seed)) => Box::new(NoisyRead {
+            inner: read,
+            noise: Noise::new(seed, rate, &[Kind::Flip, Kind::Drop, Kind::Insert]),
+            map: map.clone(),
+            buf: vec![0; 4096],
+            out: Vec::new(),
+            at: 0,
+        }),
+        None => Box::new(read),
+    };
+    let node = Node::new(read, write, node_config(o.link)).map_err(|e| format!("node: {e}"))?;
     let mut d = new_demo(node, t0, o);
     println!(
         "{} connected; the node sends a reading every 100 ms",
         d.stamp()
     );
 
-    let bye = script(&mut d);
+    let bye = if d.noisy {
+        noisy_script(&mut d)
+    } else {
+        script(&mut d)
+    };
 
     // The node exits after `bye`: its stream ends, then QEMU exits with its status.
     d.pump_until("the end of the node's stream", |d| d.closed);
@@ -540,7 +646,154 @@ fn run_qemu(o: &Options) -> Result<bool, String> {
     );
     std::thread::sleep(Duration::from_millis(50)); // let the output threads print the last lines
     let lines = out.lock().unwrap_or_else(|e| e.into_inner()).lines.clone();
+    if d.noisy {
+        let map = map.lock().unwrap_or_else(|e| e.into_inner());
+        return Ok(noisy_summary(&mut d, &map, code, o));
+    }
     Ok(summary(&mut d, bye.as_deref(), Ending::Qemu(code), &lines))
+}
+
+/// The firmware's side of the link as the host reads it, through a noisy line: the clean
+/// bytes go to `map` (with the changes made to them), the changed bytes to the reader.
+struct NoisyRead {
+    inner: std::net::TcpStream,
+    noise: Noise,
+    map: Arc<Mutex<FrameMap>>,
+    buf: Vec<u8>,
+    /// Changed bytes not yet read, from `at`.
+    out: Vec<u8>,
+    at: usize,
+}
+
+impl Read for NoisyRead {
+    fn read(&mut self, dst: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.at < self.out.len() {
+                let n = dst.len().min(self.out.len() - self.at);
+                dst[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            let n = self.inner.read(&mut self.buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.at = 0;
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            self.noise
+                .apply(&self.buf[..n], &mut self.out, |c| map.change(c));
+            map.clean(&self.buf[..n]);
+        }
+    }
+}
+
+/// The exchange over a noisy line (`--noise`): faster readings, three log dumps, `bye`.
+/// Replies may be lost, so nothing waits for one longer than a few seconds.
+fn noisy_script(d: &mut Demo) -> Option<String> {
+    d.watch(Duration::from_millis(500), |_| false);
+    let id = d.send("set-interval 20");
+    println!("{} -> set-interval 20  (id {id})", d.stamp());
+    d.watch(Duration::from_millis(500), |_| false);
+    for _ in 0..3 {
+        let log = d.send("get-log");
+        println!("{} -> get-log  (id {log})", d.stamp());
+        d.logs.push(LogRx::new(log));
+        d.watch(Duration::from_secs(8), |d| {
+            d.delivered.contains_key(&log) || d.lost.contains(&log)
+        });
+        d.watch(Duration::from_millis(300), |_| false);
+    }
+    let id = d.send("bye");
+    println!("{} -> bye  (id {id})", d.stamp());
+    d.pump_until("the end of the node's stream", |d| d.closed);
+    d.replies.get(&id).map(|r| r.text.clone())
+}
+
+/// The checks of a run over a noisy line: nothing delivered damaged, every message the noise
+/// did not touch delivered, every touched one not delivered reported lost; the firmware
+/// exited 0 (the line to it is clean).
+fn noisy_summary(d: &mut Demo, map: &FrameMap, code: Option<i32>, o: &Options) -> bool {
+    let (rate, seed) = o.noise.unwrap_or_default();
+    let mut damaged = Vec::new();
+    for (id, body) in &d.delivered {
+        if map.body(*id) != Some(body.as_slice()) {
+            damaged.push(*id);
+        }
+    }
+    let complete: Vec<u32> = map
+        .seen()
+        .iter()
+        .copied()
+        .filter(|id| map.body(*id).is_some())
+        .collect();
+    let touched = map.touched();
+    // Messages open across a touched link frame are dropped by the receiver's gap rule even
+    // without a byte in it (the log dump, while readings go out between its frames).
+    let across = map.open_across_touched();
+    let missed: Vec<u32> = complete
+        .iter()
+        .copied()
+        .filter(|id| !touched.contains(id) && !across.contains(id) && !d.delivered.contains_key(id))
+        .collect();
+    let silent = complete
+        .iter()
+        .filter(|id| {
+            (touched.contains(id) || across.contains(id))
+                && !d.delivered.contains_key(id)
+                && !d.lost.contains(id)
+        })
+        .count() as u64;
+    let (frames, hit) = map.frames();
+    let link = d.node.metrics().rx.link;
+    println!();
+    println!(
+        "noisy line: rate {rate}, seed {seed}: {} bytes from the node, {frames} link frames, \
+         {hit} touched; {} complete messages, {} touched, {} more open across a touched frame; \
+         delivered {} ({} damaged); reported \
+         lost {} by id, {} link frames missing; the receiver counted {} good, {} damaged, {} \
+         skipped link frames",
+        map.len(),
+        complete.len(),
+        complete.iter().filter(|id| touched.contains(id)).count(),
+        complete.iter().filter(|id| across.contains(id)).count(),
+        d.delivered.len(),
+        damaged.len(),
+        d.lost.len(),
+        d.missing,
+        link.good,
+        link.damaged,
+        link.skipped,
+    );
+    if !damaged.is_empty() {
+        d.fail(format!("delivered damaged: {damaged:x?}"));
+    }
+    if !missed.is_empty() {
+        d.fail(format!("untouched messages not delivered: {missed:x?}"));
+    }
+    if silent > d.missing {
+        d.fail(format!(
+            "{silent} touched messages neither delivered nor reported lost by id, {} frames \
+             reported missing",
+            d.missing
+        ));
+    }
+    if hit == 0 {
+        d.fail("the noise touched no link frame: raise --noise");
+    }
+    if code != Some(0) {
+        d.fail(format!("the firmware exited with {code:?}"));
+    }
+    let ok = d.failures.is_empty();
+    println!(
+        "{}",
+        if ok {
+            "noisy line: PASS"
+        } else {
+            "noisy line: FAIL"
+        }
+    );
+    ok
 }
 
 fn tcp_halves(stream: std::net::TcpStream) -> std::io::Result<(std::net::TcpStream, Link)> {
@@ -581,8 +834,8 @@ fn run_device(o: &Options, device: &str) -> Result<bool, String> {
         println!("demo: dropped {dropped} bytes the board sent before the exchange (boot text)");
     }
     let read = file.try_clone().map_err(|e| format!("{device}: {e}"))?;
-    let node =
-        Node::new(read, Box::new(file) as Link, node_config()).map_err(|e| format!("node: {e}"))?;
+    let node = Node::new(read, Box::new(file) as Link, node_config(o.link))
+        .map_err(|e| format!("node: {e}"))?;
     println!("demo: the board on {device} at {} baud", o.baud);
     let mut d = new_demo(node, t0, o);
     // The board waits for a first message before it starts sending.

@@ -10,7 +10,7 @@
 //! [`mux_benches::baseline`]); baselines live in `target/report-baselines/` or `--baseline-dir DIR`.
 //!
 //! One module per section, in the order they print: [`write_path`] and [`layout`], [`read_path`],
-//! [`allocations`], [`end_to_end`], [`tokio_e2e`], [`plugin`], then the [`plot`]. Each records its ratios for the JSON line
+//! [`allocations`], [`end_to_end`], [`link`] (the serial link profile), [`tokio_e2e`], [`plugin`], then the [`plot`]. Each records its ratios for the JSON line
 //! ([`json`]) and its goal checks ([`goals`]); [`rounds`] times the micro-benchmarks, [`fmt`]
 //! writes the figures, [`config`] reads the command line.
 
@@ -21,6 +21,7 @@ mod fmt;
 mod goals;
 mod json;
 mod layout;
+mod link;
 mod observe;
 mod plot;
 mod plugin;
@@ -60,6 +61,7 @@ fn main() {
     read_path::section(&cfg, &mut ratios, &mut goals);
     allocations::section(&mut ratios, &mut goals);
     end_to_end::section(&cfg, &mut ratios, &mut goals);
+    link::section(&cfg, &mut ratios, &mut goals);
     tokio_e2e::section(&cfg, &mut ratios, &mut goals);
     plugin::section(&cfg, &mut ratios, &mut goals);
     if let Some(path) = &cfg.svg {
