@@ -5,6 +5,7 @@
 
 mod log;
 
+mod adaptive;
 mod decode;
 mod demux;
 mod encode;
@@ -17,6 +18,10 @@ mod pool;
 mod reassembly;
 mod strategy;
 
+pub use adaptive::{
+    Adaptive, AdaptiveConfig, Clock, DEFAULT_BUDGET_US, DEFAULT_CEILING, DEFAULT_FLOOR,
+    LinkEstimator, SIZE_BUCKETS, SLOW_SAMPLE_MIN_US, Timed, size_bucket, split_threshold,
+};
 pub use decode::{Decoder, FrameEvent, FrameEventOf};
 pub use demux::{Demux, Event, EventOf, Limits};
 pub use encode::{FramePlan, Frames, Outgoing, PlannedFrame, encode_into};
