@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod adaptive;
 mod config;
 mod error;
 mod node;
@@ -23,6 +24,6 @@ pub use rx::{Message, Received, RxCounts};
 pub use tx::{CancelToken, Closer, SendOptions, Sender, TxCounts};
 
 pub use mux_nostd::{
-    AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, Optimized, Original,
-    ProtocolError, Strategy,
+    AdaptiveConfig, AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, LinkEstimator,
+    Optimized, Original, ProtocolError, Strategy,
 };

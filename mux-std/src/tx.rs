@@ -20,6 +20,7 @@ use mux_nostd::{
     AnyStrategy, FramePlan, FrameType, HEADER_LEN, Header, Outgoing, PlannedFrame, Strategy,
 };
 
+use crate::adaptive::Pace;
 use crate::config::Config;
 use crate::error::{ConfigError, SendError};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -476,6 +477,7 @@ impl<const F: usize> Batch<F> {
     /// the hold must. A `cancellable` send writes one Data frame per call (plus `budget`), so
     /// that it asks whether to stop within one chunk.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn gather(
         &mut self,
         msg: &Cursor,
@@ -484,6 +486,7 @@ impl<const F: usize> Batch<F> {
         hold_budget: usize,
         cancellable: bool,
         budget: usize,
+        call_cap: usize,
     ) {
         let Some(first) = msg.next else {
             return;
@@ -501,7 +504,7 @@ impl<const F: usize> Batch<F> {
                 if seen_at
                     .is_some_and(|a| past_budget(upto, upto.saturating_sub(a), len, hold_budget))
                     || (cancellable && past_budget(call, call, len, budget))
-                    || past_budget(call, call, len, GATHER_BYTES)
+                    || past_budget(call, call, len, call_cap)
                 {
                     break;
                 }
@@ -583,6 +586,8 @@ struct How<'s, 'f> {
     bulk: &'s AtomicUsize,
     /// Small frames stay in the shared buffer.
     buffered: bool,
+    /// Bounds on write calls and holds under Adaptive.
+    pace: &'s Pace,
     /// Asked at frame boundaries (cancellable sends only).
     stop: Option<&'s mut (dyn FnMut() -> Option<SendError> + 'f)>,
 }
@@ -612,6 +617,8 @@ pub(crate) struct TxInner<W> {
     slot_waiters: usize,
     /// Wakes them: a message left `sending`, or the link changed.
     slot_freed: Arc<Condvar>,
+    /// Times write calls under Adaptive.
+    pace: Pace,
 }
 
 impl<W> TxInner<W> {
@@ -628,6 +635,7 @@ impl<W> TxInner<W> {
             max_sending: config.sending_cap(),
             slot_waiters: 0,
             slot_freed: Arc::new(Condvar::new()),
+            pace: Pace::new(config.strategy),
         }
     }
 
@@ -822,11 +830,13 @@ impl<W: Write> TxInner<W> {
             // BULK_BUDGET if only senders of multi-chunk messages do.
             let contenders = how.contenders.load(Ordering::Relaxed);
             let contended = contenders > 0;
-            let hold_budget = if contenders > how.bulk.load(Ordering::Relaxed) {
-                budget
-            } else {
-                budget.max(BULK_BUDGET)
-            };
+            let hold_budget = how
+                .pace
+                .cap(if contenders > how.bulk.load(Ordering::Relaxed) {
+                    budget
+                } else {
+                    budget.max(BULK_BUDGET)
+                });
             if contended && seen_at.is_none() {
                 let in_flight = if msg.written > 0 {
                     frame.body_len() as usize
@@ -868,12 +878,21 @@ impl<W: Write> TxInner<W> {
                 wire: 0,
                 body: 0,
             };
-            batch.gather(msg, body, seen_at, hold_budget, how.stop.is_some(), budget);
+            let call_cap = how.pace.cap(GATHER_BYTES);
+            batch.gather(
+                msg,
+                body,
+                seen_at,
+                hold_budget,
+                how.stop.is_some(),
+                budget,
+                call_cap,
+            );
             let n = {
                 const { assert!(V >= 2 * F + 2) };
                 let mut iov = [IoSlice::new(&[]); V];
                 let k = batch.slices(&mut iov, co.pending(), msg.written, payload);
-                write_some(io, &iov[..k], &stats.writes)?
+                how.pace.write(io, &iov[..k], &stats.writes)?
             };
             let from_buf = n.min(co.pending().len());
             co.sent(from_buf);
@@ -899,12 +918,20 @@ impl<W: Write> TxInner<W> {
 
     #[cold]
     fn flush_pending(&mut self) -> io::Result<()> {
-        let Self { io, co, stats, .. } = self;
+        let Self {
+            io,
+            co,
+            stats,
+            pace,
+            ..
+        } = self;
         let Some(io) = io.as_mut() else {
             return Ok(());
         };
         while !co.pending().is_empty() {
-            let n = write_some(io, &[IoSlice::new(co.pending())], &stats.writes)?;
+            let p = co.pending();
+            let p = &p[..p.len().min(pace.cap(p.len()).max(1))];
+            let n = pace.write(io, &[IoSlice::new(p)], &stats.writes)?;
             co.sent(n);
         }
         Ok(())
@@ -912,7 +939,11 @@ impl<W: Write> TxInner<W> {
 }
 
 #[inline]
-fn write_some<W: Write>(io: &mut W, iov: &[IoSlice<'_>], writes: &AtomicU64) -> io::Result<usize> {
+pub(crate) fn write_some<W: Write>(
+    io: &mut W,
+    iov: &[IoSlice<'_>],
+    writes: &AtomicU64,
+) -> io::Result<usize> {
     loop {
         bump(writes, 1);
         match io.write_vectored(iov) {
@@ -963,6 +994,8 @@ struct Shared<W> {
     served: AtomicUsize,
     next_id: AtomicU32,
     strategy: AnyStrategy,
+    /// [`TxInner::pace`]'s estimator, for framing without the lock.
+    pace: Pace,
     closer: Mutex<Option<Closer<W>>>,
     on_drop: fn(&mut TxInner<W>, Option<Closer<W>>),
     /// The counters of `inner`, read without the lock.
@@ -1078,6 +1111,7 @@ impl<W: Write + Send> Sender<W> {
         let inner = TxInner::new(io, config);
         let stats = inner.stats.clone();
         let slot_freed = inner.slot_freed.clone();
+        let pace = inner.pace.clone();
         Ok(Self {
             shared: Arc::new(Shared {
                 slot_freed,
@@ -1088,6 +1122,7 @@ impl<W: Write + Send> Sender<W> {
                 served: AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
+                pace,
                 closer: Mutex::new(closer),
                 on_drop: close_on_drop::<W>,
                 stats,
@@ -1180,7 +1215,8 @@ impl<W: Write + Send> Sender<W> {
         wait: Option<&dyn Fn() -> Option<SendError>>,
         mut stop: Option<&mut dyn FnMut() -> Option<SendError>>,
     ) -> Result<(), SendError> {
-        let strategy = strategy.unwrap_or(self.shared.strategy);
+        let strategy =
+            (self.shared.pace).resolve(strategy.unwrap_or(self.shared.strategy), payload.len());
         if !buffered
             && stop.is_none()
             && let Some(r) = self.send_small(id, payload, &strategy)
@@ -1189,6 +1225,8 @@ impl<W: Write + Send> Sender<W> {
         }
         let mut msg = Cursor::new(&strategy, id, payload.len())?;
         let small = msg.small;
+        // Under Adaptive, a message of the workload's small ones waits as a one-chunk one does.
+        let bulk = !small && !self.shared.pace.is_small(&strategy, payload.len());
         // Whether a hold ended with the message unfinished: its Start is written and its id
         // is in `sending` (close and failures settle it).
         let mut started = false;
@@ -1202,8 +1240,8 @@ impl<W: Write + Send> Sender<W> {
                 return Err(e);
             }
             let mut g = match wait {
-                None => self.lock_as(!small),
-                Some(wait) => match self.lock_or_stop(wait, !small) {
+                None => self.lock_as(bulk),
+                Some(wait) => match self.lock_or_stop(wait, bulk) {
                     Ok(g) => g,
                     Err(e) => {
                         if started {
@@ -1227,6 +1265,7 @@ impl<W: Write + Send> Sender<W> {
                 contenders: &self.shared.contenders,
                 bulk: &self.shared.bulk,
                 buffered,
+                pace: &self.shared.pace,
                 stop: stop.as_deref_mut(),
             };
             let end = if small {
@@ -1306,10 +1345,12 @@ impl<W: Write + Send> Sender<W> {
         } else {
             &mut iov[..1]
         };
-        let TxInner { io, stats, .. } = &mut *g;
+        let TxInner {
+            io, stats, pace, ..
+        } = &mut *g;
         let io = io.as_mut()?;
         while !left.is_empty() {
-            match write_some(io, left, &stats.writes) {
+            match pace.write(io, left, &stats.writes) {
                 Ok(n) => IoSlice::advance_slices(&mut left, n),
                 Err(e) => return Some(Err(g.broke(id, e))),
             }
@@ -1512,6 +1553,13 @@ impl<W: Write + Send> Sender<W> {
     /// The default strategy.
     pub fn strategy(&self) -> AnyStrategy {
         self.shared.strategy
+    }
+
+    /// What the sender has learned of its link when its strategy is
+    /// [`Adaptive`](AnyStrategy::Adaptive): the estimated rate and the message-size
+    /// histogram (`None` for the other strategies).
+    pub fn link_estimate(&self) -> Option<&mux_nostd::LinkEstimator> {
+        self.shared.pace.estimator()
     }
 
     /// Takes the write lock, then buffers the Aborts owed by sends that gave up waiting.

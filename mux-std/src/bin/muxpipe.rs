@@ -7,7 +7,8 @@
 //! muxpipe echo STRATEGY           every complete message read from stdin back to stdout
 //! muxpipe frames                  the frames of a capture on stdin, one message per line
 //! ```
-//! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k`.
+//! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096), `hybrid8k` or `adaptive`
+//! (chunks sized to the link's measured rate so that one frame takes at most 10 ms).
 //!
 //! `frames` prints `ID: S0 D1024×4 E0` per message (the notation of the golden vectors'
 //! MANIFEST.md), in the order messages end; frames outside any message get a line of their
@@ -29,7 +30,7 @@ use mux_std::{AnyStrategy, Config, Node, Received, RecvError, SendError, Sender,
 use sha2::{Digest, Sha256};
 
 const USAGE: &str = "usage: muxpipe write STRATEGY N SIZE | read | echo STRATEGY | frames
-STRATEGY: original, optimized, hybrid (threshold 4096) or hybrid8k";
+STRATEGY: original, optimized, hybrid (threshold 4096), hybrid8k or adaptive";
 
 /// The exit status when the output was closed early: what the shell shows for a tool killed
 /// by SIGPIPE (128 + 13).
