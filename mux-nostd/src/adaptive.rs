@@ -72,6 +72,7 @@ impl AdaptiveConfig {
 
     /// Wire bytes the link carries in one budget at `rate` bytes per second (0: unknown,
     /// then one floor-sized frame).
+    #[inline]
     pub const fn budget_bytes(&self, rate: u32) -> u64 {
         if rate == 0 {
             return self.floor as u64 + HEADER_LEN as u64;
@@ -81,6 +82,7 @@ impl AdaptiveConfig {
 
     /// The chunk at `rate` bytes per second (0: unknown): the payload of a frame that takes
     /// the budget on the wire, within the floor and the ceiling (never below 1).
+    #[inline]
     pub const fn chunk_at(&self, rate: u32) -> u32 {
         let body = self.budget_bytes(rate).saturating_sub(HEADER_LEN as u64);
         let floor = if self.floor == 0 { 1 } else { self.floor };
@@ -99,6 +101,7 @@ impl AdaptiveConfig {
     }
 
     /// The chunk at [`link_rate`](Self::link_rate).
+    #[inline]
     pub const fn chunk(&self) -> u32 {
         self.chunk_at(self.link_rate)
     }
@@ -138,6 +141,11 @@ const DECAY_AT: u32 = 4096;
 /// A write shorter than this cannot lower the rate estimate: a short write mostly measures the
 /// call's own overhead, not the link.
 pub const SLOW_SAMPLE_MIN_US: u32 = 100;
+/// A faster rate is believed from writes that took at least this long together, or ...
+pub const RISE_WINDOW_US: u32 = 1000;
+/// ... that are worth at least this long at the current estimate together (a few writes
+/// that went into a buffer, or that a pacing FIFO let through at once, are not enough).
+pub const RISE_WORTH_US: u32 = 8000;
 /// The threshold before the histogram has two populations: Hybrid's 4096.
 const DEFAULT_THRESHOLD: u32 = 4096;
 
@@ -150,9 +158,12 @@ const DEFAULT_THRESHOLD: u32 = 4096;
 /// The rate is an integer estimate in bytes per second. A sample below the estimate (from a
 /// write of at least [`SLOW_SAMPLE_MIN_US`]) replaces it at once: holding the budget matters
 /// more than throughput, and a link that slowed down must not hold a waiting message for a
-/// whole chunk sized for the old rate. A sample above it moves the estimate half-way there,
-/// at most doubling it per sample: from 11,520 B/s to 4 GB/s in about 20 writes, and one
-/// write that did not block (it went into a buffer) cannot make a slow link look fast.
+/// whole chunk sized for the old rate. Faster samples are pooled until they took
+/// [`RISE_WINDOW_US`] together or are worth [`RISE_WORTH_US`] at the current estimate; the
+/// pool's rate then moves the estimate half-way there, at most doubling it: from 11,520 B/s
+/// to 4 GB/s in about 20 such windows (a large message's writes grow with the estimate, so it
+/// takes one message of 1 MiB), and a few small writes that went into a buffer (a UART's
+/// FIFO) cannot make a slow link look fast.
 ///
 /// ```
 /// use mux_nostd::LinkEstimator;
@@ -164,9 +175,11 @@ const DEFAULT_THRESHOLD: u32 = 4096;
 #[derive(Debug)]
 pub struct LinkEstimator {
     rate: AtomicU32,
+    /// Bytes and microseconds of the faster samples pooled so far.
+    pool_bytes: AtomicU32,
+    pool_us: AtomicU32,
     hist: [AtomicU32; SIZE_BUCKETS],
     messages: AtomicU32,
-    since_rethink: AtomicU32,
     threshold: AtomicU32,
 }
 
@@ -187,6 +200,16 @@ pub const fn size_bucket(size: u32) -> usize {
     }
 }
 
+/// `bytes` in `us` microseconds (0 counts as 1) as bytes per second, saturating.
+fn rate_of(bytes: u64, us: u64) -> u32 {
+    let r = bytes.saturating_mul(1_000_000) / us.max(1);
+    if r > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        r as u32
+    }
+}
+
 /// Adds one to a counter that may race another writer (load and store: a lost update is an
 /// estimate's error, and thumbv6m has no atomic read-modify-write).
 #[inline]
@@ -201,9 +224,10 @@ impl LinkEstimator {
     pub const fn new() -> Self {
         Self {
             rate: AtomicU32::new(0),
+            pool_bytes: AtomicU32::new(0),
+            pool_us: AtomicU32::new(0),
             hist: [const { AtomicU32::new(0) }; SIZE_BUCKETS],
             messages: AtomicU32::new(0),
-            since_rethink: AtomicU32::new(0),
             threshold: AtomicU32::new(DEFAULT_THRESHOLD),
         }
     }
@@ -222,24 +246,33 @@ impl LinkEstimator {
         if bytes == 0 {
             return;
         }
-        let us = if elapsed_us == 0 { 1 } else { elapsed_us } as u64;
-        let sample = (bytes as u64).saturating_mul(1_000_000) / us;
-        let sample = if sample > u32::MAX as u64 {
-            u32::MAX
-        } else {
-            sample as u32
-        };
         let old = self.rate();
-        let new = if old == 0 {
-            sample
-        } else if sample < old {
-            if elapsed_us < SLOW_SAMPLE_MIN_US {
-                return;
-            }
-            sample
+        let sample = rate_of(bytes as u64, elapsed_us as u64);
+        if old == 0 || (sample < old && elapsed_us >= SLOW_SAMPLE_MIN_US) {
+            self.rate.store(sample, Ordering::Relaxed);
+            self.pool_bytes.store(0, Ordering::Relaxed);
+            self.pool_us.store(0, Ordering::Relaxed);
+            return;
+        }
+        // Pooled with the faster (or too short) samples before it.
+        let pb = u64::from(self.pool_bytes.load(Ordering::Relaxed)).saturating_add(bytes as u64);
+        let pu = u64::from(self.pool_us.load(Ordering::Relaxed)) + u64::from(elapsed_us);
+        let worth_us = pb.saturating_mul(1_000_000) / u64::from(old);
+        if worth_us < u64::from(RISE_WORTH_US) && pu < u64::from(RISE_WINDOW_US) {
+            self.pool_bytes
+                .store(pb.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+            self.pool_us.store(pu as u32, Ordering::Relaxed);
+            return;
+        }
+        self.pool_bytes.store(0, Ordering::Relaxed);
+        self.pool_us.store(0, Ordering::Relaxed);
+        let pooled = rate_of(pb, pu);
+        let new = if pooled > old {
+            (old + (pooled - old) / 2).min(old.saturating_mul(2))
+        } else if pu >= u64::from(SLOW_SAMPLE_MIN_US) {
+            pooled
         } else {
-            let half_way = old + (sample - old) / 2;
-            half_way.min(old.saturating_mul(2))
+            old
         };
         self.rate.store(new, Ordering::Relaxed);
     }
@@ -251,13 +284,19 @@ impl LinkEstimator {
 
     /// Counts a message of `size` bytes in the histogram; every 256 messages the threshold is
     /// chosen again (and once it holds 4096 messages, every count is halved).
+    #[inline]
     pub fn record_message(&self, size: u32) {
         bump(&self.hist[size_bucket(size)]);
         let total = bump(&self.messages);
-        if bump(&self.since_rethink) < RETHINK_EVERY {
-            return;
+        if total.is_multiple_of(RETHINK_EVERY) {
+            self.rethink(total);
         }
-        self.since_rethink.store(0, Ordering::Relaxed);
+    }
+
+    /// Chooses the threshold again (halving the counts first once there are many).
+    #[cold]
+    #[inline(never)]
+    fn rethink(&self, total: u32) {
         if total >= DECAY_AT {
             let mut sum = 0;
             for c in &self.hist {
@@ -265,7 +304,9 @@ impl LinkEstimator {
                 c.store(v, Ordering::Relaxed);
                 sum += v;
             }
-            self.messages.store(sum, Ordering::Relaxed);
+            // A multiple of the period, so that the next rethink comes as usual.
+            self.messages
+                .store(sum / RETHINK_EVERY * RETHINK_EVERY, Ordering::Relaxed);
         }
         let mut counts = [0u32; SIZE_BUCKETS];
         for (n, c) in counts.iter_mut().zip(&self.hist) {
@@ -527,6 +568,11 @@ mod tests {
         assert_eq!(l.rate(), 11_520);
         l.record_write(1_000_000, 1000);
         assert_eq!(l.rate(), 23_040);
+        // Faster writes worth less than 8 ms at the estimate are pooled first.
+        l.record_write(150, 1);
+        assert_eq!(l.rate(), 23_040);
+        l.record_write(50, 1); // 200 bytes: over 8 ms at 23,040 B/s
+        assert_eq!(l.rate(), 46_080);
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn the_estimate_follows_a_rate_change_fast_slow_fast_within_few_messages() {
     // Messages until the chunk is the one of the new rate (within 10 %).
     let settle = |rate: u64, len: usize| {
         let want = cfg.chunk_at(rate as u32);
-        (1..=64)
+        (1..=2048)
             .find(|_| {
                 send_at(&link, &now, rate, len);
                 link.config_now(&cfg).chunk().abs_diff(want) <= want / 10
@@ -99,12 +99,15 @@ fn the_estimate_follows_a_rate_change_fast_slow_fast_within_few_messages() {
     assert!(first <= 2, "first: {first}");
     // A slower link wins at once: the next message is already sized for it.
     assert_eq!(to_slow, 1);
-    // A faster one doubles the estimate per write at most: 1 MiB in 106-byte frames is
-    // thousands of writes, so one message suffices.
+    // A faster one at most doubles the estimate per 1 ms of writes (at the estimate): the
+    // first message of 1 MiB is thousands of writes, so one message suffices.
     assert!(back <= 2, "back to fast: {back}");
-    // And with one write per message (messages of one chunk), about 20 of them.
+    // Small messages alone (127 bytes on the wire each) need more of them as the estimate
+    // grows, as each doubling needs 8 ms worth of writes (the chunk matters only to larger
+    // messages, whose own writes then raise the estimate within the message).
     settle(slow, 2048);
-    assert!(settle(fast, 100) <= 24);
+    let small = settle(fast, 100);
+    assert!((20..=1024).contains(&small), "{small}");
     // Right after the slow phase, the very first message is framed for the slow link.
     settle(slow, 2048);
     let frames = send_at(&link, &now, slow, 4000);

@@ -17,13 +17,15 @@ use mux_nostd::{AdaptiveConfig, AnyStrategy, LinkEstimator};
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// On a link this fast (one budget carries at least this many bytes), only one write call in
-/// [`SAMPLE_EVERY`] is timed: the chunk is the ceiling anyway, and two clock reads per call
-/// would cost the write path about 40 ns per message. A link that slows down is noticed within
-/// that many calls.
+/// On a link this fast (one budget carries at least this many bytes), only write calls of at
+/// least [`ALWAYS_TIMED`] bytes and one other in [`SAMPLE_EVERY`] are timed: the chunk is the
+/// ceiling anyway, and two clock reads per call would cost a small message's send about 40 ns.
+/// A link that slows down is noticed at its first large write, or within that many small ones.
 const FAST_BUDGET_BYTES: u64 = 4 << 20;
 /// See [`FAST_BUDGET_BYTES`].
-const SAMPLE_EVERY: u32 = 16;
+const SAMPLE_EVERY: u32 = 64;
+/// See [`FAST_BUDGET_BYTES`].
+const ALWAYS_TIMED: usize = 64 << 10;
 
 /// A sender's estimator and its Adaptive configuration.
 #[derive(Debug)]
@@ -32,6 +34,8 @@ struct Link {
     config: AdaptiveConfig,
     /// Write calls not timed since the last timed one (fast links only).
     untimed: AtomicU32,
+    /// The rate from which a link counts as fast ([`FAST_BUDGET_BYTES`] per budget).
+    fast_rate: u32,
 }
 
 /// The estimator of a sender whose strategy is Adaptive (`None` otherwise: nothing timed,
@@ -50,6 +54,10 @@ impl Pace {
                     est: LinkEstimator::new(),
                     config,
                     untimed: AtomicU32::new(0),
+                    fast_rate: u32::try_from(
+                        FAST_BUDGET_BYTES * 1_000_000 / u64::from(config.budget_us.max(1)),
+                    )
+                    .unwrap_or(u32::MAX),
                 })),
             },
             _ => Self::default(),
@@ -110,8 +118,9 @@ impl Pace {
         let Some(link) = &self.link else {
             return crate::tx::write_some(io, iov, writes);
         };
-        let c = link.est.config_now(&link.config);
-        if c.budget_bytes(c.link_rate) >= FAST_BUDGET_BYTES {
+        if link.est.rate() >= link.fast_rate
+            && iov.iter().map(|b| b.len()).sum::<usize>() < ALWAYS_TIMED
+        {
             let k = link.untimed.load(Ordering::Relaxed) + 1;
             if k < SAMPLE_EVERY {
                 link.untimed.store(k, Ordering::Relaxed);
