@@ -11,11 +11,15 @@
 //!   the payload into a buffer);
 //! - [`e2e`]: messages between two threads over a Unix socket pair: the raw pair, our crates,
 //!   and [`yamux_peer`], the multiplexer a Rust user would pick instead;
+//! - [`link`]: a link emulator (a socket pair paced at a given rate), and [`latency`]: small
+//!   messages' latency while a bulk message goes, over it or the unpaced pair;
 //! - [`alloc`]: a counting global allocator for allocations per message;
 //! - [`timing`], [`machine`] and [`plot`]: medians, the machine's description and the SVG plot.
 
 pub mod alloc;
 pub mod e2e;
+pub mod latency;
+pub mod link;
 pub mod machine;
 pub mod plot;
 pub mod read;

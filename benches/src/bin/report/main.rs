@@ -17,6 +17,7 @@ mod end_to_end;
 mod fmt;
 mod goals;
 mod json;
+mod latency;
 mod layout;
 mod plot;
 mod plugin;
@@ -54,6 +55,7 @@ fn main() {
     allocations::section(&mut ratios, &mut goals);
     end_to_end::section(&cfg, &mut ratios, &mut goals);
     plugin::section(&cfg, &mut ratios, &mut goals);
+    latency::section(&cfg, &mut ratios, &mut goals);
     if let Some(path) = &cfg.svg {
         plot::write_path(&cfg, path, &write);
     }
