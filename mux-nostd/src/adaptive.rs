@@ -132,8 +132,8 @@ impl fmt::Display for AdaptiveConfig {
 /// (bucket 0: 0 and 1 byte), the last one everything above 8 MiB.
 pub const SIZE_BUCKETS: usize = 25;
 
-/// Messages between two updates of the learned threshold (its cost spread over them: about
-/// 1 ns per message on a 2020s x86 core).
+/// A bucket's count at multiples of which the learned threshold is chosen again (its cost,
+/// about 250 ns on a 2020s x86 core, spread over at least that many messages).
 const RETHINK_EVERY: u32 = 256;
 /// Once the histogram holds this many messages it halves every count, so that it follows a
 /// workload that changes.
@@ -179,7 +179,6 @@ pub struct LinkEstimator {
     pool_bytes: AtomicU32,
     pool_us: AtomicU32,
     hist: [AtomicU32; SIZE_BUCKETS],
-    messages: AtomicU32,
     threshold: AtomicU32,
 }
 
@@ -227,7 +226,6 @@ impl LinkEstimator {
             pool_bytes: AtomicU32::new(0),
             pool_us: AtomicU32::new(0),
             hist: [const { AtomicU32::new(0) }; SIZE_BUCKETS],
-            messages: AtomicU32::new(0),
             threshold: AtomicU32::new(DEFAULT_THRESHOLD),
         }
     }
@@ -282,35 +280,26 @@ impl LinkEstimator {
         self.rate.store(0, Ordering::Relaxed);
     }
 
-    /// Counts a message of `size` bytes in the histogram; every 256 messages the threshold is
-    /// chosen again (and once it holds 4096 messages, every count is halved).
+    /// Counts a message of `size` bytes in the histogram; each time a bucket's count reaches
+    /// a multiple of 256 the threshold is chosen again (and once the histogram holds 4096
+    /// messages, every count is halved).
     #[inline]
     pub fn record_message(&self, size: u32) {
-        bump(&self.hist[size_bucket(size)]);
-        let total = bump(&self.messages);
-        if total.is_multiple_of(RETHINK_EVERY) {
-            self.rethink(total);
+        if bump(&self.hist[size_bucket(size)]).is_multiple_of(RETHINK_EVERY) {
+            self.rethink();
         }
     }
 
     /// Chooses the threshold again (halving the counts first once there are many).
     #[cold]
     #[inline(never)]
-    fn rethink(&self, total: u32) {
-        if total >= DECAY_AT {
-            let mut sum = 0;
-            for c in &self.hist {
-                let v = c.load(Ordering::Relaxed) / 2;
-                c.store(v, Ordering::Relaxed);
-                sum += v;
+    fn rethink(&self) {
+        let mut counts = self.histogram();
+        if counts.iter().sum::<u32>() >= DECAY_AT {
+            for (n, c) in counts.iter_mut().zip(&self.hist) {
+                *n /= 2;
+                c.store(*n, Ordering::Relaxed);
             }
-            // A multiple of the period, so that the next rethink comes as usual.
-            self.messages
-                .store(sum / RETHINK_EVERY * RETHINK_EVERY, Ordering::Relaxed);
-        }
-        let mut counts = [0u32; SIZE_BUCKETS];
-        for (n, c) in counts.iter_mut().zip(&self.hist) {
-            *n = c.load(Ordering::Relaxed);
         }
         if let Some(t) = split_threshold(&counts) {
             self.threshold.store(t, Ordering::Relaxed);
