@@ -344,32 +344,33 @@ impl LinkEstimator {
 /// ones a latency budget protects, on one side and its bulk on the other, wherever the gap
 /// between them lies.
 pub fn split_threshold(counts: &[u32; SIZE_BUCKETS]) -> Option<u32> {
+    // Scaled down to at most 4096 messages in all (what decay keeps an estimator's histogram
+    // near anyway), so that every product below fits a u64: no 128-bit arithmetic, which a
+    // Cortex-M0 would do in software.
+    let total: u64 = counts.iter().map(|&n| u64::from(n)).sum();
+    let shift = (u64::BITS - total.leading_zeros()).saturating_sub(12);
     let (w, s) = counts
         .iter()
         .enumerate()
         .fold((0u64, 0u64), |(w, s), (k, &n)| {
-            (w + n as u64, s + n as u64 * k as u64)
+            let n = u64::from(n) >> shift;
+            (w + n, s + n * k as u64)
         });
     let (mut w0, mut s0) = (0u64, 0u64);
-    // u128 products; a u64 quotient where the counts allow (an estimator's histogram holds
-    // a few thousand messages at most, which keeps the difference below 2^32).
-    let mut best: Option<(u128, usize)> = None;
+    let mut best: Option<(u64, usize)> = None;
     for (k, &n) in counts.iter().enumerate().take(SIZE_BUCKETS - 1) {
-        w0 += n as u64;
-        s0 += n as u64 * k as u64;
+        let n = u64::from(n) >> shift;
+        w0 += n;
+        s0 += n * k as u64;
         let w1 = w - w0;
         if w0 == 0 || w1 == 0 {
             continue;
         }
         let s1 = s - s0;
-        // (μ0 − μ1)² · w0 · w1 = (s0·w1 − s1·w0)² / (w0·w1)
-        let d = (s0 as u128 * w1 as u128).abs_diff(s1 as u128 * w0 as u128);
-        let ww = w0 as u128 * w1 as u128;
-        let score = match (u32::try_from(d), u64::try_from(ww)) {
-            (Ok(d), Ok(ww)) => u128::from(u64::from(d) * u64::from(d) / ww),
-            // Counts far beyond what decay lets an estimator hold: coarser, no overflow.
-            _ => (d / ww).saturating_mul(d),
-        };
+        // (μ0 − μ1)² · w0 · w1 = (s0·w1 − s1·w0)² / (w0·w1); with w ≤ 4096 and s ≤ 24·w,
+        // the difference is below 2^29 and its square below 2^58.
+        let d = (s0 * w1).abs_diff(s1 * w0);
+        let score = d * d / (w0 * w1);
         if best.is_none_or(|(b, _)| score > b) {
             best = Some((score, k));
         }
@@ -574,5 +575,9 @@ mod tests {
         h = [0; SIZE_BUCKETS];
         h[3] = 5;
         assert_eq!(split_threshold(&h), None);
+        // Counts at their largest: scaled down, no overflow.
+        let mut h = [u32::MAX; SIZE_BUCKETS];
+        h[20] = 0;
+        assert!(split_threshold(&h).is_some());
     }
 }
