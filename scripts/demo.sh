@@ -6,9 +6,13 @@
 # host aborts. Ends with a summary; exits non-zero if anything was lost or corrupted.
 #
 #   bash scripts/demo.sh [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0]
+#                        [--pace BYTES_PER_S [--strategy adaptive|original]]
 #
 # --check: non-interactive run for the test scripts (shorter opening watch).
 # --cpu cortex-m0: the thumbv6m-none-eabi build, on a Cortex-M0 core of the same board.
+# --pace 11520: sensor_node's UART sends at that rate (115,200 baud) and frames its log dump
+#   with Adaptive (--strategy original: Original's 1 KiB frames, for contrast); the summary
+#   shows how long readings waited during the log dumps.
 #
 # Installs only what it needs when missing: the firmware's rustup target and Debian's
 # qemu-system-arm (scripts/setup.sh demo).
@@ -17,15 +21,21 @@ cd "$(dirname "$0")/.."
 fw=sensor_node
 cpu=cortex-m3
 check=()
+pace=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --check) check=(--check) ;;
     --firmware) fw="$2"; shift ;;
     --cpu) cpu="$2"; shift ;;
-    *) echo "usage: $0 [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0]" >&2; exit 2 ;;
+    --pace|--strategy) pace+=("$1" "$2"); shift ;;
+    *) echo "usage: $0 [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0] [--pace BYTES_PER_S [--strategy adaptive|original]]" >&2; exit 2 ;;
   esac
   shift
 done
+if [ ${#pace[@]} -gt 0 ] && [ "$fw" != sensor_node ]; then
+  echo "--pace and --strategy need --firmware sensor_node" >&2
+  exit 2
+fi
 case "$cpu" in
   cortex-m0) target=thumbv6m-none-eabi ;;
   *) target=thumbv7m-none-eabi ;;
@@ -43,4 +53,4 @@ echo "demo: running"
 # The host starts QEMU itself, gives the whole run 90 s, and kills QEMU if it is still there;
 # the outer timeout is a last resort so that nothing can hang.
 timeout 120 target/release/demo_host \
-  --firmware "examples-embedded/target/$target/release/$fw" --cpu "$cpu" --timeout 90 "${check[@]}"
+  --firmware "examples-embedded/target/$target/release/$fw" --cpu "$cpu" --timeout 90 "${check[@]}" "${pace[@]}"

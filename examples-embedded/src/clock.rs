@@ -9,8 +9,8 @@ use core::future::poll_fn;
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::task::Poll;
 
-use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::{SCB, SYST};
 use embassy_sync::waitqueue::AtomicWaker;
 
 /// Core clock of the emulated board.
@@ -31,6 +31,23 @@ pub fn start(mut syst: SYST) {
 /// Milliseconds since [`start`] (wraps after 49 days).
 pub fn now_ms() -> u32 {
     MILLIS.load(Ordering::Relaxed)
+}
+
+/// Microseconds since [`start`] (wraps after 71 minutes): the millisecond count and how far
+/// SysTick has counted down into the current millisecond.
+pub fn now_us() -> u32 {
+    loop {
+        let ms = now_ms();
+        let left = SYST::get_current();
+        // SysTick wrapped but its handler has not run yet (interrupts masked): a new
+        // millisecond has begun.
+        let ms_now = ms.wrapping_add(u32::from(SCB::is_pendst_pending()));
+        // A tick between the reads would pair the old count with the new millisecond.
+        if now_ms() == ms {
+            let into = (CORE_HZ / 1000 - 1).saturating_sub(left) / (CORE_HZ / 1_000_000);
+            return ms_now.wrapping_mul(1000).wrapping_add(into);
+        }
+    }
 }
 
 /// Whether `deadline` (a [`now_ms`] value) has passed, robust to wrapping.

@@ -6,7 +6,8 @@
 //! - [`app`]: the sensor node: the protocol spoken with the host demo (commands, replies, readings, the log
 //!   dump sent frame by frame) and its blocking superloop: the `mux-sensor-app` crate
 //!   (`sensor-app/`), shared with the firmware for real boards, re-exported;
-//! - [`exit`]: leaving QEMU through semihosting, and the panic handler.
+//! - [`exit`]: leaving QEMU through semihosting, and the panic handler;
+//! - [`pace`]: the transmit half paced at a chosen rate (the demo's `--pace`).
 //!
 //! Everything is static: no heap, no allocator.
 
@@ -15,4 +16,5 @@
 pub mod app;
 pub mod clock;
 pub mod exit;
+pub mod pace;
 pub mod uart;

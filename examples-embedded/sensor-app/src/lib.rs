@@ -17,4 +17,4 @@ pub mod protocol;
 pub mod superloop;
 
 pub use protocol::*;
-pub use superloop::{Board, Event, Outcome, Superloop, WRITE_PIECE};
+pub use superloop::{Board, Event, Outcome, ReadingWaits, Superloop, WRITE_PIECE};

@@ -14,6 +14,12 @@
 //!
 //! After `bye` the firmware prints a summary over semihosting and exits 0 (1 if anything went
 //! wrong).
+//!
+//! Its semihosting command line may hold `pace=RATE` (the demo's `--pace`): the UART then sends
+//! at RATE bytes per second ([`pace`]), and the log dump is framed with Adaptive, its chunks
+//! sized so that one frame holds the link for at most 10 ms at the rate measured (with
+//! `strategy=original` too, it keeps Original's 1 KiB frames, for contrast). The summary then
+//! reports how long readings waited during the dumps.
 
 #![no_std]
 #![no_main]
@@ -23,8 +29,8 @@ use cortex_m_rt::{entry, exception};
 use cortex_m_semihosting::hprintln;
 use mux_examples_embedded::app::{Board, Event, Outcome, Superloop};
 use mux_examples_embedded::exit::{exit, stack_peak};
-use mux_examples_embedded::{clock, uart};
-use mux_nostd::Pool;
+use mux_examples_embedded::{clock, pace, uart};
+use mux_nostd::{AdaptiveConfig, LinkEstimator, Pool};
 
 /// Blocks for host messages: 40 × 64 bytes, room for one `config` upload of up to 2 KiB and a
 /// few commands in flight at once.
@@ -35,6 +41,36 @@ const STREAMS: usize = 4;
 /// the host while its FIFO is full), so a small ring is enough here; it still takes whatever
 /// arrives during a long write, as on a real board.
 const RING: usize = 256;
+
+/// The link's rate and the message sizes, learned from the paced UART's writes.
+static LINK: LinkEstimator = LinkEstimator::new();
+
+/// What the semihosting command line asks for: `pace=RATE` and `strategy=original`.
+fn options() -> (Option<u32>, bool) {
+    let mut buf = [0u8; 128];
+    let mut block = [buf.as_mut_ptr() as usize, buf.len()];
+    // SAFETY: SYS_GET_CMDLINE writes at most `block[1]` bytes into `buf` and the length it
+    // wrote into `block[1]`; both outlive the call, and nothing else uses them meanwhile.
+    let r = unsafe {
+        cortex_m_semihosting::syscall1(
+            cortex_m_semihosting::nr::GET_CMDLINE,
+            block.as_mut_ptr() as usize,
+        )
+    };
+    if r != 0 {
+        return (None, false);
+    }
+    let line = core::str::from_utf8(&buf[..block[1].min(buf.len())]).unwrap_or("");
+    let mut rate = None;
+    let mut fixed = false;
+    for word in line.split(' ') {
+        if let Some(r) = word.strip_prefix("pace=") {
+            rate = r.parse().ok();
+        }
+        fixed |= word == "strategy=original";
+    }
+    (rate, fixed)
+}
 
 /// The emulated board: SysTick clock, `wfi`, semihosting.
 struct Qemu;
@@ -68,19 +104,57 @@ fn main() -> ! {
     let cp = cortex_m::Peripherals::take().expect("first take");
     clock::start(cp.SYST);
     let (tx, rx) = uart::take();
+    let (rate, fixed) = options();
     // SAFETY: the UART0 handler below only masks the UART's interrupts and wakes; unmasking
     // it cannot break a critical section (none spans this point).
     unsafe { NVIC::unmask(uart::Uart0Irq) };
-    hprintln!("sensor_node: up");
+    match rate {
+        None => {
+            hprintln!("sensor_node: up");
+            serve(Superloop::new(rx, pace::Paced::unpaced(tx), &POOL), false)
+        }
+        Some(rate) => {
+            let strategy = if fixed { "original" } else { "adaptive" };
+            hprintln!(
+                "sensor_node: up, UART paced at {} B/s, log dump framed with {}",
+                rate,
+                strategy
+            );
+            let node = Superloop::new(rx, pace::Paced::new(tx, rate), &POOL);
+            let node = if fixed {
+                node.log_gap_ms(0)
+            } else {
+                node.adaptive(&LINK, AdaptiveConfig::DEFAULT, clock::now_us)
+            };
+            serve(node, true)
+        }
+    }
+}
 
-    let mut node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, tx, &POOL);
+/// Runs the exchange, prints the summary and exits.
+fn serve(
+    mut node: Superloop<'static, uart::Rx, pace::Paced<uart::Tx>, STREAMS, 40, 64, RING>,
+    paced: bool,
+) -> ! {
     match node.run(&mut Qemu) {
         Ok(Outcome::Bye) => {}
         Ok(Outcome::IdleTimeout) => {
             hprintln!("sensor_node: no command for too long, giving up");
             exit(false);
         }
-        Err(e) => panic!("uart send failed: {e}"),
+        Err(e) => panic!("uart send failed: {:?}", e),
+    }
+    if paced {
+        let w = node.reading_waits();
+        hprintln!(
+            "sensor_node: readings during the log dumps: {}, wait from due to written: mean {} ms, max {} ms",
+            w.count,
+            w.mean_ms(),
+            w.max_ms
+        );
+        if LINK.rate() > 0 {
+            hprintln!("sensor_node: link rate estimated at {} B/s", LINK.rate());
+        }
     }
 
     let s = node.stats();
