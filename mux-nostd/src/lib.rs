@@ -20,7 +20,8 @@ mod strategy;
 
 pub use adaptive::{
     Adaptive, AdaptiveConfig, Clock, DEFAULT_BUDGET_US, DEFAULT_CEILING, DEFAULT_FLOOR,
-    LinkEstimator, SIZE_BUCKETS, SLOW_SAMPLE_MIN_US, Timed, size_bucket, split_threshold,
+    LinkEstimator, RISE_WINDOW_US, RISE_WORTH_US, SIZE_BUCKETS, SLOW_SAMPLE_MIN_US, Timed,
+    size_bucket, split_threshold,
 };
 pub use decode::{Decoder, FrameEvent, FrameEventOf};
 pub use demux::{Demux, Event, EventOf, Limits};
