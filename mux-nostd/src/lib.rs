@@ -17,6 +17,7 @@ pub mod plugin;
 mod pool;
 mod reassembly;
 mod strategy;
+mod turns;
 
 pub use adaptive::{
     Adaptive, AdaptiveConfig, Clock, DEFAULT_BUDGET_US, DEFAULT_CEILING, DEFAULT_FLOOR,
@@ -34,3 +35,4 @@ pub use metrics::{ErrorCounts, RxMetrics, TxMetrics};
 pub use pool::{Chain, Pool, PoolStats};
 pub use reassembly::{Message, Reassembler, Received};
 pub use strategy::{AnyStrategy, Hybrid, Hybrid8k, Optimized, Original, Strategy};
+pub use turns::{FrameTurns, Turn};
