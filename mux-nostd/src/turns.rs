@@ -81,7 +81,18 @@ impl<const N: usize> State<N> {
     }
 }
 
-/// Turns of up to `N` tasks writing frames to one link (see the [module](self)).
+/// Turns of up to `N` tasks writing frames to one link.
+///
+/// Each task that has a message to send takes a [`Turn`] ([`take`](Self::take)), writes one
+/// frame while it holds it, and [`pass`](Turn::pass)es it on before the next: the turn goes to
+/// the task that has waited longest, or, with priority on, to a waiting task whose message is
+/// small first. So a small message queued during a bulk transfer waits for at most the frame in
+/// flight (and the small messages queued before it); with [`Adaptive`](crate::Adaptive)
+/// framing, one frame holds the link for at most the latency budget. The turns only order the
+/// writes: the link itself is shared as the platform shares things between tasks (an
+/// `embassy-sync` mutex, which the turns leave uncontended). The state sits in a
+/// `critical-section` mutex, so it works on any core, Cortex-M0 included. Size `N` to the tasks
+/// that may send at once: beyond it, tasks waiting for a slot wake each other in turn.
 ///
 /// ```
 /// use mux_nostd::FrameTurns;
