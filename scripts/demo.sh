@@ -10,7 +10,7 @@
 #
 # --check: non-interactive run for the test scripts (shorter opening watch).
 # --cpu cortex-m0: the thumbv6m-none-eabi build, on a Cortex-M0 core of the same board.
-# --pace 11520: sensor_node's UART sends at that rate (115,200 baud) and frames its log dump
+# --pace 11520: the firmware's UART sends at that rate (115,200 baud) and frames its log dump
 #   with Adaptive (--strategy original: Original's 1 KiB frames, for contrast); the summary
 #   shows how long readings waited during the log dumps.
 #
@@ -32,10 +32,6 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ ${#pace[@]} -gt 0 ] && [ "$fw" != sensor_node ]; then
-  echo "--pace and --strategy need --firmware sensor_node" >&2
-  exit 2
-fi
 case "$cpu" in
   cortex-m0) target=thumbv6m-none-eabi ;;
   *) target=thumbv7m-none-eabi ;;

@@ -17,7 +17,8 @@ use embassy_sync::waitqueue::AtomicWaker;
 pub const CORE_HZ: u32 = 12_000_000;
 
 static MILLIS: AtomicU32 = AtomicU32::new(0);
-static WAKER: AtomicWaker = AtomicWaker::new();
+/// One waker per task that waits on the clock (the async firmware has two).
+static WAKERS: [AtomicWaker; 2] = [AtomicWaker::new(), AtomicWaker::new()];
 
 /// Starts the 1 ms tick.
 pub fn start(mut syst: SYST) {
@@ -56,13 +57,22 @@ pub fn reached(deadline: u32) -> bool {
 }
 
 /// Waits until [`now_ms`] reaches `deadline`. Woken by the tick interrupt; one task at a time
-/// may wait (the async firmware has one timed task).
+/// may wait with this (the other uses [`wait_until_second`]).
 pub async fn wait_until(deadline: u32) {
+    wait_on(&WAKERS[0], deadline).await
+}
+
+/// [`wait_until`] for a second task that waits on the clock.
+pub async fn wait_until_second(deadline: u32) {
+    wait_on(&WAKERS[1], deadline).await
+}
+
+async fn wait_on(waker: &AtomicWaker, deadline: u32) {
     poll_fn(|cx| {
         if reached(deadline) {
             return Poll::Ready(());
         }
-        WAKER.register(cx.waker());
+        waker.register(cx.waker());
         if reached(deadline) {
             Poll::Ready(())
         } else {
@@ -80,5 +90,7 @@ pub fn on_tick() {
         MILLIS.load(Ordering::Relaxed).wrapping_add(1),
         Ordering::Relaxed,
     );
-    WAKER.wake();
+    for w in &WAKERS {
+        w.wake();
+    }
 }

@@ -13,6 +13,7 @@
 //! framing does to a reading's wait.
 
 use embedded_io::{ErrorType, Write};
+use embedded_io_async::Write as AsyncWrite;
 
 use crate::clock;
 
@@ -54,6 +55,24 @@ impl<W: ErrorType> ErrorType for Paced<W> {
     type Error = W::Error;
 }
 
+impl<W> Paced<W> {
+    /// Waits (spinning, as a blocking UART write does) until the link is through with `n` more
+    /// bytes.
+    fn wait_for(&mut self, n: usize) {
+        let now = clock::now_us();
+        // Idle since the link was last busy: start from now, less the slack.
+        if now.wrapping_sub(self.busy_until) < u32::MAX / 2 {
+            let idle = now.wrapping_sub(self.busy_until);
+            self.busy_until = now.wrapping_sub(idle.min(SLACK_US));
+        }
+        let us = (n as u64 * 1_000_000 / u64::from(self.rate)) as u32;
+        self.busy_until = self.busy_until.wrapping_add(us);
+        while clock::now_us().wrapping_sub(self.busy_until) >= u32::MAX / 2 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
 impl<W: Write> Write for Paced<W> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, W::Error> {
         if self.rate == 0 {
@@ -62,18 +81,7 @@ impl<W: Write> Write for Paced<W> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let now = clock::now_us();
-        // Idle since the link was last busy: start from now, less the slack.
-        if now.wrapping_sub(self.busy_until) < u32::MAX / 2 {
-            let idle = now.wrapping_sub(self.busy_until);
-            self.busy_until = now.wrapping_sub(idle.min(SLACK_US));
-        }
-        let us = (buf.len() as u64 * 1_000_000 / u64::from(self.rate)) as u32;
-        self.busy_until = self.busy_until.wrapping_add(us);
-        // Until the link is through with these bytes.
-        while clock::now_us().wrapping_sub(self.busy_until) >= u32::MAX / 2 {
-            core::hint::spin_loop();
-        }
+        self.wait_for(buf.len());
         self.io.write_all(buf)?;
         Ok(buf.len())
     }
@@ -81,4 +89,51 @@ impl<W: Write> Write for Paced<W> {
     fn flush(&mut self) -> Result<(), W::Error> {
         self.io.flush()
     }
+}
+
+impl<W: AsyncWrite> AsyncWrite for Paced<W> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, W::Error> {
+        if self.rate == 0 {
+            return self.io.write(buf).await;
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // The whole executor waits, as it would for a blocking UART write.
+        self.wait_for(buf.len());
+        self.io.write_all(buf).await?;
+        Ok(buf.len())
+    }
+
+    async fn flush(&mut self) -> Result<(), W::Error> {
+        self.io.flush().await
+    }
+}
+
+/// What the semihosting command line asks for: `pace=RATE` (bytes per second) and whether
+/// `strategy=original` keeps the fixed strategy.
+pub fn command_line() -> (Option<u32>, bool) {
+    let mut buf = [0u8; 128];
+    let mut block = [buf.as_mut_ptr() as usize, buf.len()];
+    // SAFETY: SYS_GET_CMDLINE writes at most `block[1]` bytes into `buf` and the length it
+    // wrote into `block[1]`; both outlive the call, and nothing else uses them meanwhile.
+    let r = unsafe {
+        cortex_m_semihosting::syscall1(
+            cortex_m_semihosting::nr::GET_CMDLINE,
+            block.as_mut_ptr() as usize,
+        )
+    };
+    if r != 0 {
+        return (None, false);
+    }
+    let line = core::str::from_utf8(&buf[..block[1].min(buf.len())]).unwrap_or("");
+    let mut rate = None;
+    let mut fixed = false;
+    for word in line.split(' ') {
+        if let Some(r) = word.strip_prefix("pace=") {
+            rate = r.parse().ok();
+        }
+        fixed |= word == "strategy=original";
+    }
+    (rate, fixed)
 }

@@ -158,7 +158,7 @@ fn fill_line(i: usize, line: &mut [u8; LOG_LINE]) {
 
 /// The log dump in progress: its frames are planned from its size alone and written one at a
 /// time, so readings and replies go out between them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LogDump {
     plan: FramePlan,
     frames_sent: u32,

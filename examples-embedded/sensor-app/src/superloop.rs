@@ -100,7 +100,8 @@ pub struct ReadingWaits {
 }
 
 impl ReadingWaits {
-    fn record(&mut self, ms: u32) {
+    /// Counts one reading that waited `ms`.
+    pub fn record(&mut self, ms: u32) {
         self.count += 1;
         self.sum_ms = self.sum_ms.saturating_add(ms);
         self.max_ms = self.max_ms.max(ms);

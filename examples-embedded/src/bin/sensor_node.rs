@@ -45,33 +45,6 @@ const RING: usize = 256;
 /// The link's rate and the message sizes, learned from the paced UART's writes.
 static LINK: LinkEstimator = LinkEstimator::new();
 
-/// What the semihosting command line asks for: `pace=RATE` and `strategy=original`.
-fn options() -> (Option<u32>, bool) {
-    let mut buf = [0u8; 128];
-    let mut block = [buf.as_mut_ptr() as usize, buf.len()];
-    // SAFETY: SYS_GET_CMDLINE writes at most `block[1]` bytes into `buf` and the length it
-    // wrote into `block[1]`; both outlive the call, and nothing else uses them meanwhile.
-    let r = unsafe {
-        cortex_m_semihosting::syscall1(
-            cortex_m_semihosting::nr::GET_CMDLINE,
-            block.as_mut_ptr() as usize,
-        )
-    };
-    if r != 0 {
-        return (None, false);
-    }
-    let line = core::str::from_utf8(&buf[..block[1].min(buf.len())]).unwrap_or("");
-    let mut rate = None;
-    let mut fixed = false;
-    for word in line.split(' ') {
-        if let Some(r) = word.strip_prefix("pace=") {
-            rate = r.parse().ok();
-        }
-        fixed |= word == "strategy=original";
-    }
-    (rate, fixed)
-}
-
 /// The emulated board: SysTick clock, `wfi`, semihosting.
 struct Qemu;
 
@@ -104,7 +77,7 @@ fn main() -> ! {
     let cp = cortex_m::Peripherals::take().expect("first take");
     clock::start(cp.SYST);
     let (tx, rx) = uart::take();
-    let (rate, fixed) = options();
+    let (rate, fixed) = pace::command_line();
     // SAFETY: the UART0 handler below only masks the UART's interrupts and wakes; unmasking
     // it cannot break a critical section (none spans this point).
     unsafe { NVIC::unmask(uart::Uart0Irq) };

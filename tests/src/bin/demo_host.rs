@@ -25,7 +25,7 @@
 //! firmware's own counters and exit status) and exits 1 if anything failed. `--check` (for
 //! the test scripts) only shortens the opening watch of readings from ten to three.
 //!
-//! `--pace` (the `sensor_node` firmware) has the firmware send at that many bytes per second,
+//! `--pace` has the firmware (`sensor_node` or `async_node`) send at that many bytes per second,
 //! as a UART at a real baud rate does (11520 for 115,200 baud), and frame its log dump with
 //! Adaptive (`--strategy original`: Original's 1 KiB frames, for contrast); the summary then
 //! shows how long the firmware's readings waited during the log dumps.
