@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The embedded examples: firmware built for Cortex-M3 and Cortex-M0 and run under QEMU.
 # - the demo, non-interactively: sensor_node (blocking) and async_node (embassy), each on a
-#   Cortex-M3 (thumbv7m build) and a Cortex-M0 core (thumbv6m build), against the mux-std host;
+#   Cortex-M3 (thumbv7m build) and a Cortex-M0 core (thumbv6m build), against the mux-std host,
+#   and both again with the UART paced at 115,200 baud (Adaptive framing);
 # - selftest (the core's conformance on the target) on both cores;
 # - the footprint report (builds everything in release, checks the core's flash/RAM goals);
 # - rustfmt and clippy (both targets) in the examples-embedded workspace.
@@ -13,6 +14,11 @@ for cpu in cortex-m3 cortex-m0; do
     echo "--- demo: $fw on $cpu"
     bash scripts/demo.sh --check --firmware "$fw" --cpu "$cpu"
   done
+done
+# The paced link (115,200 baud) with Adaptive framing, both firmware on the Cortex-M0 build.
+for fw in sensor_node async_node; do
+  echo "--- demo: $fw on cortex-m0, paced at 11520 B/s"
+  bash scripts/demo.sh --check --firmware "$fw" --cpu cortex-m0 --pace 11520
 done
 
 cd examples-embedded
