@@ -231,16 +231,24 @@ async fn main(spawner: Spawner) {
     let mut text = Text::new();
     let mut waits = ReadingWaits::default();
     loop {
-        // Sleep until a request, the next reading or the end of a dump.
+        // Sleep until the end of a dump, a request or the next reading. The end of a dump comes
+        // first: the host may answer its End frame with a command that needs to know it ended.
         let deadline = node.next_reading;
         let now = match select3(
+            DONE.receive(),
             REQUESTS.receive(),
             clock::wait_until(deadline),
-            DONE.receive(),
         )
         .await
         {
-            Either3::First(request) => {
+            Either3::First(whole) => {
+                let now = clock::now_ms();
+                if whole && node.log.is_some() {
+                    node.log_frame_written(now, true);
+                }
+                now
+            }
+            Either3::Second(request) => {
                 let now = clock::now_ms();
                 match request {
                     Request::Command { id, head, len, fnv } => {
@@ -256,6 +264,9 @@ async fn main(spawner: Spawner) {
                         match node.on_command(id, body, now, &mut text) {
                             Effect::LogStarted => {
                                 if let Some(dump) = node.log.clone() {
+                                    // A cancel that came after the last dump had ended must
+                                    // not end this one.
+                                    CANCEL.store(false, Ordering::Relaxed);
                                     LOGS.send(dump).await;
                                 }
                             }
@@ -282,14 +293,7 @@ async fn main(spawner: Spawner) {
                 }
                 now
             }
-            Either3::Second(()) => clock::now_ms(),
-            Either3::Third(whole) => {
-                let now = clock::now_ms();
-                if whole && node.log.is_some() {
-                    node.log_frame_written(now, true);
-                }
-                now
-            }
+            Either3::Third(()) => clock::now_ms(),
         };
 
         let due = node.next_reading;

@@ -227,7 +227,12 @@ impl Demo {
                     return;
                 }
                 if let Some(log) = self.log_mut(id) {
-                    let total = log.announced.max(1) as usize;
+                    // Adaptive's Start announces 0: the log's known size then.
+                    let total = if log.announced == 0 {
+                        LOG_LEN
+                    } else {
+                        log.announced as usize
+                    };
                     let pct = got * 100 / total;
                     let bar: String = (0..20)
                         .map(|i| if i * 5 < pct { '#' } else { '.' })
