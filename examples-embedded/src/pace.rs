@@ -111,9 +111,11 @@ impl<W: AsyncWrite> AsyncWrite for Paced<W> {
 }
 
 /// What the semihosting command line asks for: `pace=RATE` (bytes per second) and whether
-/// `strategy=original` keeps the fixed strategy.
+/// `strategy=original` keeps the fixed strategy. Not inlined: its buffer leaves the stack
+/// before the firmware's loop starts.
+#[inline(never)]
 pub fn command_line() -> (Option<u32>, bool) {
-    let mut buf = [0u8; 128];
+    let mut buf = [0u8; 96];
     let mut block = [buf.as_mut_ptr() as usize, buf.len()];
     // SAFETY: SYS_GET_CMDLINE writes at most `block[1]` bytes into `buf` and the length it
     // wrote into `block[1]`; both outlive the call, and nothing else uses them meanwhile.

@@ -278,17 +278,32 @@ where
         config: AdaptiveConfig,
         now_us: fn() -> u32,
     ) -> Self {
+        self.set_adaptive(link, config, now_us);
+        self
+    }
+
+    /// [`adaptive`](Self::adaptive) in place (a loop built where it runs is not moved).
+    pub fn set_adaptive(
+        &mut self,
+        link: &'p LinkEstimator,
+        config: AdaptiveConfig,
+        now_us: fn() -> u32,
+    ) {
         self.tx.get_mut().timing = Some((link, now_us));
         self.adaptive = Some(config);
         self.log_gap_ms = 0;
-        self
     }
 
     /// Sets the pause between two log frames (default
     /// [`LOG_FRAME_GAP_MS`](crate::LOG_FRAME_GAP_MS)).
     pub fn log_gap_ms(mut self, ms: u32) -> Self {
-        self.log_gap_ms = ms;
+        self.set_log_gap_ms(ms);
         self
+    }
+
+    /// [`log_gap_ms`](Self::log_gap_ms) in place.
+    pub fn set_log_gap_ms(&mut self, ms: u32) {
+        self.log_gap_ms = ms;
     }
 
     /// A fresh node state at `now`, with this loop's log settings.

@@ -81,10 +81,10 @@ fn main() -> ! {
     // SAFETY: the UART0 handler below only masks the UART's interrupts and wakes; unmasking
     // it cannot break a critical section (none spans this point).
     unsafe { NVIC::unmask(uart::Uart0Irq) };
-    match rate {
+    let uart = match rate {
         None => {
             hprintln!("sensor_node: up");
-            serve(Superloop::new(rx, pace::Paced::unpaced(tx), &POOL), false)
+            pace::Paced::unpaced(tx)
         }
         Some(rate) => {
             let strategy = if fixed { "original" } else { "adaptive" };
@@ -93,22 +93,16 @@ fn main() -> ! {
                 rate,
                 strategy
             );
-            let node = Superloop::new(rx, pace::Paced::new(tx, rate), &POOL);
-            let node = if fixed {
-                node.log_gap_ms(0)
-            } else {
-                node.adaptive(&LINK, AdaptiveConfig::DEFAULT, clock::now_us)
-            };
-            serve(node, true)
+            pace::Paced::new(tx, rate)
         }
+    };
+    let paced = rate.is_some();
+    let mut node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, uart, &POOL);
+    if paced && fixed {
+        node.set_log_gap_ms(0);
+    } else if paced {
+        node.set_adaptive(&LINK, AdaptiveConfig::DEFAULT, clock::now_us);
     }
-}
-
-/// Runs the exchange, prints the summary and exits.
-fn serve(
-    mut node: Superloop<'static, uart::Rx, pace::Paced<uart::Tx>, STREAMS, 40, 64, RING>,
-    paced: bool,
-) -> ! {
     match node.run(&mut Qemu) {
         Ok(Outcome::Bye) => {}
         Ok(Outcome::IdleTimeout) => {
