@@ -830,13 +830,13 @@ impl<W: Write> TxInner<W> {
             // BULK_BUDGET if only senders of multi-chunk messages do.
             let contenders = how.contenders.load(Ordering::Relaxed);
             let contended = contenders > 0;
-            let hold_budget = how
-                .pace
-                .cap(if contenders > how.bulk.load(Ordering::Relaxed) {
-                    budget
-                } else {
-                    budget.max(BULK_BUDGET)
-                });
+            let hold_budget = if contenders > how.bulk.load(Ordering::Relaxed) {
+                budget
+            } else {
+                budget.max(BULK_BUDGET)
+            };
+            // Under Adaptive, no more than the link carries in its latency budget.
+            let hold_budget = how.pace.cap(hold_budget);
             if contended && seen_at.is_none() {
                 let in_flight = if msg.written > 0 {
                     frame.body_len() as usize
