@@ -7,6 +7,7 @@
 #
 #   bash scripts/demo.sh [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0]
 #                        [--link plain|cobs] [--noise RATE [--seed S]]
+#                        [--pace BYTES_PER_S [--strategy adaptive|original]]
 #
 # --check: non-interactive run for the test scripts (shorter opening watch).
 # --cpu cortex-m0: the thumbv6m-none-eabi build, on a Cortex-M0 core of the same board.
@@ -15,6 +16,9 @@
 # --noise RATE: with --link cobs, a noisy line from the firmware to the host (bits flipped,
 #   bytes dropped and inserted at RATE per byte, seeded by --seed) and an exchange that checks
 #   that nothing damaged is delivered and every untouched message is (see demo_host).
+# --pace 11520: the firmware's UART sends at that rate (115,200 baud) and frames its log dump
+#   with Adaptive (--strategy original: Original's 1 KiB frames, for contrast); the summary
+#   shows how long readings waited during the log dumps.
 #
 # Installs only what it needs when missing: the firmware's rustup target and Debian's
 # qemu-system-arm (scripts/setup.sh demo).
@@ -32,7 +36,8 @@ while [ $# -gt 0 ]; do
     --cpu) cpu="$2"; shift ;;
     --link) link="$2"; shift ;;
     --noise|--seed) host_args+=("$1" "$2"); shift ;;
-    *) echo "usage: $0 [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0] [--link plain|cobs] [--noise RATE [--seed S]]" >&2; exit 2 ;;
+    --pace|--strategy) host_args+=("$1" "$2"); shift ;;
+    *) echo "usage: $0 [--check] [--firmware sensor_node|async_node] [--cpu cortex-m3|cortex-m0] [--link plain|cobs] [--noise RATE [--seed S]] [--pace BYTES_PER_S [--strategy adaptive|original]]" >&2; exit 2 ;;
   esac
   shift
 done

@@ -12,6 +12,8 @@
 //! - [`e2e`]: messages between two threads over a Unix socket pair: the raw pair, our crates,
 //!   and [`yamux_peer`], the multiplexer a Rust user would pick instead; [`tokio_node`], our
 //!   `AsyncNode` on the same runtime set-up as yamux;
+//! - [`link`]: a link emulator (a socket pair paced at a given rate), and [`latency`]: small
+//!   messages' latency while a bulk message goes, over it or the unpaced pair;
 //! - [`alloc`]: a counting global allocator for allocations per message;
 //! - [`timing`], [`machine`] and [`plot`]: medians, the machine's description and the SVG plot;
 //! - [`baseline`]: saved report runs and the regression check against them.
@@ -19,6 +21,8 @@
 pub mod alloc;
 pub mod baseline;
 pub mod e2e;
+pub mod latency;
+pub mod link;
 pub mod machine;
 pub mod plot;
 pub mod read;

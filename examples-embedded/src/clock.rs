@@ -9,15 +9,16 @@ use core::future::poll_fn;
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::task::Poll;
 
-use cortex_m::peripheral::SYST;
 use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m::peripheral::{SCB, SYST};
 use embassy_sync::waitqueue::AtomicWaker;
 
 /// Core clock of the emulated board.
 pub const CORE_HZ: u32 = 12_000_000;
 
 static MILLIS: AtomicU32 = AtomicU32::new(0);
-static WAKER: AtomicWaker = AtomicWaker::new();
+/// One waker per task that waits on the clock (the async firmware has two).
+static WAKERS: [AtomicWaker; 2] = [AtomicWaker::new(), AtomicWaker::new()];
 
 /// Starts the 1 ms tick.
 pub fn start(mut syst: SYST) {
@@ -33,19 +34,45 @@ pub fn now_ms() -> u32 {
     MILLIS.load(Ordering::Relaxed)
 }
 
+/// Microseconds since [`start`] (wraps after 71 minutes): the millisecond count and how far
+/// SysTick has counted down into the current millisecond.
+pub fn now_us() -> u32 {
+    loop {
+        let ms = now_ms();
+        let left = SYST::get_current();
+        // SysTick wrapped but its handler has not run yet (interrupts masked): a new
+        // millisecond has begun.
+        let ms_now = ms.wrapping_add(u32::from(SCB::is_pendst_pending()));
+        // A tick between the reads would pair the old count with the new millisecond.
+        if now_ms() == ms {
+            let into = (CORE_HZ / 1000 - 1).saturating_sub(left) / (CORE_HZ / 1_000_000);
+            return ms_now.wrapping_mul(1000).wrapping_add(into);
+        }
+    }
+}
+
 /// Whether `deadline` (a [`now_ms`] value) has passed, robust to wrapping.
 pub fn reached(deadline: u32) -> bool {
     now_ms().wrapping_sub(deadline) < u32::MAX / 2
 }
 
 /// Waits until [`now_ms`] reaches `deadline`. Woken by the tick interrupt; one task at a time
-/// may wait (the async firmware has one timed task).
+/// may wait with this (the other uses [`wait_until_second`]).
 pub async fn wait_until(deadline: u32) {
+    wait_on(&WAKERS[0], deadline).await
+}
+
+/// [`wait_until`] for a second task that waits on the clock.
+pub async fn wait_until_second(deadline: u32) {
+    wait_on(&WAKERS[1], deadline).await
+}
+
+async fn wait_on(waker: &AtomicWaker, deadline: u32) {
     poll_fn(|cx| {
         if reached(deadline) {
             return Poll::Ready(());
         }
-        WAKER.register(cx.waker());
+        waker.register(cx.waker());
         if reached(deadline) {
             Poll::Ready(())
         } else {
@@ -63,5 +90,7 @@ pub fn on_tick() {
         MILLIS.load(Ordering::Relaxed).wrapping_add(1),
         Ordering::Relaxed,
     );
-    WAKER.wake();
+    for w in &WAKERS {
+        w.wake();
+    }
 }

@@ -7,7 +7,8 @@
 //!   dump sent frame by frame) and its blocking superloop: the `mux-sensor-app` crate
 //!   (`sensor-app/`), shared with the firmware for real boards, re-exported;
 //! - [`board`]: bringing the clock and UART0 up, and the superloops' wait for input;
-//! - [`exit`]: leaving QEMU through semihosting, and the panic handler.
+//! - [`exit`]: leaving QEMU through semihosting, and the panic handler;
+//! - [`pace`]: the transmit half paced at a chosen rate (the demo's `--pace`).
 //!
 //! Everything is static: no heap, no allocator.
 
@@ -17,4 +18,5 @@ pub mod app;
 pub mod board;
 pub mod clock;
 pub mod exit;
+pub mod pace;
 pub mod uart;

@@ -5,6 +5,7 @@
 
 mod log;
 
+mod adaptive;
 mod decode;
 mod demux;
 mod encode;
@@ -18,7 +19,13 @@ pub mod plugin;
 mod pool;
 mod reassembly;
 mod strategy;
+mod turns;
 
+pub use adaptive::{
+    Adaptive, AdaptiveConfig, Clock, DEFAULT_BUDGET_US, DEFAULT_CEILING, DEFAULT_FLOOR,
+    LinkEstimator, RISE_WINDOW_US, RISE_WORTH_US, SIZE_BUCKETS, SLOW_SAMPLE_MIN_US, Timed,
+    size_bucket, split_threshold,
+};
 pub use decode::{Decoder, FrameEvent, FrameEventOf};
 pub use demux::{Demux, Event, EventOf, Limits};
 pub use encode::{FramePlan, Frames, Outgoing, PlannedFrame, encode_into};
@@ -37,3 +44,4 @@ pub use metrics::{ErrorCounts, LinkMetrics, RxMetrics, TxMetrics};
 pub use pool::{Chain, Pool, PoolStats};
 pub use reassembly::{Message, Reassembler, Received};
 pub use strategy::{AnyStrategy, Hybrid, Hybrid8k, Optimized, Original, Strategy};
+pub use turns::{FrameTurns, Turn};

@@ -7,6 +7,8 @@
 use core::fmt;
 use core::str::FromStr;
 
+use crate::adaptive::AdaptiveConfig;
+
 /// Chunk size of the Original strategy and of Hybrid below its threshold.
 pub const SMALL_CHUNK: u32 = 1024;
 
@@ -118,6 +120,10 @@ pub enum AnyStrategy {
         /// Messages up to this many bytes use 1 KiB chunks.
         threshold: u32,
     },
+    /// See [`Adaptive`](crate::Adaptive). On its own this value has no estimator: it frames
+    /// at [`AdaptiveConfig::link_rate`] (the floor while that is 0). mux-std's `Sender`
+    /// measures its link and frames at the estimated rate.
+    Adaptive(AdaptiveConfig),
 }
 
 impl Default for AnyStrategy {
@@ -142,6 +148,7 @@ impl Strategy for AnyStrategy {
             Self::Optimized => optimized_chunk(total),
             Self::Hybrid { threshold } if total <= threshold => SMALL_CHUNK,
             Self::Hybrid { .. } => optimized_chunk(total),
+            Self::Adaptive(c) => c.chunk(),
         }
     }
 }
@@ -156,20 +163,25 @@ impl From<Optimized> for AnyStrategy {
         Self::Optimized
     }
 }
+impl From<AdaptiveConfig> for AnyStrategy {
+    fn from(c: AdaptiveConfig) -> Self {
+        Self::Adaptive(c)
+    }
+}
 impl<const T: u32> From<Hybrid<T>> for AnyStrategy {
     fn from(_: Hybrid<T>) -> Self {
         Self::Hybrid { threshold: T }
     }
 }
 
-/// The name given to [`AnyStrategy::from_str`] was not one of the four known ones.
+/// The name given to [`AnyStrategy::from_str`] was not one of the five known ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct UnknownStrategy;
 
 impl fmt::Display for UnknownStrategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("unknown strategy: expected original, optimized, hybrid or hybrid8k")
+        f.write_str("unknown strategy: expected original, optimized, hybrid, hybrid8k or adaptive")
     }
 }
 
@@ -177,13 +189,15 @@ impl core::error::Error for UnknownStrategy {}
 
 impl FromStr for AnyStrategy {
     type Err = UnknownStrategy;
-    /// Parses `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k` (8192).
+    /// Parses `original`, `optimized`, `hybrid` (threshold 4096), `hybrid8k` (8192) or
+    /// `adaptive` ([`AdaptiveConfig::DEFAULT`]: 10 ms budget).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "original" => Ok(Self::Original),
             "optimized" => Ok(Self::Optimized),
             "hybrid" => Ok(Self::Hybrid { threshold: 4096 }),
             "hybrid8k" => Ok(Self::Hybrid { threshold: 8192 }),
+            "adaptive" => Ok(Self::Adaptive(AdaptiveConfig::DEFAULT)),
             _ => Err(UnknownStrategy),
         }
     }
@@ -197,6 +211,7 @@ impl fmt::Display for AnyStrategy {
             Self::Hybrid { threshold: 4096 } => f.write_str("hybrid"),
             Self::Hybrid { threshold: 8192 } => f.write_str("hybrid8k"),
             Self::Hybrid { threshold } => write!(f, "hybrid({threshold})"),
+            Self::Adaptive(c) => c.fmt(f),
         }
     }
 }
@@ -247,5 +262,8 @@ mod tests {
             }
         }
         assert!("fast".parse::<AnyStrategy>().is_err());
+        let a: AnyStrategy = "adaptive".parse().unwrap();
+        assert_eq!(a.to_string(), "adaptive");
+        assert_eq!((a.chunk_size(100_000), a.start_len(100_000)), (64, 0));
     }
 }

@@ -155,7 +155,10 @@ pub struct Config {
     /// (fewer lock hand-overs; others may wait up to 64 KiB longer). It also caps each write
     /// call of a send that can be cancelled (a cancel token, a deadline,
     /// [`send_cancellable`](crate::Sender::send_cancellable)) at one Data frame plus this
-    /// many bytes, so that it notices a cancel within a chunk.
+    /// many bytes, so that it notices a cancel within a chunk. With the
+    /// [`Adaptive`](AnyStrategy::Adaptive) strategy every one of these bounds (and every write
+    /// call) is capped at the bytes the link carries in its latency budget (see
+    /// `docs/ADAPTIVE.md`).
     pub hold_budget: usize,
     /// Deliver messages as they arrive, chunk by chunk ([`Received::Started`],
     /// [`Received::Chunk`], [`Received::Ended`]) instead of whole (default `false`).

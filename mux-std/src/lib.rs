@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod adaptive;
 mod config;
 mod error;
 mod link;
@@ -30,6 +31,6 @@ pub use rx::{Message, Received, RxCounts};
 pub use tx::{CancelToken, Closer, SendOptions, Sender, TxCounts};
 
 pub use mux_nostd::{
-    AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, LinkMetrics, Optimized,
-    Original, ProtocolError, Strategy,
+    AdaptiveConfig, AnyStrategy, ErrorCounts, FrameType, Hybrid, Hybrid8k, Limits, LinkEstimator,
+    LinkMetrics, Optimized, Original, ProtocolError, Strategy,
 };

@@ -22,6 +22,7 @@ use mux_nostd::{
     AnyStrategy, FramePlan, FrameType, HEADER_LEN, Header, Outgoing, PlannedFrame, Strategy,
 };
 
+use crate::adaptive::Pace;
 use crate::config::Config;
 use crate::error::{ConfigError, SendError};
 use crate::observe::TxHistograms;
@@ -481,6 +482,7 @@ impl<const F: usize> Batch<F> {
     /// the hold must. A `cancellable` send writes one Data frame per call (plus `budget`), so
     /// that it asks whether to stop within one chunk.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn gather(
         &mut self,
         msg: &Cursor,
@@ -489,6 +491,7 @@ impl<const F: usize> Batch<F> {
         hold_budget: usize,
         cancellable: bool,
         budget: usize,
+        call_cap: usize,
     ) {
         let Some(first) = msg.next else {
             return;
@@ -506,7 +509,7 @@ impl<const F: usize> Batch<F> {
                 if seen_at
                     .is_some_and(|a| past_budget(upto, upto.saturating_sub(a), len, hold_budget))
                     || (cancellable && past_budget(call, call, len, budget))
-                    || past_budget(call, call, len, GATHER_BYTES)
+                    || past_budget(call, call, len, call_cap)
                 {
                     break;
                 }
@@ -588,6 +591,8 @@ struct How<'s, 'f> {
     bulk: &'s AtomicUsize,
     /// Small frames stay in the shared buffer.
     buffered: bool,
+    /// Bounds on write calls and holds under Adaptive.
+    pace: &'s Pace,
     /// Asked at frame boundaries (cancellable sends only).
     stop: Option<&'s mut (dyn FnMut() -> Option<SendError> + 'f)>,
 }
@@ -618,6 +623,8 @@ pub(crate) struct TxInner<W> {
     slot_waiters: usize,
     /// Wakes them: a message left `sending`, or the link changed.
     slot_freed: Arc<Condvar>,
+    /// Times write calls under Adaptive.
+    pace: Pace,
 }
 
 impl<W> TxInner<W> {
@@ -637,6 +644,7 @@ impl<W> TxInner<W> {
             max_sending: config.sending_cap(),
             slot_waiters: 0,
             slot_freed: Arc::new(Condvar::new()),
+            pace: Pace::new(config.strategy),
         }
     }
 
@@ -839,6 +847,8 @@ impl<W: Write> TxInner<W> {
             } else {
                 budget.max(BULK_BUDGET)
             };
+            // Under Adaptive, no more than the link carries in its latency budget.
+            let hold_budget = how.pace.cap(hold_budget);
             if contended && seen_at.is_none() {
                 let in_flight = if msg.written > 0 {
                     frame.body_len() as usize
@@ -880,12 +890,21 @@ impl<W: Write> TxInner<W> {
                 wire: 0,
                 body: 0,
             };
-            batch.gather(msg, body, seen_at, hold_budget, how.stop.is_some(), budget);
+            let call_cap = how.pace.cap(GATHER_BYTES);
+            batch.gather(
+                msg,
+                body,
+                seen_at,
+                hold_budget,
+                how.stop.is_some(),
+                budget,
+                call_cap,
+            );
             let n = {
                 const { assert!(V >= 2 * F + 2) };
                 let mut iov = [IoSlice::new(&[]); V];
                 let k = batch.slices(&mut iov, co.pending(), msg.written, payload);
-                write_some(io, &iov[..k], &stats.writes)?
+                how.pace.write(io, &iov[..k], &stats.writes)?
             };
             let from_buf = n.min(co.pending().len());
             co.sent(from_buf);
@@ -911,12 +930,20 @@ impl<W: Write> TxInner<W> {
 
     #[cold]
     fn flush_pending(&mut self) -> io::Result<()> {
-        let Self { io, co, stats, .. } = self;
+        let Self {
+            io,
+            co,
+            stats,
+            pace,
+            ..
+        } = self;
         let Some(io) = io.as_mut() else {
             return Ok(());
         };
         while !co.pending().is_empty() {
-            let n = write_some(io, &[IoSlice::new(co.pending())], &stats.writes)?;
+            let p = co.pending();
+            let p = &p[..p.len().min(pace.cap(p.len()).max(1))];
+            let n = pace.write(io, &[IoSlice::new(p)], &stats.writes)?;
             co.sent(n);
         }
         Ok(())
@@ -924,7 +951,11 @@ impl<W: Write> TxInner<W> {
 }
 
 #[inline]
-fn write_some<W: Write>(io: &mut W, iov: &[IoSlice<'_>], writes: &AtomicU64) -> io::Result<usize> {
+pub(crate) fn write_some<W: Write>(
+    io: &mut W,
+    iov: &[IoSlice<'_>],
+    writes: &AtomicU64,
+) -> io::Result<usize> {
     loop {
         bump(writes, 1);
         match io.write_vectored(iov) {
@@ -975,6 +1006,8 @@ struct Shared<W> {
     served: AtomicUsize,
     next_id: AtomicU32,
     strategy: AnyStrategy,
+    /// [`TxInner::pace`]'s estimator, for framing without the lock.
+    pace: Pace,
     closer: Mutex<Option<Closer<W>>>,
     on_drop: fn(&mut TxInner<W>, Option<Closer<W>>),
     /// The counters of `inner`, read without the lock.
@@ -1090,6 +1123,7 @@ impl<W: Write + Send> Sender<W> {
         let inner = TxInner::new(io, config);
         let stats = inner.stats.clone();
         let slot_freed = inner.slot_freed.clone();
+        let pace = inner.pace.clone();
         Ok(Self {
             shared: Arc::new(Shared {
                 slot_freed,
@@ -1100,6 +1134,7 @@ impl<W: Write + Send> Sender<W> {
                 served: AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
+                pace,
                 closer: Mutex::new(closer),
                 on_drop: close_on_drop::<W>,
                 stats,
@@ -1192,7 +1227,8 @@ impl<W: Write + Send> Sender<W> {
         wait: Option<&dyn Fn() -> Option<SendError>>,
         mut stop: Option<&mut dyn FnMut() -> Option<SendError>>,
     ) -> Result<(), SendError> {
-        let strategy = strategy.unwrap_or(self.shared.strategy);
+        let strategy =
+            (self.shared.pace).resolve(strategy.unwrap_or(self.shared.strategy), payload.len());
         if !buffered
             && stop.is_none()
             && let Some(r) = self.send_small(id, payload, &strategy)
@@ -1201,6 +1237,8 @@ impl<W: Write + Send> Sender<W> {
         }
         let mut msg = Cursor::new(&strategy, id, payload.len())?;
         let small = msg.small;
+        // Under Adaptive, a message of the workload's small ones waits as a one-chunk one does.
+        let bulk = !small && !self.shared.pace.is_small(&strategy, payload.len());
         // Whether a hold ended with the message unfinished: its Start is written and its id
         // is in `sending` (close and failures settle it).
         let mut started = false;
@@ -1214,8 +1252,8 @@ impl<W: Write + Send> Sender<W> {
                 return Err(e);
             }
             let mut g = match wait {
-                None => self.lock_as(!small),
-                Some(wait) => match self.lock_or_stop(wait, !small) {
+                None => self.lock_as(bulk),
+                Some(wait) => match self.lock_or_stop(wait, bulk) {
                     Ok(g) => g,
                     Err(e) => {
                         if started {
@@ -1239,6 +1277,7 @@ impl<W: Write + Send> Sender<W> {
                 contenders: &self.shared.contenders,
                 bulk: &self.shared.bulk,
                 buffered,
+                pace: &self.shared.pace,
                 stop: stop.as_deref_mut(),
             };
             let end = if small {
@@ -1318,10 +1357,12 @@ impl<W: Write + Send> Sender<W> {
         } else {
             &mut iov[..1]
         };
-        let TxInner { io, stats, .. } = &mut *g;
+        let TxInner {
+            io, stats, pace, ..
+        } = &mut *g;
         let io = io.as_mut()?;
         while !left.is_empty() {
-            match write_some(io, left, &stats.writes) {
+            match pace.write(io, left, &stats.writes) {
                 Ok(n) => IoSlice::advance_slices(&mut left, n),
                 Err(e) => return Some(Err(g.broke(id, e))),
             }
@@ -1531,6 +1572,13 @@ impl<W: Write + Send> Sender<W> {
     /// The default strategy.
     pub fn strategy(&self) -> AnyStrategy {
         self.shared.strategy
+    }
+
+    /// What the sender has learned of its link when its strategy is
+    /// [`Adaptive`](AnyStrategy::Adaptive): the estimated rate and the message-size
+    /// histogram (`None` for the other strategies).
+    pub fn link_estimate(&self) -> Option<&mux_nostd::LinkEstimator> {
+        self.shared.pace.estimator()
     }
 
     /// Takes the write lock, then buffers the Aborts owed by sends that gave up waiting.

@@ -9,7 +9,7 @@ use mux_std::{Config, Node, Received};
 use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_muxpipe");
-const STRATEGIES: [&str; 4] = ["original", "optimized", "hybrid", "hybrid8k"];
+const STRATEGIES: [&str; 5] = ["original", "optimized", "hybrid", "hybrid8k", "adaptive"];
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -67,8 +67,8 @@ fn write_echo_read_for_all_strategies() {
     for strategy in STRATEGIES {
         for (n, size) in [(4, 0), (6, 1000), (3, 6000), (2, 300_000)] {
             // The echo uses the next strategy, so both framings are exercised.
-            let back =
-                STRATEGIES[(STRATEGIES.iter().position(|s| *s == strategy).unwrap() + 1) % 4];
+            let back = STRATEGIES
+                [(STRATEGIES.iter().position(|s| *s == strategy).unwrap() + 1) % STRATEGIES.len()];
             let lines = pipeline(&format!(
                 "\"$M\" write {strategy} {n} {size} | \"$M\" echo {back} | \"$M\" read"
             ));

@@ -2,7 +2,8 @@
 # The embedded examples: firmware built for Cortex-M3 and Cortex-M0 and run under QEMU.
 # - the demo, non-interactively: sensor_node (blocking) and async_node (embassy), each on a
 #   Cortex-M3 (thumbv7m build) and a Cortex-M0 core (thumbv6m build), against the mux-std host;
-#   both with the serial link profile, and sensor_node with it over a noisy line;
+#   both with the serial link profile, and sensor_node with it over a noisy line; both again
+#   with the UART paced at 115,200 baud (Adaptive framing);
 # - plugin_node as a plugin on both cores: mux-tests' plugin_firmware test starts
 #   examples-embedded/plugin-node.sh as a child process (QEMU on its stdin and stdout), and
 #   `muxplug call` gets a reading from it;
@@ -18,6 +19,12 @@ for cpu in cortex-m3 cortex-m0; do
     bash scripts/demo.sh --check --firmware "$fw" --cpu "$cpu"
   done
 done
+# The paced link (115,200 baud) with Adaptive framing, both firmware on the Cortex-M0 build.
+for fw in sensor_node async_node; do
+  echo "--- demo: $fw on cortex-m0, paced at 11520 B/s"
+  bash scripts/demo.sh --check --firmware "$fw" --cpu cortex-m0 --pace 11520
+done
+
 # The serial link profile: the same exchange, then a noisy line from the firmware to the host
 # (bits flipped, bytes dropped and inserted at 2·10^-3 per byte; nothing damaged delivered,
 # every untouched message delivered, the rest reported lost).

@@ -17,4 +17,4 @@ pub mod protocol;
 pub mod superloop;
 
 pub use protocol::*;
-pub use superloop::{Board, Event, LINK_BUFFER, Outcome, Superloop, WRITE_PIECE};
+pub use superloop::{Board, Event, LINK_BUFFER, Outcome, ReadingWaits, Superloop, WRITE_PIECE};

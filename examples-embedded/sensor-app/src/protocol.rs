@@ -25,7 +25,7 @@
 
 use core::fmt::Write as _;
 
-use mux_nostd::{FramePlan, FrameType, HEADER_LEN, Header, Original, PlannedFrame};
+use mux_nostd::{AnyStrategy, FramePlan, FrameType, HEADER_LEN, Header, Original, PlannedFrame};
 
 /// The writer strategy of every firmware. Original puts the total length in the Start frame,
 /// which lets the host show the log's progress; its 1 KiB chunks suit a slow link.
@@ -158,7 +158,7 @@ fn fill_line(i: usize, line: &mut [u8; LOG_LINE]) {
 
 /// The log dump in progress: its frames are planned from its size alone and written one at a
 /// time, so readings and replies go out between them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LogDump {
     plan: FramePlan,
     frames_sent: u32,
@@ -167,8 +167,14 @@ pub struct LogDump {
 impl LogDump {
     /// A dump answering command `id`.
     pub fn new(id: u32) -> Self {
+        Self::with_strategy(id, &AnyStrategy::from(Strategy::default()))
+    }
+
+    /// A dump answering command `id`, framed with `strategy` (its frames are what a reading
+    /// queued during the dump waits for).
+    pub fn with_strategy(id: u32, strategy: &AnyStrategy) -> Self {
         // Cannot fail: LOG_LEN fits the u32 length field.
-        let plan = FramePlan::new(&Strategy::default(), id, LOG_LEN).expect("log fits u32");
+        let plan = FramePlan::new(strategy, id, LOG_LEN).expect("log fits u32");
         Self {
             plan,
             frames_sent: 0,
@@ -310,6 +316,11 @@ pub struct Node {
     pub last_command: u32,
     /// Counters.
     pub stats: Stats,
+    /// How the next log dump is framed (default: [`Strategy`], Original).
+    pub log_strategy: AnyStrategy,
+    /// Pause between two log frames (default [`LOG_FRAME_GAP_MS`]; 0 on a paced link, where
+    /// the link is what spaces them).
+    pub log_gap_ms: u32,
 }
 
 impl Node {
@@ -322,6 +333,8 @@ impl Node {
             next_log_frame: now,
             last_command: now,
             stats: Stats::default(),
+            log_strategy: AnyStrategy::from(Strategy::default()),
+            log_gap_ms: LOG_FRAME_GAP_MS,
         }
     }
 
@@ -348,7 +361,7 @@ impl Node {
                 Effect::Reply
             }
             Command::GetLog => {
-                self.log = Some(LogDump::new(id));
+                self.log = Some(LogDump::with_strategy(id, &self.log_strategy));
                 self.next_log_frame = now;
                 Effect::LogStarted
             }
@@ -434,7 +447,7 @@ impl Node {
 
     /// Records that a log frame was written at `now`; `done` if it was the End frame.
     pub fn log_frame_written(&mut self, now: u32, done: bool) {
-        self.next_log_frame = now.wrapping_add(LOG_FRAME_GAP_MS);
+        self.next_log_frame = now.wrapping_add(self.log_gap_ms);
         if done {
             self.log = None;
             self.stats.logs += 1;

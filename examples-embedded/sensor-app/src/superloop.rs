@@ -37,8 +37,8 @@
 use embedded_io::{ErrorType, Read, ReadReady, Write};
 use heapless::Deque;
 use mux_nostd::{
-    Limits, Pool, PoolStats, ProtocolError, Reassembler, Received, RxMetrics, SendError, TxMetrics,
-    Writer,
+    AdaptiveConfig, AnyStrategy, Limits, LinkEstimator, Pool, PoolStats, ProtocolError,
+    Reassembler, Received, RxMetrics, SendError, TxMetrics, Writer,
 };
 #[cfg(feature = "cobs-link")]
 use mux_nostd::{LinkDecoder, LinkEncoder, LinkMetrics};
@@ -94,10 +94,39 @@ pub enum Outcome {
     IdleTimeout,
 }
 
+/// How long readings waited while a log dump was under way: from when each was due to when
+/// its last byte was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadingWaits {
+    /// Readings sent while a dump was under way.
+    pub count: u32,
+    /// Their waits added up, ms.
+    pub sum_ms: u32,
+    /// The longest, ms.
+    pub max_ms: u32,
+}
+
+impl ReadingWaits {
+    /// Counts one reading that waited `ms`.
+    pub fn record(&mut self, ms: u32) {
+        self.count += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+        self.max_ms = self.max_ms.max(ms);
+    }
+
+    /// The mean wait, ms (0 without readings).
+    pub fn mean_ms(&self) -> u32 {
+        self.sum_ms.checked_div(self.count).unwrap_or(0)
+    }
+}
+
+/// An estimator and the microsecond clock its writes are timed with.
+type Timing<'p> = (&'p LinkEstimator, fn() -> u32);
+
 /// The UART seen by the writer: writes in pieces, and the receive half drained into a ring
 /// between two pieces (see the module documentation).
 #[derive(Debug)]
-struct Link<R, W, const RING: usize> {
+struct Link<'p, R, W, const RING: usize> {
     rx: R,
     tx: W,
     ring: Deque<u8, RING>,
@@ -107,9 +136,11 @@ struct Link<R, W, const RING: usize> {
     /// link frames.
     #[cfg(feature = "cobs-link")]
     enc: Option<LinkEncoder<[u8; LINK_BUFFER]>>,
+    /// Under Adaptive: where every piece's write time goes, and the microsecond clock.
+    timing: Option<Timing<'p>>,
 }
 
-impl<R: Read + ReadReady, W: Write, const RING: usize> Link<R, W, RING> {
+impl<R: Read + ReadReady, W: Write, const RING: usize> Link<'_, R, W, RING> {
     /// Whether the receive half has a byte; an error there is counted and read as "no".
     fn rx_ready(&mut self) -> bool {
         match self.rx.read_ready() {
@@ -206,11 +237,11 @@ impl<R: Read + ReadReady, W: Write, const RING: usize> Link<R, W, RING> {
     }
 }
 
-impl<R, W: ErrorType, const RING: usize> ErrorType for Link<R, W, RING> {
+impl<R, W: ErrorType, const RING: usize> ErrorType for Link<'_, R, W, RING> {
     type Error = W::Error;
 }
 
-impl<R: Read + ReadReady, W: Write, const RING: usize> Write for Link<R, W, RING> {
+impl<R: Read + ReadReady, W: Write, const RING: usize> Write for Link<'_, R, W, RING> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, W::Error> {
         #[cfg(feature = "cobs-link")]
         if self.enc.is_some() {
@@ -220,7 +251,15 @@ impl<R: Read + ReadReady, W: Write, const RING: usize> Write for Link<R, W, RING
             return Ok(n);
         }
         let piece = buf.len().min(WRITE_PIECE);
+        let t0 = self.timing.map(|(_, now_us)| now_us());
         let n = self.tx.write(&buf[..piece])?;
+        if let (Some(t0), Some((link, now_us))) = (t0, self.timing) {
+            let us = now_us().wrapping_sub(t0);
+            // A clock that stepped back a little reads as a very long write: skip it.
+            if us < u32::MAX / 2 {
+                link.record_write(n, us);
+            }
+        }
         self.pump();
         Ok(n)
     }
@@ -269,10 +308,15 @@ pub struct Superloop<
     const SIZE: usize,
     const RING: usize,
 > {
-    tx: Writer<Link<R, W, RING>, Strategy>,
+    tx: Writer<Link<'p, R, W, RING>, Strategy>,
     rx: Reassembler<'p, STREAMS, BLOCKS, SIZE>,
     node: Node,
     wait_for_host: bool,
+    /// The log dump's framing under Adaptive (the estimator is the link's).
+    adaptive: Option<AdaptiveConfig>,
+    /// Pause between log frames.
+    log_gap_ms: u32,
+    waits: ReadingWaits,
     /// The serial link profile's receiving half, when it is on.
     #[cfg(feature = "cobs-link")]
     link_rx: Option<LinkRx>,
@@ -294,15 +338,78 @@ where
             rx_errors: 0,
             #[cfg(feature = "cobs-link")]
             enc: None,
+            timing: None,
         };
         Self {
             tx: Writer::new(link, Strategy::default()),
             rx: Reassembler::new(pool, Limits::new(MAX_MESSAGE)),
             node: Node::new(0),
             wait_for_host: false,
+            adaptive: None,
+            log_gap_ms: crate::protocol::LOG_FRAME_GAP_MS,
+            waits: ReadingWaits::default(),
             #[cfg(feature = "cobs-link")]
             link_rx: None,
         }
+    }
+
+    /// Frames the log dump with Adaptive: every write to the UART is timed with `now_us` (a
+    /// microsecond clock) into `link`, and each dump is cut into chunks that hold the link for
+    /// at most `config`'s budget at the rate measured when it starts. Readings and replies are
+    /// one frame each whatever the strategy. Log frames then follow each other without a
+    /// pause (the link spaces them), readings going out between them.
+    pub fn adaptive(
+        mut self,
+        link: &'p LinkEstimator,
+        config: AdaptiveConfig,
+        now_us: fn() -> u32,
+    ) -> Self {
+        self.set_adaptive(link, config, now_us);
+        self
+    }
+
+    /// [`adaptive`](Self::adaptive) in place (a loop built where it runs is not moved).
+    pub fn set_adaptive(
+        &mut self,
+        link: &'p LinkEstimator,
+        config: AdaptiveConfig,
+        now_us: fn() -> u32,
+    ) {
+        self.tx.get_mut().timing = Some((link, now_us));
+        self.adaptive = Some(config);
+        self.log_gap_ms = 0;
+    }
+
+    /// Sets the pause between two log frames (default
+    /// [`LOG_FRAME_GAP_MS`](crate::LOG_FRAME_GAP_MS)).
+    pub fn log_gap_ms(mut self, ms: u32) -> Self {
+        self.set_log_gap_ms(ms);
+        self
+    }
+
+    /// [`log_gap_ms`](Self::log_gap_ms) in place.
+    pub fn set_log_gap_ms(&mut self, ms: u32) {
+        self.log_gap_ms = ms;
+    }
+
+    /// A fresh node state at `now`, with this loop's log settings.
+    fn fresh_node(&self, now: u32) -> Node {
+        let mut node = Node::new(now);
+        node.log_gap_ms = self.log_gap_ms;
+        node
+    }
+
+    /// How the next log dump is framed: Adaptive at the rate measured now, or Original.
+    fn log_strategy(&self) -> AnyStrategy {
+        match (self.adaptive, self.tx.get_ref().timing) {
+            (Some(config), Some((link, _))) => AnyStrategy::Adaptive(link.config_now(&config)),
+            _ => AnyStrategy::from(Strategy::default()),
+        }
+    }
+
+    /// How long readings waited while a log dump was under way.
+    pub fn reading_waits(&self) -> ReadingWaits {
+        self.waits
     }
 
     #[cfg(feature = "cobs-link")]
@@ -340,7 +447,8 @@ where
     /// # Errors
     /// A write failed: the run stops there.
     pub fn run(&mut self, board: &mut impl Board<R>) -> Result<Outcome, SendError<W::Error>> {
-        self.node = Node::new(board.now_ms());
+        self.node = self.fresh_node(board.now_ms());
+        self.waits = ReadingWaits::default();
         let mut st = Round {
             text: Text::new(),
             cmd: [0u8; MAX_COMMAND],
@@ -373,8 +481,13 @@ where
                 board.sleep(&mut self.tx.get_mut().rx);
                 continue;
             }
+            let due = self.node.next_reading;
             if let Some(id) = self.node.due_reading(now, &mut st.text) {
+                let dumping = self.node.log.is_some();
                 self.tx.send_with_id(id, st.text.as_bytes())?;
+                if dumping {
+                    self.waits.record(board.now_ms().wrapping_sub(due));
+                }
             }
 
             // 3. One frame of the log dump, if due. Frames are whole, so the next reading or
@@ -392,8 +505,10 @@ where
 
             // 4. Sleep until the next tick or received byte, unless input is already waiting
             //    in the ring.
+            //    A log frame due at once (no pause between frames) goes out without a sleep.
+            let frame_due = self.node.log_frame_due(board.now_ms());
             let link = self.tx.get_mut();
-            if !st.bye && link.ring.is_empty() {
+            if !st.bye && link.ring.is_empty() && !frame_due {
                 board.sleep(&mut link.rx);
             }
         }
@@ -459,7 +574,7 @@ where
             {
                 // The host's first message: the exchange starts now.
                 st.started = true;
-                self.node = Node::new(now);
+                self.node = self.fresh_node(now);
             }
             match item {
                 None => {}
@@ -473,6 +588,7 @@ where
                         len,
                         fnv,
                     };
+                    self.node.log_strategy = self.log_strategy();
                     match self.node.on_command(id, body, now, &mut st.text) {
                         Effect::LogStarted => {}
                         Effect::Reply => self.tx.send_with_id(id, st.text.as_bytes())?,

@@ -1,12 +1,21 @@
 //! `async_node`: the sensor-node protocol over `embedded-io-async`, under `embassy-executor`.
 //!
-//! Two tasks share nothing but a channel:
+//! Three tasks:
 //!
 //! - `receiver` owns the UART's receive half and an `AsyncReader` with a `Reassembler` on a
 //!   static pool; it sleeps on the UART0 interrupt and forwards each command (or host abort,
-//!   or protocol error) to the channel;
-//! - `main` owns the transmit half and an `AsyncWriter`; it waits for a request or for the next
-//!   deadline (reading or log frame, on the SysTick clock), and answers, reports or streams.
+//!   or protocol error) to a channel;
+//! - `main` waits for a request, the next reading's deadline (on the SysTick clock) or the end
+//!   of a log dump, and answers and reports;
+//! - `log_task` writes each log dump, one frame per turn.
+//!
+//! `main` and `log_task` share the UART's transmit half (an `AsyncWriter` in a mutex) frame by
+//! frame through the core's `FrameTurns`, small messages (readings, replies) first: a reading
+//! due during a dump waits for at most the log frame in flight. With `pace=RATE` on the
+//! semihosting command line (the demo's `--pace`) the UART sends at RATE bytes per second and
+//! the dumps are framed with Adaptive (10 ms frames at the measured rate; `strategy=original`
+//! keeps 1 KiB frames), log frames follow each other without a pause, and the summary reports
+//! how long readings waited during the dumps.
 //!
 //! The protocol and the node's state are those of `sensor_node` (`app.rs`); only the waiting
 //! and the writing differ. No heap: the tasks' futures are statics made by the executor's
@@ -20,18 +29,25 @@
 #![no_main]
 
 use core::convert::Infallible;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use cortex_m_semihosting::hprintln;
 use embassy_executor::Spawner;
-use embassy_futures::select::{Either, select};
+use embassy_futures::select::{Either3, select3};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
+use embassy_sync::mutex::Mutex;
 use mux_examples_embedded::app::{
-    Body, Effect, FNV_INIT, MAX_COMMAND, MAX_MESSAGE, Node, Strategy, Text, fnv1a,
+    Body, Effect, FNV_INIT, LOG_FRAME_GAP_MS, LogDump, MAX_COMMAND, MAX_MESSAGE, Node,
+    ReadingWaits, Strategy, Text, fnv1a,
 };
 use mux_examples_embedded::exit::{exit, stack_peak};
+use mux_examples_embedded::pace::{self, Paced};
 use mux_examples_embedded::{board, clock, uart};
-use mux_nostd::{AsyncReader, AsyncWriter, Limits, Pool, Reassembler, Received, SendError};
+use mux_nostd::{
+    AdaptiveConfig, AnyStrategy, AsyncReader, AsyncWriter, Clock, FrameTurns, Limits,
+    LinkEstimator, Pool, Reassembler, Received, SendError, Timed,
+};
 
 /// Blocks for host messages (as in `sensor_node`).
 static POOL: Pool<40, 64> = Pool::new();
@@ -57,22 +73,49 @@ enum Request {
 
 static REQUESTS: Channel<CriticalSectionRawMutex, Request, 4> = Channel::new();
 
-/// What the writer writes to: the UART, or a link writer in front of it (feature `cobs-link`).
+/// What the writer writes to: the (paced) UART, or a link writer in front of it (feature
+/// `cobs-link`).
 #[cfg(not(feature = "cobs-link"))]
-type Sink = uart::Tx;
+type Sink = Paced<uart::Tx>;
 #[cfg(feature = "cobs-link")]
-type Sink = mux_nostd::LinkWriter<uart::Tx, { mux_examples_embedded::app::LINK_BUFFER }>;
+type Sink = mux_nostd::LinkWriter<Paced<uart::Tx>, { mux_examples_embedded::app::LINK_BUFFER }>;
 
 #[cfg(not(feature = "cobs-link"))]
-fn sink(tx: uart::Tx) -> Sink {
+fn sink(tx: Paced<uart::Tx>) -> Sink {
     tx
 }
 
 #[cfg(feature = "cobs-link")]
-fn sink(tx: uart::Tx) -> Sink {
+fn sink(tx: Paced<uart::Tx>) -> Sink {
     hprintln!("async_node: serial link profile (COBS, CRC-32C)");
     mux_nostd::LinkWriter::new(tx)
 }
+
+/// The SysTick clock in microseconds, for timing the UART's writes.
+struct Micros;
+
+impl Clock for Micros {
+    fn now_us(&self) -> u32 {
+        clock::now_us()
+    }
+}
+
+/// The UART's transmit half as the tasks write to it: paced (or not), through the link
+/// profile (or not), its writes timed.
+type Uart = Timed<'static, Sink, Micros>;
+
+/// The link's rate, learned from the UART's writes.
+static LINK: LinkEstimator = LinkEstimator::new();
+/// The transmit half, shared by `main` and `log_task` (the turns keep the lock uncontended).
+static TX: Mutex<CriticalSectionRawMutex, Option<AsyncWriter<Uart, Strategy>>> = Mutex::new(None);
+/// Who writes the next frame: readings and replies before log frames.
+static TURNS: FrameTurns<4> = FrameTurns::new(true);
+/// Log dumps for `log_task` to write.
+static LOGS: Channel<CriticalSectionRawMutex, LogDump, 1> = Channel::new();
+/// A dump ended: `true` written whole, `false` cancelled.
+static DONE: Channel<CriticalSectionRawMutex, bool, 1> = Channel::new();
+/// `main` asks `log_task` to end the dump with Abort.
+static CANCEL: AtomicBool = AtomicBool::new(false);
 
 #[embassy_executor::task]
 async fn receiver(rx: uart::Rx) {
@@ -124,25 +167,112 @@ fn sent<T>(r: Result<T, SendError<Infallible>>) -> T {
     }
 }
 
+/// Sends a small message (a reading, a reply) at its turn, before waiting log frames.
+async fn send_small(id: u32, payload: &[u8]) {
+    let _turn = TURNS.take(true).await;
+    let mut tx = TX.lock().await;
+    if let Some(tx) = tx.as_mut() {
+        sent(tx.send_with_id(id, payload).await);
+    }
+}
+
+/// Writes raw bytes (an Abort frame) to the UART; the caller holds the turn.
+async fn write_raw(bytes: &[u8]) {
+    let mut tx = TX.lock().await;
+    if let Some(tx) = tx.as_mut() {
+        let Ok(()) = embedded_io_async::Write::write_all(tx.get_mut(), bytes).await;
+    }
+}
+
+/// Writes each log dump one frame per turn, `gap_ms` apart (0: back to back), or ends it with
+/// Abort when `main` cancels it.
+#[embassy_executor::task]
+async fn log_task(gap_ms: u32) {
+    loop {
+        let mut dump = LOGS.receive().await;
+        let mut turn = TURNS.take(false).await;
+        let whole = loop {
+            if CANCEL.load(Ordering::Relaxed) {
+                CANCEL.store(false, Ordering::Relaxed);
+                write_raw(&dump.abort_frame()).await;
+                break false;
+            }
+            let done = {
+                let mut tx = TX.lock().await;
+                match tx.as_mut() {
+                    Some(tx) => {
+                        let Ok(done) = dump.write_next_async(tx.get_mut()).await;
+                        done
+                    }
+                    None => true,
+                }
+            };
+            if done {
+                break true;
+            }
+            if gap_ms == 0 {
+                turn.pass().await;
+            } else {
+                // Nothing to write during the pause: the turn goes back meanwhile.
+                drop(turn);
+                clock::wait_until_second(clock::now_ms().wrapping_add(gap_ms)).await;
+                turn = TURNS.take(false).await;
+            }
+        };
+        drop(turn);
+        DONE.send(whole).await;
+    }
+}
+
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let (tx, rx) = board::start();
-    hprintln!("async_node: up");
+    let (rate, fixed) = pace::command_line();
+    let uart = match rate {
+        Some(rate) => {
+            hprintln!(
+                "async_node: up, UART paced at {} B/s, log dump framed with {}",
+                rate,
+                if fixed { "original" } else { "adaptive" }
+            );
+            Paced::new(tx, rate)
+        }
+        None => {
+            hprintln!("async_node: up");
+            Paced::unpaced(tx)
+        }
+    };
+    let adaptive = rate.is_some() && !fixed;
+    TX.lock().await.replace(AsyncWriter::new(
+        Timed::new(sink(uart), Micros, &LINK),
+        Strategy::default(),
+    ));
     spawner.spawn(receiver(rx).expect("receiver task spawned once"));
+    let gap = if rate.is_some() { 0 } else { LOG_FRAME_GAP_MS };
+    spawner.spawn(log_task(gap).expect("log task spawned once"));
 
-    let mut tx = AsyncWriter::new(sink(tx), Strategy::default());
     let mut node = Node::new(clock::now_ms());
     let mut text = Text::new();
+    let mut waits = ReadingWaits::default();
     loop {
-        // Sleep until a request or the next deadline.
-        let deadline = match node.log {
-            Some(_) if node.next_log_frame.wrapping_sub(node.next_reading) > u32::MAX / 2 => {
-                node.next_log_frame
+        // Sleep until the end of a dump, a request or the next reading. The end of a dump comes
+        // first: the host may answer its End frame with a command that needs to know it ended.
+        let deadline = node.next_reading;
+        let now = match select3(
+            DONE.receive(),
+            REQUESTS.receive(),
+            clock::wait_until(deadline),
+        )
+        .await
+        {
+            Either3::First(whole) => {
+                let now = clock::now_ms();
+                if whole && node.log.is_some() {
+                    node.log_frame_written(now, true);
+                }
+                now
             }
-            _ => node.next_reading,
-        };
-        let now = match select(REQUESTS.receive(), clock::wait_until(deadline)).await {
-            Either::First(request) => {
+            Either3::Second(request) => {
                 let now = clock::now_ms();
                 match request {
                     Request::Command { id, head, len, fnv } => {
@@ -151,26 +281,33 @@ async fn main(spawner: Spawner) {
                             len,
                             fnv,
                         };
+                        if adaptive {
+                            node.log_strategy =
+                                AnyStrategy::Adaptive(LINK.config_now(&AdaptiveConfig::DEFAULT));
+                        }
                         match node.on_command(id, body, now, &mut text) {
-                            Effect::LogStarted => {}
-                            Effect::Reply => sent(tx.send_with_id(id, text.as_bytes()).await),
-                            Effect::CancelLog(dump) => {
-                                let Ok(()) = embedded_io_async::Write::write_all(
-                                    tx.get_mut(),
-                                    &dump.abort_frame(),
-                                )
-                                .await;
-                                sent(tx.send_with_id(id, text.as_bytes()).await);
+                            Effect::LogStarted => {
+                                if let Some(dump) = node.log.clone() {
+                                    // A cancel that came after the last dump had ended must
+                                    // not end this one.
+                                    CANCEL.store(false, Ordering::Relaxed);
+                                    LOGS.send(dump).await;
+                                }
+                            }
+                            Effect::Reply => send_small(id, text.as_bytes()).await,
+                            Effect::CancelLog(_) => {
+                                CANCEL.store(true, Ordering::Relaxed);
+                                send_small(id, text.as_bytes()).await;
                             }
                             Effect::Bye => {
-                                sent(tx.send_with_id(id, text.as_bytes()).await);
+                                send_small(id, text.as_bytes()).await;
                                 break;
                             }
                         }
                     }
                     Request::Aborted { id } => {
                         node.on_aborted(now, &mut text);
-                        sent(tx.send_with_id(id, text.as_bytes()).await);
+                        send_small(id, text.as_bytes()).await;
                     }
                     Request::Error => node.on_error(),
                     Request::Closed => {
@@ -180,17 +317,16 @@ async fn main(spawner: Spawner) {
                 }
                 now
             }
-            Either::Second(()) => clock::now_ms(),
+            Either3::Third(()) => clock::now_ms(),
         };
 
+        let due = node.next_reading;
         if let Some(id) = node.due_reading(now, &mut text) {
-            sent(tx.send_with_id(id, text.as_bytes()).await);
-        }
-        if node.log_frame_due(now)
-            && let Some(dump) = node.log.as_mut()
-        {
-            let Ok(done) = dump.write_next_async(tx.get_mut()).await;
-            node.log_frame_written(now, done);
+            let dumping = node.log.is_some();
+            send_small(id, text.as_bytes()).await;
+            if dumping {
+                waits.record(clock::now_ms().wrapping_sub(due));
+            }
         }
         if node.idle_too_long(now) {
             hprintln!("async_node: no command for too long, giving up");
@@ -198,10 +334,26 @@ async fn main(spawner: Spawner) {
         }
     }
 
-    if let Some(dump) = node.log.take() {
-        let Ok(()) = embedded_io_async::Write::write_all(tx.get_mut(), &dump.abort_frame()).await;
+    if node.log.take().is_some() {
+        CANCEL.store(true, Ordering::Relaxed);
+        DONE.receive().await;
     }
+    let mut tx = TX.lock().await;
+    let Some(tx) = tx.as_mut() else {
+        exit(false);
+    };
     sent(tx.flush().await);
+    if rate.is_some() {
+        hprintln!(
+            "async_node: readings during the log dumps: {}, wait from due to written: mean {} ms, max {} ms",
+            waits.count,
+            waits.mean_ms(),
+            waits.max_ms
+        );
+        if adaptive {
+            hprintln!("async_node: link rate estimated at {} B/s", LINK.rate());
+        }
+    }
     let s = node.stats;
     let pool = POOL.stats();
     hprintln!(

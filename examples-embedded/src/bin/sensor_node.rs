@@ -18,6 +18,12 @@
 //! Built with the feature `cobs-link`, it speaks the serial link profile (COBS framing and a
 //! CRC-32C per link frame) instead of the plain format; the host must too
 //! (`demo_host --link cobs`, `bash scripts/demo.sh --link cobs`).
+//!
+//! Its semihosting command line may hold `pace=RATE` (the demo's `--pace`): the UART then sends
+//! at RATE bytes per second ([`pace`]), and the log dump is framed with Adaptive, its chunks
+//! sized so that one frame holds the link for at most 10 ms at the rate measured (with
+//! `strategy=original` too, it keeps Original's 1 KiB frames, for contrast). The summary then
+//! reports how long readings waited during the dumps.
 
 #![no_std]
 #![no_main]
@@ -26,8 +32,8 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
 use mux_examples_embedded::app::{Board, Event, Outcome, Superloop};
 use mux_examples_embedded::exit::{exit, stack_peak};
-use mux_examples_embedded::{board, clock, uart};
-use mux_nostd::Pool;
+use mux_examples_embedded::{board, clock, pace, uart};
+use mux_nostd::{AdaptiveConfig, LinkEstimator, Pool};
 
 /// Blocks for host messages: 40 × 64 bytes, room for one `config` upload of up to 2 KiB and a
 /// few commands in flight at once.
@@ -38,6 +44,9 @@ const STREAMS: usize = 4;
 /// the host while its FIFO is full), so a small ring is enough here; it still takes whatever
 /// arrives during a long write, as on a real board.
 const RING: usize = 256;
+
+/// The link's rate and the message sizes, learned from the paced UART's writes.
+static LINK: LinkEstimator = LinkEstimator::new();
 
 /// The emulated board: SysTick clock, `wfi`, semihosting.
 struct Qemu;
@@ -62,9 +71,24 @@ impl Board<uart::Rx> for Qemu {
 #[entry]
 fn main() -> ! {
     let (tx, rx) = board::start();
-    hprintln!("sensor_node: up");
-
-    let node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, tx, &POOL);
+    let (rate, fixed) = pace::command_line();
+    let uart = match rate {
+        None => {
+            hprintln!("sensor_node: up");
+            pace::Paced::unpaced(tx)
+        }
+        Some(rate) => {
+            let strategy = if fixed { "original" } else { "adaptive" };
+            hprintln!(
+                "sensor_node: up, UART paced at {} B/s, log dump framed with {}",
+                rate,
+                strategy
+            );
+            pace::Paced::new(tx, rate)
+        }
+    };
+    let paced = rate.is_some();
+    let node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, uart, &POOL);
     // Feature `cobs-link` (`bash scripts/demo.sh --link cobs`): the serial link profile.
     #[cfg(feature = "cobs-link")]
     let node = {
@@ -72,13 +96,30 @@ fn main() -> ! {
         node.cobs_link()
     };
     let mut node = node;
+    if paced && fixed {
+        node.set_log_gap_ms(0);
+    } else if paced {
+        node.set_adaptive(&LINK, AdaptiveConfig::DEFAULT, clock::now_us);
+    }
     match node.run(&mut Qemu) {
         Ok(Outcome::Bye) => {}
         Ok(Outcome::IdleTimeout) => {
             hprintln!("sensor_node: no command for too long, giving up");
             exit(false);
         }
-        Err(e) => panic!("uart send failed: {e}"),
+        Err(e) => panic!("uart send failed: {:?}", e),
+    }
+    if paced {
+        let w = node.reading_waits();
+        hprintln!(
+            "sensor_node: readings during the log dumps: {}, wait from due to written: mean {} ms, max {} ms",
+            w.count,
+            w.mean_ms(),
+            w.max_ms
+        );
+        if LINK.rate() > 0 {
+            hprintln!("sensor_node: link rate estimated at {} B/s", LINK.rate());
+        }
     }
 
     let s = node.stats();

@@ -16,7 +16,8 @@
 //! ```
 //! `--progress` (anywhere) shows a progress line on stderr (messages, bytes, rate), as
 //! happens anyway when stderr is a terminal. `advise` is described in its module.
-//! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096) or `hybrid8k`. L is
+//! STRATEGY is `original`, `optimized`, `hybrid` (threshold 4096), `hybrid8k` or `adaptive`
+//! (chunks sized to the link's measured rate so that one frame takes at most 10 ms). L is
 //! `plain` (the default: the Go library's format) or `cobs` (the serial link profile, see
 //! `docs/PROTOCOL.md`); both ends of a pipe must use the same. With `cobs`, `read` ends with
 //! a line `link GOOD DAMAGED MISSING SKIPPED` (the link frames' counters) before `total`.
@@ -45,7 +46,8 @@ use sha2::{Digest, Sha256};
 const USAGE: &str = "usage: muxpipe [--progress] write [--link L] STRATEGY N SIZE | \
 read [--link L] | echo [--link L] STRATEGY | frames
        | advise [--pass] [--link-rate BYTES_PER_S --latency-ms MS]
-STRATEGY: original, optimized, hybrid (threshold 4096) or hybrid8k; L: plain (default) or cobs";
+STRATEGY: original, optimized, hybrid (threshold 4096), hybrid8k or adaptive;
+L: plain (default) or cobs";
 
 #[path = "muxpipe/advise.rs"]
 mod advise;

@@ -4,6 +4,7 @@
 //! ```text
 //! demo_host --firmware examples-embedded/target/thumbv7m-none-eabi/release/sensor_node \
 //!           [--cpu cortex-m3|cortex-m0] [--qemu PROG] [--timeout SECONDS] [--check]
+//!           [--pace BYTES_PER_S [--strategy adaptive|original]]
 //! demo_host --device /dev/ttyUSB0 [--baud 115200] [--timeout SECONDS]
 //! ```
 //!
@@ -33,6 +34,10 @@
 //! noise touched, and checks that no message was delivered damaged (each is compared with its
 //! clean bytes), that every untouched one was delivered, and that every other one was reported
 //! lost.
+//! `--pace` has the firmware (`sensor_node` or `async_node`) send at that many bytes per second,
+//! as a UART at a real baud rate does (11520 for 115,200 baud), and frame its log dump with
+//! Adaptive (`--strategy original`: Original's 1 KiB frames, for contrast); the summary then
+//! shows how long the firmware's readings waited during the log dumps.
 //!
 //! The protocol is described in `examples-embedded/sensor-app/src/protocol.rs`.
 
@@ -66,6 +71,10 @@ struct Options {
     link: LinkProfile,
     /// `--noise RATE` and `--seed S`.
     noise: Option<(f64, u64)>,
+    /// `--pace`: the firmware's UART rate, bytes per second.
+    pace: Option<u32>,
+    /// `--strategy original`: the paced firmware keeps Original's frames.
+    fixed: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -79,6 +88,8 @@ fn parse_args() -> Result<Options, String> {
         timeout: Duration::from_secs(60),
         link: LinkProfile::Plain,
         noise: None,
+        pace: None,
+        fixed: false,
     };
     let mut seed = 1;
     let mut args = std::env::args().skip(1);
@@ -106,13 +117,22 @@ fn parse_args() -> Result<Options, String> {
                 let s = args.next().ok_or("--seed needs a number")?;
                 seed = s.parse().map_err(|_| "bad --seed")?;
             }
+            "--pace" => {
+                let s = args.next().ok_or("--pace needs bytes per second")?;
+                o.pace = Some(s.parse().map_err(|_| "bad --pace")?);
+            }
+            "--strategy" => match args.next().as_deref() {
+                Some("original") => o.fixed = true,
+                Some("adaptive") => o.fixed = false,
+                _ => return Err("--strategy takes adaptive or original".into()),
+            },
             "--timeout" => {
                 let s = args.next().ok_or("--timeout needs seconds")?;
                 o.timeout = Duration::from_secs(s.parse().map_err(|_| "bad --timeout")?);
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: demo_host --firmware ELF [--cpu CORE] [--qemu PROG] [--check] [--timeout S] [--link plain|cobs] [--noise RATE [--seed S]]\n       demo_host --device TTY [--baud RATE] [--timeout S] [--link plain|cobs]".into(),
+                    "usage: demo_host --firmware ELF [--cpu CORE] [--qemu PROG] [--check] [--timeout S] [--link plain|cobs] [--noise RATE [--seed S]] [--pace BYTES_PER_S [--strategy adaptive|original]]\n       demo_host --device TTY [--baud RATE] [--timeout S] [--link plain|cobs]".into(),
                 );
             }
             other => return Err(format!("unknown argument {other}")),
@@ -195,6 +215,10 @@ struct Demo {
     delivered: HashMap<u32, Vec<u8>>,
     lost: BTreeSet<u32>,
     missing: u64,
+    /// The firmware's UART rate under `--pace`.
+    pace: Option<u32>,
+    /// `--strategy original`.
+    fixed: bool,
 }
 
 impl Demo {
@@ -263,7 +287,12 @@ impl Demo {
                     return;
                 }
                 if let Some(log) = self.log_mut(id) {
-                    let total = log.announced.max(1) as usize;
+                    // Adaptive's Start announces 0: the log's known size then.
+                    let total = if log.announced == 0 {
+                        LOG_LEN
+                    } else {
+                        log.announced as usize
+                    };
                     let pct = got * 100 / total;
                     let bar: String = (0..20)
                         .map(|i| if i * 5 < pct { '#' } else { '.' })
@@ -454,14 +483,17 @@ fn spawn_qemu(
     port: u16,
     out: Arc<Mutex<NodeOutput>>,
 ) -> std::io::Result<Child> {
+    // The firmware's command line (semihosting): its pacing and strategy.
+    let mut semihosting = "enable=on,target=native".to_string();
+    if let Some(rate) = o.pace {
+        semihosting += &format!(",arg=sensor_node,arg=pace={rate}");
+        if o.fixed {
+            semihosting += ",arg=strategy=original";
+        }
+    }
     let mut child = Command::new(&o.qemu)
         .args(["-cpu", &o.cpu, "-machine", "lm3s6965evb", "-nographic"])
-        .args([
-            "-monitor",
-            "none",
-            "-semihosting-config",
-            "enable=on,target=native",
-        ])
+        .args(["-monitor", "none", "-semihosting-config", &semihosting])
         // nodelay: QEMU writes the UART's bytes one by one; without it Nagle's algorithm and
         // delayed ACKs add ~40 ms to every reply.
         .args(["-serial", &format!("tcp:127.0.0.1:{port},nodelay=on")])
@@ -574,6 +606,8 @@ fn new_demo(node: Node<Link>, t0: Instant, o: &Options) -> Demo {
         delivered: HashMap::new(),
         lost: BTreeSet::new(),
         missing: 0,
+        pace: o.pace,
+        fixed: o.fixed,
     }
 }
 
@@ -1062,9 +1096,11 @@ fn summary(d: &mut Demo, bye: Option<&str>, ending: Ending, node_lines: &[String
     let want = expected_log();
     match d.logs.first() {
         Some(l) => {
+            // Original announces the total in Start; Adaptive, as Hybrid, announces 0.
+            let adaptive = d.pace.is_some() && !d.fixed;
             let ok = l.done.is_some()
                 && l.body == want
-                && l.announced as usize == LOG_LEN
+                && (l.announced as usize == LOG_LEN || (adaptive && l.announced == 0))
                 && l.readings_during > 0;
             let secs = l.done.map(|t| (t - l.started).as_secs_f64()).unwrap_or(0.0);
             all &= row(
@@ -1128,6 +1164,14 @@ fn summary(d: &mut Demo, bye: Option<&str>, ending: Ending, node_lines: &[String
         "open at the end",
         format!("{} message(s) left open", d.open.len()),
     );
+    if let Some(rate) = d.pace {
+        let waits = node_lines
+            .iter()
+            .find(|l| l.contains("readings during the log dumps"))
+            .map(|l| l.split_once(": ").map_or(l.as_str(), |(_, rest)| rest))
+            .unwrap_or("not reported");
+        row(true, "paced link", format!("{rate} B/s: {waits}"));
+    }
     let done_line = node_lines
         .iter()
         .find(|l| l.contains(": done:"))

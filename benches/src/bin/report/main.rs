@@ -20,6 +20,7 @@ mod end_to_end;
 mod fmt;
 mod goals;
 mod json;
+mod latency;
 mod layout;
 mod link;
 mod observe;
@@ -64,6 +65,7 @@ fn main() {
     link::section(&cfg, &mut ratios, &mut goals);
     tokio_e2e::section(&cfg, &mut ratios, &mut goals);
     plugin::section(&cfg, &mut ratios, &mut goals);
+    latency::section(&cfg, &mut ratios, &mut goals);
     if let Some(path) = &cfg.svg {
         plot::write_path(&cfg, path, &write);
     }
