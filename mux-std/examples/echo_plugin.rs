@@ -10,6 +10,7 @@
 //! | `sleep` | milliseconds, in decimal | `slept`, after that long |
 //! | `size` | N, in decimal | N bytes of payload rule R (`(i·31 + 7) mod 251`) |
 //! | `notify-me` | anything | sends the host the Notify `info` `hello from rust`, then `ok` |
+//! | `ask-host` | anything | sends the host the request `time` with the payload and replies `host said: ` and its `time_response` |
 //! | `print` | anything | prints the payload with `println!` (to stderr: stdout is the protocol's), then `printed` |
 //! | `crash` | anything | exits with status 3 without replying |
 //! | `add` (with the `json` feature) | JSON `{"a": A, "b": B}` | JSON `{"sum": A+B}` |
@@ -100,6 +101,12 @@ fn main() -> std::io::Result<()> {
             call.notify("info", b"hello from rust")
                 .map_err(|e| e.to_string())?;
             Ok(b"ok".to_vec())
+        })
+        .service("ask-host", |call| {
+            let reply = call
+                .request("time", call.payload(), Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            Ok([&b"host said: "[..], &reply].concat())
         })
         .service("print", |call| {
             println!("{}", String::from_utf8_lossy(call.payload()));

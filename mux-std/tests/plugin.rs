@@ -153,6 +153,31 @@ fn our_host_calls_every_service_of_our_plugin() {
 }
 
 #[test]
+fn a_plugin_asks_its_host_and_gets_the_name_response_reply() {
+    let host = Host::builder(echo_plugin())
+        .config(quiet())
+        .on_request("time", |p| {
+            if p == b"now" {
+                Ok(b"12:00".to_vec())
+            } else {
+                Err("no such time".to_owned())
+            }
+        })
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        &*host.call("ask-host", b"now").unwrap(),
+        b"host said: 12:00"
+    );
+    match host.call("ask-host", b"later") {
+        Err(CallError::Remote(t)) => assert_eq!(t, "no such time"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(host.counts().plugin_requests, 2);
+    assert!(host.shutdown().acked);
+}
+
+#[test]
 fn our_plugin_answers_the_go_hosts_capture_like_the_go_plugin() {
     let input = File::open(vectors_dir().join("plugin/script-host-to-plugin.bin")).unwrap();
     let mut child = echo_plugin()
