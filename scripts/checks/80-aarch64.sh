@@ -21,4 +21,9 @@ if [ ! -e "$binfmt/qemu-aarch64" ]; then
 fi
 echo "qemu-aarch64 registered: $(head -n 1 "$binfmt/qemu-aarch64")"
 
-cargo test -p mux-nostd -p mux-std --all-features --locked --target aarch64-unknown-linux-gnu
+# The plugin tests (mux-std/tests/plugin.rs, module `processes`) are built but not run here:
+# they start many child processes from a test process running many threads, and a child that
+# qemu-user forks then can hang before its `exec` (seen: one hung test in a run). They run
+# natively in 20-std.sh.
+cargo test -p mux-nostd -p mux-std --all-features --locked --target aarch64-unknown-linux-gnu \
+  -- --skip processes::
