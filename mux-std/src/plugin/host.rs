@@ -486,6 +486,17 @@ impl Host {
             inner.unregister(id);
             return Err(e);
         }
+        // A lone call spins briefly before it parks: a reply within SPIN then costs no wake-up
+        // of this thread (with many calls in flight, spinning would only take their CPU).
+        if lock(&inner.state).pending.len() <= 1 {
+            let until = Instant::now() + SPIN;
+            while Instant::now() < until {
+                if let Ok(r) = chan.try_recv() {
+                    return r;
+                }
+                std::hint::spin_loop();
+            }
+        }
         let r = wait_reply(&chan, deadline, opts.cancel.as_ref());
         if matches!(r, Err(CallError::TimedOut | CallError::Cancelled)) {
             inner.unregister(id);
@@ -1068,6 +1079,9 @@ impl Inner {
         }
     }
 }
+
+/// How long a lone call polls for its reply before it parks.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// Requests up to this size reuse a per-thread encode buffer.
 const REQUEST_KEEP: usize = 64 << 10;
