@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader};
 use std::ops::Deref;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -255,7 +255,6 @@ struct Inner {
     unhandled: AtomicU64,
     plugin_requests: AtomicU64,
     malformed: AtomicU64,
-    killed: AtomicBool,
 }
 
 /// A running plugin: a child process spoken to over its stdin and stdout.
@@ -386,7 +385,6 @@ impl Host {
             unhandled: AtomicU64::new(0),
             plugin_requests: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
-            killed: AtomicBool::new(false),
         });
         // Replies are matched on the reader thread itself: one thread hand-over per call.
         let reader = {
@@ -974,7 +972,6 @@ impl Inner {
     }
 
     fn kill(&self) {
-        self.killed.store(true, Ordering::Relaxed);
         {
             let mut st = lock(&self.state);
             if !matches!(st.life, Life::Gone(_)) {

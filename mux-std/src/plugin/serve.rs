@@ -585,13 +585,7 @@ impl Ctx {
                     ctx: Arc::clone(&ctx),
                 };
                 let r = f(call).await;
-                if !ctx.was_aborted(id) {
-                    let r = match &r {
-                        Ok(body) => Ok(body.as_slice()),
-                        Err(text) => Err(text.as_bytes()),
-                    };
-                    ctx.answer(id, &service, r);
-                }
+                ctx.answer_unless_aborted(id, &service, &r);
             }
             ctx.done(id);
         });
@@ -611,13 +605,7 @@ impl Ctx {
                 ctx: self,
             };
             let r = (job.service)(&call);
-            if !self.was_aborted(id) {
-                let r = match &r {
-                    Ok(body) => Ok(body.as_slice()),
-                    Err(text) => Err(text.as_bytes()),
-                };
-                self.answer(id, header.name, r);
-            }
+            self.answer_unless_aborted(id, header.name, &r);
         }
         self.done(id);
     }
@@ -658,6 +646,17 @@ impl Ctx {
             self.aborted_count.fetch_add(1, Ordering::Relaxed);
         }
         aborted
+    }
+
+    /// Sends a service's result as the reply to request `id`, unless the host aborted it.
+    fn answer_unless_aborted(&self, id: u32, name: &[u8], r: &Result<Vec<u8>, String>) {
+        if !self.was_aborted(id) {
+            let r = match r {
+                Ok(body) => Ok(body.as_slice()),
+                Err(text) => Err(text.as_bytes()),
+            };
+            self.answer(id, name, r);
+        }
     }
 
     /// Sends a reply to request `id`: a Response, or an Error with the text.
