@@ -185,6 +185,32 @@ mod processes {
     }
 
     #[test]
+    fn the_plugins_stderr_reaches_a_callback_line_by_line() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&lines);
+        let host = Host::builder(echo_plugin())
+            .config(HostConfig {
+                stderr: StderrMode::Callback(Arc::new(move |l: &str| {
+                    seen.lock().unwrap().push(l.to_owned())
+                })),
+                ..HostConfig::default()
+            })
+            .spawn()
+            .unwrap();
+        // `print` prints with `println!`, which the plugin's stdout redirect sends to stderr.
+        assert_eq!(&*host.call("print", b"first line").unwrap(), b"printed");
+        assert_eq!(&*host.call("print", b"second").unwrap(), b"printed");
+        assert!(host.shutdown().acked);
+        let lines = lines.lock().unwrap();
+        let printed: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.starts_with("echo_plugin:"))
+            .collect();
+        assert_eq!(printed, ["first line", "second"], "{lines:?}");
+    }
+
+    #[test]
     fn our_plugin_answers_the_go_hosts_capture_like_the_go_plugin() {
         let input = File::open(vectors_dir().join("plugin/script-host-to-plugin.bin")).unwrap();
         let mut child = echo_plugin()
