@@ -16,7 +16,7 @@ mod processes {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use mux_nostd::{Decoder, FrameEvent, Limits};
+    use mux_nostd::{Decoder, FrameEvent, FrameType, Header as FrameHeader, Limits};
     use mux_std::CancelToken;
     use mux_std::plugin::{
         CallError, CallOptions, Exit, Header, Host, HostConfig, Kind, StderrMode,
@@ -447,18 +447,17 @@ mod processes {
         // 10 MiB limit; replies to ids nobody asked; a flood of notifications; an endless
         // message (Data without End).
         let mut wire = Vec::new();
-        let frame = |wire: &mut Vec<u8>, t: u8, id: u32, payload: &[u8]| {
-            wire.push(t);
-            wire.extend_from_slice(&id.to_be_bytes());
-            wire.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        // Frames from the core's header type; the message is cut in 16 KiB Data frames.
+        let frame = |wire: &mut Vec<u8>, t: FrameType, id: u32, payload: &[u8]| {
+            wire.extend_from_slice(&FrameHeader::new(t, id, payload.len() as u32).to_bytes());
             wire.extend_from_slice(payload);
         };
         let message = |wire: &mut Vec<u8>, id: u32, body: &[u8]| {
-            frame(wire, 1, id, &[]);
+            frame(wire, FrameType::Start, id, &[]);
             for c in body.chunks(16 << 10) {
-                frame(wire, 3, id, c);
+                frame(wire, FrameType::Data, id, c);
             }
-            frame(wire, 2, id, &[]);
+            frame(wire, FrameType::End, id, &[]);
         };
         let header = |name: &[u8], kind: Kind, payload: &[u8]| {
             let h = Header {
@@ -486,9 +485,9 @@ mod processes {
                 &header(b"spam", Kind::Notify, b"flood"),
             );
         }
-        frame(&mut wire, 1, 77, &[]);
+        frame(&mut wire, FrameType::Start, 77, &[]);
         for _ in 0..200 {
-            frame(&mut wire, 3, 77, &[1u8; 16 << 10]);
+            frame(&mut wire, FrameType::Data, 77, &[1u8; 16 << 10]);
         }
         let dir = std::env::temp_dir().join(format!("muxplug-hostile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
