@@ -41,10 +41,10 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-features=()
+features=(--features histograms)
 case "$link" in
   plain) ;;
-  cobs) features=(--features cobs-link) ;;
+  cobs) features=(--features histograms,cobs-link) ;;
   *) echo "--link: plain or cobs" >&2; exit 2 ;;
 esac
 host_args+=(--link "$link")

@@ -445,13 +445,39 @@ impl Strategy for Adaptive<'_> {
 /// `std::time::Instant` on a host. It may wrap around at `u32::MAX` (writes shorter than
 /// about 71 minutes are timed right).
 pub trait Clock {
+    /// Whether this clock tells time: `false` only for [`NoClock`], so that a reader or
+    /// writer without a clock compiles its timing out.
+    const TIMED: bool = true;
     /// Microseconds since any fixed point.
     fn now_us(&self) -> u32;
 }
 
 impl<C: Clock + ?Sized> Clock for &C {
+    const TIMED: bool = C::TIMED;
+    #[inline]
     fn now_us(&self) -> u32 {
         (**self).now_us()
+    }
+}
+
+/// A plain function as the clock (`fn() -> u32`, e.g. one reading a hardware timer).
+impl Clock for fn() -> u32 {
+    #[inline]
+    fn now_us(&self) -> u32 {
+        self()
+    }
+}
+
+/// No clock: the default of readers and writers, whose timing distributions then stay empty
+/// and cost nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoClock;
+
+impl Clock for NoClock {
+    const TIMED: bool = false;
+    #[inline(always)]
+    fn now_us(&self) -> u32 {
+        0
     }
 }
 

@@ -127,6 +127,9 @@ struct Slot<T> {
     id: u32,
     received: u32,
     value: T,
+    /// When its Start was read (see [`Demux::set_now_us`]).
+    #[cfg(feature = "histograms")]
+    started: u32,
 }
 
 /// The message-level receiver. `N` is the number of messages that may be open at once; `T`
@@ -159,6 +162,12 @@ pub struct Demux<T, const N: usize> {
     /// A link gap happened: a frame of an id with no open message is a message whose Start
     /// was lost, reported [`ProtocolError::Lost`].
     after_gap: bool,
+    /// The time of the input fed next, and whether anyone has told it
+    /// ([`set_now_us`](Self::set_now_us)).
+    #[cfg(feature = "histograms")]
+    now_us: u32,
+    #[cfg(feature = "histograms")]
+    timed: bool,
 }
 
 impl<T: Default, const N: usize> Default for Demux<T, N> {
@@ -181,6 +190,10 @@ impl<T: Default, const N: usize> Demux<T, N> {
             gap: None,
             lose_open: false,
             after_gap: false,
+            #[cfg(feature = "histograms")]
+            now_us: 0,
+            #[cfg(feature = "histograms")]
+            timed: false,
             metrics: RxMetrics {
                 messages: 0,
                 bytes: 0,
@@ -201,6 +214,8 @@ impl<T: Default, const N: usize> Demux<T, N> {
                 },
                 #[cfg(feature = "histograms")]
                 sizes: Histogram::new(),
+                #[cfg(feature = "histograms")]
+                start_to_end_us: Histogram::new(),
             },
         }
     }
@@ -225,6 +240,22 @@ impl<T: Default, const N: usize> Demux<T, N> {
     /// Counters of what was received.
     pub const fn metrics(&self) -> &RxMetrics {
         &self.metrics
+    }
+
+    /// Tells the receiver when the input it is fed next arrived, in microseconds of any
+    /// monotonic clock (it may wrap around at `u32::MAX`): each completed message then adds
+    /// the time from its Start to its End to [`RxMetrics::start_to_end_us`]. Call it after
+    /// each read, before feeding what was read (the blocking and async readers do it when
+    /// given a clock). Without feature `histograms` it does nothing.
+    #[inline]
+    pub fn set_now_us(&mut self, now_us: u32) {
+        #[cfg(feature = "histograms")]
+        {
+            self.now_us = now_us;
+            self.timed = true;
+        }
+        #[cfg(not(feature = "histograms"))]
+        let _ = now_us;
     }
 
     /// Number of messages open now.
@@ -593,8 +624,14 @@ impl<T: Default, const N: usize> Demux<T, N> {
             if self.current == i {
                 self.current = NO_CURRENT; // a new message: the last Data was the old one's
             }
+            #[cfg(feature = "histograms")]
+            let now = self.now_us;
             let slot = &mut self.open[i];
             slot.received = 0;
+            #[cfg(feature = "histograms")]
+            {
+                slot.started = now;
+            }
             let stale = core::mem::take(&mut slot.value);
             self.pending_start = Some((id, len_hint));
             return Some(self.error(ProtocolError::DuplicateStart { id }, Some(stale)));
@@ -603,6 +640,8 @@ impl<T: Default, const N: usize> Demux<T, N> {
             id,
             received: 0,
             value: T::default(),
+            #[cfg(feature = "histograms")]
+            started: self.now_us,
         };
         if self.open.len() >= self.max_open || self.open.push(slot).is_err() {
             self.reject(id);
@@ -614,13 +653,18 @@ impl<T: Default, const N: usize> Demux<T, N> {
     fn on_close(&mut self, id: u32, kind: FrameType) -> Option<RawEvent<T>> {
         match self.find(id) {
             Some(i) => {
-                let Slot {
-                    value, received, ..
-                } = self.take_open(i)?;
+                let slot = self.take_open(i)?;
+                let (value, received) = (slot.value, slot.received);
                 if kind == FrameType::End {
                     self.metrics.messages = self.metrics.messages.saturating_add(1);
                     #[cfg(feature = "histograms")]
-                    self.metrics.sizes.record(received);
+                    {
+                        self.metrics.sizes.record(received);
+                        if self.timed {
+                            let us = self.now_us.wrapping_sub(slot.started);
+                            self.metrics.start_to_end_us.record(us);
+                        }
+                    }
                     #[cfg(not(feature = "histograms"))]
                     let _ = received;
                     Some(RawEvent::Completed { id, value })

@@ -23,7 +23,7 @@ mod turns;
 
 pub use adaptive::{
     Adaptive, AdaptiveConfig, Clock, DEFAULT_BUDGET_US, DEFAULT_CEILING, DEFAULT_FLOOR,
-    LinkEstimator, RISE_WINDOW_US, RISE_WORTH_US, SIZE_BUCKETS, SLOW_SAMPLE_MIN_US, Timed,
+    LinkEstimator, NoClock, RISE_WINDOW_US, RISE_WORTH_US, SIZE_BUCKETS, SLOW_SAMPLE_MIN_US, Timed,
     size_bucket, split_threshold,
 };
 pub use decode::{Decoder, FrameEvent, FrameEventOf};

@@ -96,6 +96,11 @@ pub struct RxMetrics {
     /// Payload sizes of completed messages, in bytes (feature `histograms`).
     #[cfg(feature = "histograms")]
     pub sizes: Histogram,
+    /// Microseconds from each completed message's Start to its End, by the time its bytes
+    /// were read (feature `histograms`; empty unless the receiver has a clock: a reader's
+    /// `with_clock`, or [`Demux::set_now_us`](crate::Demux::set_now_us) before feeding).
+    #[cfg(feature = "histograms")]
+    pub start_to_end_us: Histogram,
 }
 
 /// What the receiving end of a serial link profile saw, frame by frame. Every counter
@@ -133,6 +138,12 @@ pub struct TxMetrics {
     /// Frames per completed message: Start, Data…, End (feature `histograms`).
     #[cfg(feature = "histograms")]
     pub frames: Histogram,
+    /// Microseconds each completed send waited for the link: from the call to the moment the
+    /// sink took its last byte (feature `histograms`; empty unless the writer has a clock,
+    /// see `Writer::with_clock`). A writer has the link to itself, so this is how long the
+    /// link kept the message: its own transmission time plus whatever the sink made it wait.
+    #[cfg(feature = "histograms")]
+    pub send_wait_us: Histogram,
 }
 
 impl TxMetrics {

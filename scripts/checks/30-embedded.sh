@@ -76,4 +76,5 @@ echo "--- rustfmt, clippy"
 cargo fmt --check
 for target in thumbv7m-none-eabi thumbv6m-none-eabi; do
   cargo clippy -q --release --locked --target "$target" --bins --lib -- -D warnings
+  cargo clippy -q --release --locked --target "$target" --bins --lib --features histograms -- -D warnings
 done

@@ -107,7 +107,8 @@ type Uart = Timed<'static, Sink, Micros>;
 /// The link's rate, learned from the UART's writes.
 static LINK: LinkEstimator = LinkEstimator::new();
 /// The transmit half, shared by `main` and `log_task` (the turns keep the lock uncontended).
-static TX: Mutex<CriticalSectionRawMutex, Option<AsyncWriter<Uart, Strategy>>> = Mutex::new(None);
+static TX: Mutex<CriticalSectionRawMutex, Option<AsyncWriter<Uart, Strategy, Micros>>> =
+    Mutex::new(None);
 /// Who writes the next frame: readings and replies before log frames.
 static TURNS: FrameTurns<4> = FrameTurns::new(true);
 /// Log dumps for `log_task` to write.
@@ -124,12 +125,12 @@ async fn receiver(rx: uart::Rx) {
     #[cfg(not(feature = "cobs-link"))]
     let mut buf = [0u8; 64];
     #[cfg(not(feature = "cobs-link"))]
-    let mut reader = AsyncReader::new(rx, &mut buf, core);
+    let mut reader = AsyncReader::new(rx, &mut buf, core).with_clock(Micros);
     // Room for a whole link frame of the host's.
     #[cfg(feature = "cobs-link")]
     let mut buf = [0u8; mux_examples_embedded::app::LINK_BUFFER + 32];
     #[cfg(feature = "cobs-link")]
-    let mut reader = AsyncReader::with_link(rx, &mut buf, core);
+    let mut reader = AsyncReader::with_link(rx, &mut buf, core).with_clock(Micros);
     loop {
         let Ok(item) = reader.recv().await;
         let request = match item {
@@ -152,6 +153,12 @@ async fn receiver(rx: uart::Rx) {
                 Request::Error
             }
         };
+        #[cfg(feature = "histograms")]
+        {
+            let m = reader.core().metrics();
+            let times = (m.start_to_end_us, m.messages);
+            critical_section::with(|cs| RX_TIMES.borrow(cs).set(times));
+        }
         let closed = matches!(request, Request::Closed);
         REQUESTS.send(request).await;
         if closed {
@@ -243,10 +250,10 @@ async fn main(spawner: Spawner) {
         }
     };
     let adaptive = rate.is_some() && !fixed;
-    TX.lock().await.replace(AsyncWriter::new(
-        Timed::new(sink(uart), Micros, &LINK),
-        Strategy::default(),
-    ));
+    TX.lock().await.replace(
+        AsyncWriter::new(Timed::new(sink(uart), Micros, &LINK), Strategy::default())
+            .with_clock(Micros),
+    );
     spawner.spawn(receiver(rx).expect("receiver task spawned once"));
     let gap = if rate.is_some() { 0 } else { LOG_FRAME_GAP_MS };
     spawner.spawn(log_task(gap).expect("log task spawned once"));
@@ -354,6 +361,17 @@ async fn main(spawner: Spawner) {
             hprintln!("async_node: link rate estimated at {} B/s", LINK.rate());
         }
     }
+    // Every message sent and received was timed (feature `histograms`).
+    #[cfg(feature = "histograms")]
+    let timed = {
+        let m = tx.metrics();
+        print_times("sends waiting for the link", &m.send_wait_us);
+        let (rx, messages) = critical_section::with(|cs| RX_TIMES.borrow(cs).get());
+        print_times("the host's messages from Start to End", &rx);
+        m.send_wait_us.count() == u64::from(m.messages) && rx.count() == u64::from(messages)
+    };
+    #[cfg(not(feature = "histograms"))]
+    let timed = true;
     let s = node.stats;
     let pool = POOL.stats();
     hprintln!(
@@ -370,7 +388,25 @@ async fn main(spawner: Spawner) {
         pool.in_use,
         stack_peak()
     );
-    exit(s.errors == 0 && pool.in_use == 0)
+    exit(s.errors == 0 && pool.in_use == 0 && timed)
+}
+
+/// The receiver's Start-to-End times and the messages it completed (feature `histograms`).
+#[cfg(feature = "histograms")]
+static RX_TIMES: critical_section::Mutex<core::cell::Cell<(mux_nostd::Histogram, u32)>> =
+    critical_section::Mutex::new(core::cell::Cell::new((mux_nostd::Histogram::new(), 0)));
+
+/// Prints a distribution of microseconds: count and the upper bounds of its quantiles' buckets.
+#[cfg(feature = "histograms")]
+fn print_times(what: &str, h: &mux_nostd::Histogram) {
+    hprintln!(
+        "async_node: {}: n={} p50<={} us p99<={} us max<={} us",
+        what,
+        h.count(),
+        h.quantile(500).unwrap_or(0),
+        h.quantile(990).unwrap_or(0),
+        h.quantile(1000).unwrap_or(0)
+    );
 }
 
 mux_examples_embedded::board_interrupts!();

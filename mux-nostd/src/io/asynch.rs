@@ -7,6 +7,7 @@
 use embedded_io_async::{Read, Write};
 
 use super::{Framing, Next, Plain, Pump, Receive, TxState};
+use crate::adaptive::{Clock, NoClock};
 use crate::encode::Outgoing;
 use crate::error::SendError;
 use crate::link::LinkDecoder;
@@ -20,9 +21,12 @@ use crate::strategy::Strategy;
 /// leaves what it owes in the writer; the next call settles it first (finishes the frame in
 /// flight with filler, then writes Abort for that id) before writing anything else.
 #[derive(Debug)]
-pub struct AsyncWriter<W, S> {
+pub struct AsyncWriter<W, S, C = NoClock> {
     io: W,
     tx: TxState<S>,
+    /// Read only with feature `histograms`.
+    #[cfg_attr(not(feature = "histograms"), allow(dead_code))]
+    clock: C,
 }
 
 impl<W: Write, S: Strategy> AsyncWriter<W, S> {
@@ -31,6 +35,19 @@ impl<W: Write, S: Strategy> AsyncWriter<W, S> {
         Self {
             io,
             tx: TxState::new(strategy),
+            clock: NoClock,
+        }
+    }
+}
+
+impl<W: Write, S: Strategy, C: Clock> AsyncWriter<W, S, C> {
+    /// The same writer, timing each send with `clock` into
+    /// [`TxMetrics::send_wait_us`] (feature `histograms`; without it the clock is not read).
+    pub fn with_clock<K: Clock>(self, clock: K) -> AsyncWriter<W, S, K> {
+        AsyncWriter {
+            io: self.io,
+            tx: self.tx,
+            clock,
         }
     }
 
@@ -61,10 +78,17 @@ impl<W: Write, S: Strategy> AsyncWriter<W, S> {
         payload: &[u8],
         mut cancel: impl FnMut() -> bool,
     ) -> Result<(), SendError<W::Error>> {
+        #[cfg(feature = "histograms")]
+        let t0 = C::TIMED.then(|| self.clock.now_us());
         self.settle().await?;
         let out = self.tx.begin(id, payload.len())?;
         let r = drive(&mut self.io, out, payload, &mut cancel).await;
-        self.tx.end(r)
+        let r = self.tx.end(r);
+        #[cfg(feature = "histograms")]
+        if r.is_ok() {
+            self.tx.sent_after(t0, &self.clock);
+        }
+        r
     }
 
     /// Writes what an interrupted send still owes (a no-op when nothing is owed).
@@ -135,9 +159,10 @@ async fn drive<W: Write>(
 /// a [`Reassembler`](crate::Reassembler) for whole messages or a [`Demux`](crate::Demux) for
 /// streaming events.
 #[derive(Debug)]
-pub struct AsyncReader<'b, R, P, L = Plain> {
+pub struct AsyncReader<'b, R, P, L = Plain, C = NoClock> {
     io: R,
     pump: Pump<'b, P, L>,
+    clock: C,
 }
 
 impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P> {
@@ -146,6 +171,7 @@ impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P> {
         Self {
             io,
             pump: Pump::new(core, rx, Plain),
+            clock: NoClock,
         }
     }
 }
@@ -159,11 +185,23 @@ impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P, LinkDecoder> {
         Self {
             io,
             pump: Pump::new(core, rx, LinkDecoder::new()),
+            clock: NoClock,
         }
     }
 }
 
-impl<'b, R: Read, P: Receive, L: Framing> AsyncReader<'b, R, P, L> {
+impl<'b, R: Read, P: Receive, L: Framing, C: Clock> AsyncReader<'b, R, P, L, C> {
+    /// The same reader, noting with `clock` when each read returned, so that the receive
+    /// core's [`RxMetrics::start_to_end_us`](crate::RxMetrics::start_to_end_us) times every
+    /// completed message (feature `histograms`; without it the clock is not read).
+    pub fn with_clock<K: Clock>(self, clock: K) -> AsyncReader<'b, R, P, L, K> {
+        AsyncReader {
+            io: self.io,
+            pump: self.pump,
+            clock,
+        }
+    }
+
     /// Counters of the serial link profile's frames (`None` for a plain reader).
     pub fn link_metrics(&self) -> Option<&LinkMetrics> {
         self.pump.link_metrics()
@@ -177,7 +215,7 @@ impl<'b, R: Read, P: Receive, L: Framing> AsyncReader<'b, R, P, L> {
                 Next::Item(raw, base) => return Ok(Some(self.pump.view(raw, base))),
                 Next::Closed => return Ok(None),
                 Next::Read => match self.io.read(self.pump.space()).await {
-                    Ok(n) => self.pump.filled(n),
+                    Ok(n) => self.pump.filled_at(n, &self.clock),
                     Err(e) => {
                         self.pump.failed();
                         return Err(e);

@@ -3,6 +3,7 @@
 use embedded_io::{Read, Write};
 
 use super::{Framing, Next, Plain, Pump, Receive, TxState};
+use crate::adaptive::{Clock, NoClock};
 use crate::encode::{FramePlan, Outgoing};
 use crate::error::SendError;
 use crate::frame::{FrameType, HEADER_LEN, Header};
@@ -16,9 +17,12 @@ use crate::strategy::Strategy;
 /// A send interrupted by an I/O error leaves what it owes in the writer; the next call settles
 /// it first (finishes the frame in flight, then writes Abort for that id).
 #[derive(Debug)]
-pub struct Writer<W, S> {
+pub struct Writer<W, S, C = NoClock> {
     io: W,
     tx: TxState<S>,
+    /// Read only with feature `histograms`.
+    #[cfg_attr(not(feature = "histograms"), allow(dead_code))]
+    clock: C,
 }
 
 impl<W: Write, S: Strategy> Writer<W, S> {
@@ -27,6 +31,19 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         Self {
             io,
             tx: TxState::new(strategy),
+            clock: NoClock,
+        }
+    }
+}
+
+impl<W: Write, S: Strategy, C: Clock> Writer<W, S, C> {
+    /// The same writer, timing each send with `clock` into
+    /// [`TxMetrics::send_wait_us`] (feature `histograms`; without it the clock is not read).
+    pub fn with_clock<K: Clock>(self, clock: K) -> Writer<W, S, K> {
+        Writer {
+            io: self.io,
+            tx: self.tx,
+            clock,
         }
     }
 
@@ -53,6 +70,8 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         payload: &[u8],
         cancel: impl FnMut() -> bool,
     ) -> Result<(), SendError<W::Error>> {
+        #[cfg(feature = "histograms")]
+        let t0 = C::TIMED.then(|| self.clock.now_us());
         self.settle()?;
         // The strategy ends here, as two numbers in the plan: the frames are written by code
         // that does not depend on it (Hybrid below its threshold runs Original's code).
@@ -60,6 +79,8 @@ impl<W: Write, S: Strategy> Writer<W, S> {
         match write_frames(&mut self.io, &plan, payload, cancel) {
             Ok(()) => {
                 self.tx.metrics.count_message(plan.total(), plan.chunk());
+                #[cfg(feature = "histograms")]
+                self.tx.sent_after(t0, &self.clock);
                 Ok(())
             }
             Err(stop) => {
@@ -263,9 +284,10 @@ fn drive<W: Write>(
 /// a [`Reassembler`](crate::Reassembler) for whole messages or a [`Demux`](crate::Demux) for
 /// streaming events.
 #[derive(Debug)]
-pub struct Reader<'b, R, P, L = Plain> {
+pub struct Reader<'b, R, P, L = Plain, C = NoClock> {
     io: R,
     pump: Pump<'b, P, L>,
+    clock: C,
 }
 
 impl<'b, R: Read, P: Receive> Reader<'b, R, P> {
@@ -274,6 +296,7 @@ impl<'b, R: Read, P: Receive> Reader<'b, R, P> {
         Self {
             io,
             pump: Pump::new(core, rx, Plain),
+            clock: NoClock,
         }
     }
 }
@@ -287,11 +310,23 @@ impl<'b, R: Read, P: Receive> Reader<'b, R, P, LinkDecoder> {
         Self {
             io,
             pump: Pump::new(core, rx, LinkDecoder::new()),
+            clock: NoClock,
         }
     }
 }
 
-impl<'b, R: Read, P: Receive, L: Framing> Reader<'b, R, P, L> {
+impl<'b, R: Read, P: Receive, L: Framing, C: Clock> Reader<'b, R, P, L, C> {
+    /// The same reader, noting with `clock` when each read returned, so that the receive
+    /// core's [`RxMetrics::start_to_end_us`](crate::RxMetrics::start_to_end_us) times every
+    /// completed message (feature `histograms`; without it the clock is not read).
+    pub fn with_clock<K: Clock>(self, clock: K) -> Reader<'b, R, P, L, K> {
+        Reader {
+            io: self.io,
+            pump: self.pump,
+            clock,
+        }
+    }
+
     /// Counters of the serial link profile's frames (`None` for a plain reader).
     pub fn link_metrics(&self) -> Option<&LinkMetrics> {
         self.pump.link_metrics()
@@ -305,7 +340,7 @@ impl<'b, R: Read, P: Receive, L: Framing> Reader<'b, R, P, L> {
                 Next::Item(raw, base) => return Ok(Some(self.pump.view(raw, base))),
                 Next::Closed => return Ok(None),
                 Next::Read => match self.io.read(self.pump.space()) {
-                    Ok(n) => self.pump.filled(n),
+                    Ok(n) => self.pump.filled_at(n, &self.clock),
                     Err(e) => {
                         self.pump.failed();
                         return Err(e);

@@ -7,6 +7,7 @@ pub mod asynch;
 pub mod blocking;
 pub mod link;
 
+use crate::adaptive::Clock;
 use crate::demux::{Demux, Event, RawEvent};
 use crate::encode::Outgoing;
 use crate::error::SendError;
@@ -41,6 +42,9 @@ pub trait Receive {
     /// The link lost frames before the input that follows ([`Demux::link_gap`]).
     #[doc(hidden)]
     fn link_gap(&mut self, missing: u16);
+    /// When the input fed next arrived ([`Demux::set_now_us`]).
+    #[doc(hidden)]
+    fn set_now_us(&mut self, now_us: u32);
 }
 
 impl<T: Default, const N: usize> Receive for Demux<T, N> {
@@ -66,6 +70,10 @@ impl<T: Default, const N: usize> Receive for Demux<T, N> {
     fn link_gap(&mut self, missing: u16) {
         Demux::link_gap(self, missing);
     }
+    #[inline]
+    fn set_now_us(&mut self, now_us: u32) {
+        Demux::set_now_us(self, now_us);
+    }
 }
 
 impl<'p, const N: usize, const B: usize, const S: usize> Receive for Reassembler<'p, N, B, S> {
@@ -90,6 +98,10 @@ impl<'p, const N: usize, const B: usize, const S: usize> Receive for Reassembler
     }
     fn link_gap(&mut self, missing: u16) {
         Reassembler::link_gap(self, missing);
+    }
+    #[inline]
+    fn set_now_us(&mut self, now_us: u32) {
+        Reassembler::set_now_us(self, now_us);
     }
 }
 
@@ -263,6 +275,15 @@ impl<'b, P: Receive, L: Framing> Pump<'b, P, L> {
         &mut self.rx[self.end..]
     }
 
+    /// Records a read of `n` bytes made at `clock`'s now; 0 is end of stream.
+    #[inline]
+    pub fn filled_at<C: Clock>(&mut self, n: usize, clock: &C) {
+        if C::TIMED {
+            self.core.set_now_us(clock.now_us());
+        }
+        self.filled(n);
+    }
+
     /// Records a read of `n` bytes; 0 is end of stream.
     #[inline]
     pub fn filled(&mut self, n: usize) {
@@ -313,7 +334,19 @@ impl<S: Strategy> TxState<S> {
                 sizes: Histogram::new(),
                 #[cfg(feature = "histograms")]
                 frames: Histogram::new(),
+                #[cfg(feature = "histograms")]
+                send_wait_us: Histogram::new(),
             },
+        }
+    }
+
+    /// Records how long a completed send took since `t0` (`None`: no clock).
+    #[cfg(feature = "histograms")]
+    #[inline]
+    pub(crate) fn sent_after<C: Clock>(&mut self, t0: Option<u32>, clock: &C) {
+        if let Some(t0) = t0 {
+            let us = clock.now_us().wrapping_sub(t0);
+            self.metrics.send_wait_us.record(us);
         }
     }
 
