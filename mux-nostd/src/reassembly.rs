@@ -197,13 +197,14 @@ mod tests {
     fn table_ram_is_per_entry_cost_times_capacity_plus_a_constant() {
         // Documented in the README: about (12 + size_of::<T>()) × N + 152 bytes (an entry
         // is an id, a byte count and a `T`, plus room for one rejected id).
-        // The `histograms` feature adds one histogram (message sizes) to the counters.
-        let hist = if cfg!(feature = "histograms") {
-            core::mem::size_of::<crate::Histogram>()
+        // The `histograms` feature adds two histograms (message sizes, Start-to-End times) and
+        // the time of the input to the counters, and the time of its Start to each entry.
+        let (hist, timed) = if cfg!(feature = "histograms") {
+            (2 * core::mem::size_of::<crate::Histogram>() + 8, 4)
         } else {
-            0
+            (0, 0)
         };
-        let per = |n: usize, t: usize| (12 + t) * n + 152 + hist;
+        let per = |n: usize, t: usize| (12 + timed + t) * n + 152 + hist;
         assert!(core::mem::size_of::<Demux<(), 8>>() <= per(8, 0));
         assert!(core::mem::size_of::<Demux<(), 64>>() <= per(64, 0));
         let chain = core::mem::size_of::<Option<Chain<'static, 4, 4>>>();
@@ -215,6 +216,7 @@ mod tests {
         // alignment of the whole).
         let d8 = core::mem::size_of::<Demux<u64, 8>>();
         let d10 = core::mem::size_of::<Demux<u64, 10>>();
-        assert_eq!(d10 - d8, 2 * (16 + 4));
+        let entry = if cfg!(feature = "histograms") { 24 } else { 16 };
+        assert_eq!(d10 - d8, 2 * (entry + 4));
     }
 }

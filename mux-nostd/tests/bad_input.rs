@@ -436,9 +436,10 @@ fn row_more_messages_in_flight_than_the_table_holds_is_bounded_and_in_sync() {
         "nothing else: no error per frame of message 1"
     );
     // Memory is the table's fixed size whatever the input: nothing here can grow. (The
-    // `histograms` feature adds fixed-size histograms: pool use here, sizes in the counters.)
+    // `histograms` feature adds fixed-size histograms: pool use here, sizes and Start-to-End
+    // times in the counters, and a start time per entry.)
     let histograms = if cfg!(feature = "histograms") {
-        2 * core::mem::size_of::<mux_nostd::Histogram>()
+        3 * core::mem::size_of::<mux_nostd::Histogram>() + 8 + 8 * 4
     } else {
         0
     };
