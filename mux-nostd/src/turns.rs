@@ -19,6 +19,8 @@ use core::task::{Poll, Waker};
 
 use critical_section::Mutex;
 
+use crate::adaptive::Clock;
+
 /// One task's place in the turns.
 #[derive(Debug)]
 struct Slot {
@@ -50,6 +52,9 @@ struct State<const N: usize> {
     /// A task waiting for a free slot (the last one to ask; an earlier one is woken to ask
     /// again).
     full: Option<Waker>,
+    /// Microseconds from [`FrameTurns::take_timed`] to the turn.
+    #[cfg(feature = "histograms")]
+    waits: crate::Histogram,
 }
 
 impl<const N: usize> State<N> {
@@ -120,6 +125,8 @@ impl<const N: usize> FrameTurns<N> {
                 clock: 0,
                 priority,
                 full: None,
+                #[cfg(feature = "histograms")]
+                waits: crate::Histogram::new(),
             })),
         }
     }
@@ -164,6 +171,30 @@ impl<const N: usize> FrameTurns<N> {
         let turn = Turn { turns: self, slot };
         turn.wait().await;
         turn
+    }
+
+    /// [`take`](Self::take), timing the wait for the first turn with `clock` into
+    /// [`waits`](Self::waits) (feature `histograms`; without it the clock is not read): how
+    /// long a message waited for the link before its first frame.
+    pub async fn take_timed<C: Clock>(&self, small: bool, clock: &C) -> Turn<'_, N> {
+        #[cfg(feature = "histograms")]
+        let t0 = C::TIMED.then(|| clock.now_us());
+        #[cfg(not(feature = "histograms"))]
+        let _ = clock;
+        let turn = self.take(small).await;
+        #[cfg(feature = "histograms")]
+        if let Some(t0) = t0 {
+            let us = clock.now_us().wrapping_sub(t0);
+            self.with(|s| s.waits.record(us));
+        }
+        turn
+    }
+
+    /// Microseconds each [`take_timed`](Self::take_timed) waited for its turn (feature
+    /// `histograms`).
+    #[cfg(feature = "histograms")]
+    pub fn waits(&self) -> crate::Histogram {
+        self.with(|s| s.waits)
     }
 
     /// Whether a task holds the turn and how many wait for one.

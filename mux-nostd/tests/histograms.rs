@@ -273,3 +273,33 @@ fn a_clocked_reader_times_each_message_from_its_start_to_its_end() {
     }
     assert_eq!(d.metrics().start_to_end_us.counts()[13], 1, "5000 µs");
 }
+
+#[test]
+fn timed_turns_record_how_long_a_message_waited_for_the_link() {
+    use embassy_futures::join::join;
+    use mux_nostd::FrameTurns;
+    let now = std::cell::Cell::new(0u32);
+    let turns: FrameTurns<2> = FrameTurns::new(true);
+    block_on(join(
+        async {
+            // A bulk sender holds the link for three frames of 2 ms each.
+            let mut turn = turns.take_timed(false, &Sim(&now)).await;
+            for k in 0..3 {
+                if k > 0 {
+                    turn.pass().await;
+                }
+                embassy_futures::yield_now().await; // the frame's write…
+                now.set(now.get() + 2000); // …takes 2 ms
+            }
+        },
+        async {
+            // A small message asks while the first frame is in flight: it waits for that one.
+            let _turn = turns.take_timed(true, &Sim(&now)).await;
+            now.set(now.get() + 100);
+        },
+    ));
+    let w = turns.waits();
+    assert_eq!(w.count(), 2);
+    assert_eq!(w.counts()[0], 1, "the bulk sender had the link at once");
+    assert_eq!(w.counts()[11], 1, "the small one waited one frame, 2000 µs");
+}

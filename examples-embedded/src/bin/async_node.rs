@@ -176,7 +176,8 @@ fn sent<T>(r: Result<T, SendError<Infallible>>) -> T {
 
 /// Sends a small message (a reading, a reply) at its turn, before waiting log frames.
 async fn send_small(id: u32, payload: &[u8]) {
-    let _turn = TURNS.take(true).await;
+    // Timed (feature `histograms`): how long small messages wait for the link.
+    let _turn = TURNS.take_timed(true, &Micros).await;
     let mut tx = TX.lock().await;
     if let Some(tx) = tx.as_mut() {
         sent(tx.send_with_id(id, payload).await);
@@ -365,6 +366,7 @@ async fn main(spawner: Spawner) {
     #[cfg(feature = "histograms")]
     let timed = {
         let m = tx.metrics();
+        print_times("small messages waiting for their turn", &TURNS.waits());
         print_times("sends waiting for the link", &m.send_wait_us);
         let (rx, messages) = critical_section::with(|cs| RX_TIMES.borrow(cs).get());
         print_times("the host's messages from Start to End", &rx);
