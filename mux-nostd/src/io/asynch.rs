@@ -6,10 +6,12 @@
 
 use embedded_io_async::{Read, Write};
 
-use super::{Framing, Next, Plain, Pump, Receive, TxState};
+use super::blocking::resume;
+use super::{Framing, Heads, Next, Plain, Pump, Receive, TxState};
 use crate::adaptive::{Clock, NoClock};
-use crate::encode::Outgoing;
+use crate::encode::{FramePlan, Outgoing};
 use crate::error::SendError;
+use crate::frame::HEADER_LEN;
 use crate::link::LinkDecoder;
 use crate::metrics::LinkMetrics;
 use crate::metrics::TxMetrics;
@@ -80,15 +82,75 @@ impl<W: Write, S: Strategy, C: Clock> AsyncWriter<W, S, C> {
     ) -> Result<(), SendError<W::Error>> {
         #[cfg(feature = "histograms")]
         let t0 = C::TIMED.then(|| self.clock.now_us());
-        self.settle().await?;
-        let out = self.tx.begin(id, payload.len())?;
-        let r = drive(&mut self.io, out, payload, &mut cancel).await;
-        let r = self.tx.end(r);
-        #[cfg(feature = "histograms")]
-        if r.is_ok() {
-            self.tx.sent_after(t0, &self.clock);
+        if self.tx.owed.is_some() {
+            self.settle().await?;
         }
-        r
+        // As the blocking writer: headers built first, frames written straight from the
+        // payload, no progress kept while all goes well. If this future is dropped mid-message,
+        // `Progress` leaves what is owed in the writer as it goes.
+        let plan = FramePlan::new(&self.tx.strategy, id, payload.len())?;
+        let heads = Heads::new(&plan, payload.len());
+        let mut progress = Progress {
+            tx: &mut self.tx,
+            plan: &plan,
+            at: 0,
+            start_pending: true,
+            written: 0,
+            done: false,
+        };
+        let mut head: &[u8] = heads.first();
+        let error = loop {
+            let body = heads.body(payload, progress.at);
+            // `cancel` is asked before every frame: before the first write, for Start and for
+            // the frame that goes out with it.
+            progress.start_pending = head.len() > HEADER_LEN;
+            progress.written = 0;
+            if (progress.start_pending && cancel()) || cancel() {
+                break None;
+            }
+            // The header, then the body; written here rather than in a helper future, whose
+            // poll the compiler does not inline (a call per part of every frame).
+            let mut failed = None;
+            for mut part in [head, body] {
+                while !part.is_empty() {
+                    match self.io.write(part).await {
+                        Ok(0) => failed = Some(SendError::WriteZero),
+                        Ok(n) => {
+                            progress.written += n;
+                            part = &part[n..];
+                            continue;
+                        }
+                        Err(e) => failed = Some(SendError::Io(e)),
+                    }
+                    break;
+                }
+                if failed.is_some() {
+                    break;
+                }
+            }
+            if failed.is_some() {
+                break failed;
+            }
+            if body.is_empty() {
+                progress.done = true;
+                drop(progress);
+                self.tx.metrics.count_message(plan.total(), plan.chunk());
+                #[cfg(feature = "histograms")]
+                self.tx.sent_after(t0, &self.clock);
+                return Ok(());
+            }
+            progress.at += body.len();
+            head = heads.at(progress.at);
+        };
+        // Stopped: what is owed goes into the writer.
+        drop(progress);
+        match error {
+            Some(e) => Err(e),
+            None => {
+                self.settle().await?;
+                Err(SendError::Cancelled)
+            }
+        }
     }
 
     /// Writes what an interrupted send still owes (a no-op when nothing is owed).
@@ -135,6 +197,26 @@ impl<W: Write, S: Strategy, C: Clock> AsyncWriter<W, S, C> {
     /// The sink back (anything owed is lost; call [`settle`](Self::settle) first).
     pub fn into_inner(self) -> W {
         self.io
+    }
+}
+
+/// Where a send stands, to the byte; unless it is done, dropping it (the send's future
+/// dropped, a write failed, the send cancelled) leaves what the message still owes in the
+/// writer, for the next operation to settle.
+struct Progress<'a, S> {
+    tx: &'a mut TxState<S>,
+    plan: &'a FramePlan,
+    at: usize,
+    start_pending: bool,
+    written: usize,
+    done: bool,
+}
+
+impl<S> Drop for Progress<'_, S> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.tx.owed = Some(resume(self.plan, self.start_pending, self.at, self.written));
+        }
     }
 }
 

@@ -2,11 +2,11 @@
 
 use embedded_io::{Read, Write};
 
-use super::{Framing, Next, Plain, Pump, Receive, TxState};
+use super::{Framing, Heads, Next, Plain, Pump, Receive, TxState};
 use crate::adaptive::{Clock, NoClock};
 use crate::encode::{FramePlan, Outgoing};
 use crate::error::SendError;
-use crate::frame::{FrameType, HEADER_LEN, Header};
+use crate::frame::HEADER_LEN;
 use crate::link::LinkDecoder;
 use crate::metrics::LinkMetrics;
 use crate::metrics::TxMetrics;
@@ -159,12 +159,7 @@ struct Stopped<E> {
 
 /// Writes the frames of `plan` straight from `payload`, keeping no progress while all goes
 /// well; on cancellation or failure it says where it stopped, to the byte, for the caller to
-/// settle or keep as owed.
-///
-/// Every header is built before the first write: a header built just before the sink copies
-/// it is loaded back while its stores are still in flight (a store-forwarding stall per frame,
-/// measurable at 1 KiB). All Data frames but the last carry the plan's chunk. The Start
-/// header goes out in one write with the header after it (18 bytes).
+/// settle or keep as owed. The headers are built first ([`Heads`]).
 #[inline(always)]
 fn write_frames<W: Write>(
     io: &mut W,
@@ -172,27 +167,11 @@ fn write_frames<W: Write>(
     payload: &[u8],
     mut cancel: impl FnMut() -> bool,
 ) -> Result<(), Stopped<W::Error>> {
-    let id = plan.id();
-    let total = payload.len();
-    let chunk = plan.chunk() as usize;
-    let last_len = total - total.saturating_sub(1) / chunk * chunk;
-    let first_len = if total <= chunk { last_len } else { chunk };
-    let mut first = [0u8; 2 * HEADER_LEN];
-    first[..HEADER_LEN]
-        .copy_from_slice(&Header::new(FrameType::Start, id, plan.start_len()).to_bytes());
-    let first_kind = if total == 0 {
-        FrameType::End
-    } else {
-        FrameType::Data
-    };
-    first[HEADER_LEN..].copy_from_slice(&Header::new(first_kind, id, first_len as u32).to_bytes());
-    let full = Header::new(FrameType::Data, id, chunk as u32).to_bytes();
-    let last = Header::new(FrameType::Data, id, last_len as u32).to_bytes();
-    let end = Header::new(FrameType::End, id, 0).to_bytes();
-    let mut head: &[u8] = &first;
+    let heads = Heads::new(plan, payload.len());
+    let mut head: &[u8] = heads.first();
     let mut at = 0;
     loop {
-        let body = &payload[at..at + (total - at).min(chunk)];
+        let body = heads.body(payload, at);
         // `cancel` is asked before every frame: before the first write, for Start and for the
         // frame that goes out with it.
         let start_pending = head.len() > HEADER_LEN;
@@ -219,18 +198,14 @@ fn write_frames<W: Write>(
             return Ok(());
         }
         at += body.len();
-        head = match total - at {
-            0 => &end,
-            n if n <= chunk => &last,
-            _ => &full,
-        };
+        head = heads.at(at);
     }
 }
 
 /// The progress of a send walked by hand that stopped at the frame at payload offset `at`
 /// (its Start still pending or not) after `written` bytes of that write (Start header first).
 #[cold]
-fn resume(plan: &FramePlan, start_pending: bool, at: usize, written: usize) -> Outgoing {
+pub(super) fn resume(plan: &FramePlan, start_pending: bool, at: usize, written: usize) -> Outgoing {
     if start_pending && written < HEADER_LEN {
         let (start, rest) = plan.split_at(None);
         return Outgoing::resume(rest, start, written);
