@@ -1,0 +1,68 @@
+//! Where a message of the blocking sender stands between its holds.
+
+use mux_nostd::{AnyStrategy, FramePlan, HEADER_LEN, PlannedFrame, Strategy};
+
+use crate::error::SendError;
+
+/// Where a message of the blocking sender stands: the frame to write next (`None` once the
+/// last is written), how many of its bytes are written (header first), and the frames after
+/// it. Between holds it sits at a frame boundary (`written == 0`).
+pub(super) struct Cursor {
+    pub(super) next: Option<PlannedFrame>,
+    pub(super) written: usize,
+    pub(super) rest: FramePlan,
+    /// The whole message is at most [`SMALL`] frames.
+    pub(super) small: bool,
+}
+
+impl Cursor {
+    #[inline]
+    pub(super) fn new(strategy: &AnyStrategy, id: u32, len: usize) -> Result<Self, SendError> {
+        let mut rest = FramePlan::new(strategy, id, len)?;
+        // One chunk at most: Start, Data, End (as the plan cuts it).
+        let small = len <= strategy.chunk_size(len as u32).max(1) as usize;
+        Ok(Self {
+            next: rest.next(),
+            written: 0,
+            rest,
+            small,
+        })
+    }
+
+    /// Past the current frame (at a frame boundary, after it was buffered).
+    #[inline]
+    pub(super) fn step(&mut self) {
+        self.written = 0;
+        self.next = self.rest.next();
+    }
+
+    /// Past `frames` whole frames (a batch written in full).
+    #[inline]
+    pub(super) fn skip(&mut self, frames: usize) {
+        self.written = 0;
+        if frames > 1 {
+            self.rest.nth(frames - 2);
+        }
+        self.next = self.rest.next();
+    }
+
+    /// Records `n` bytes written from the current frame on; returns the payload bytes of
+    /// the frames completed.
+    #[inline]
+    pub(super) fn consume(&mut self, mut n: usize) -> usize {
+        let mut body = 0;
+        while n > 0
+            && let Some(f) = self.next
+        {
+            let left = HEADER_LEN + f.body_len() as usize - self.written;
+            if n < left {
+                self.written += n;
+                break;
+            }
+            n -= left;
+            body += f.body_len() as usize;
+            self.step();
+        }
+        body
+    }
+}

@@ -1,0 +1,49 @@
+//! The send side: a thread-safe [`Sender`] over any `std::io::Write`.
+//!
+//! A sender walks its message's [`FramePlan`] on its own stack and writes under the write
+//! lock. While nobody else wants the lock it keeps it across frames and writes them straight
+//! from the caller's payload in large vectored writes (up to 64 frames per call; a small
+//! message is one call of three slices: the Start and Data headers, the payload, the End
+//! header). Every sender that waits for the lock counts itself as a *contender*; the holder
+//! looks at that count at every frame boundary (before each write call) and, once someone
+//! waits, ends its hold after at most one more Data frame ([`Config::hold_budget`] more
+//! payload if set), then lets the waiter take the lock before it queues again. So a small
+//! message waits for at most the frame in flight (plus what the current write call already
+//! gathered) of a large one. While others wait, small frames are copied into a shared buffer
+//! that the last sender out of the lock writes (several threads' frames leave in one write).
+//!
+//! Where each rule lives:
+//! - [`sender`]: the public [`Sender`], its slots ([`Config::max_sending`](crate::Config::max_sending)),
+//!   the lock and who waits for it, flush and close;
+//! - [`inner`]: the state behind the lock ([`TxInner`](inner::TxInner)) and the blocking
+//!   sender's holds: when a hold ends, hand-over to waiters, the shared buffer's writes;
+//! - [`batch`]: one write call of the blocking sender (how many frames and bytes it gathers)
+//!   and the budget a hold keeps to once others wait;
+//! - [`cursor`]: where a message stands between its holds;
+//! - [`coalescer`]: the shared buffer where small frames of several senders gather;
+//! - `plan` (feature `tokio`): the async sender's hold rule and write calls;
+//! - [`options`]: cancel tokens and per-send options; [`stats`]: counters and the link's state.
+
+mod batch;
+mod coalescer;
+mod cursor;
+mod inner;
+mod options;
+#[cfg(feature = "tokio")]
+mod plan;
+mod sender;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+#[cfg(feature = "tokio")]
+pub(crate) use inner::TxInner;
+pub(crate) use inner::write_some;
+pub use options::{CancelToken, SendOptions};
+#[cfg(feature = "tokio")]
+pub(crate) use plan::{Plan, hold_ends};
+pub use sender::{Closer, Sender};
+pub use stats::TxCounts;
+pub(crate) use stats::TxStats;
+#[cfg(feature = "tokio")]
+pub(crate) use stats::{Link, bump};
