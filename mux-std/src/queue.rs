@@ -80,6 +80,11 @@ pub(crate) struct QueueTx<T> {
 }
 
 impl<T> QueueTx<T> {
+    /// Whether the next [`push`](Self::push) hands the batch over.
+    pub(crate) fn flushes_next(&self) -> bool {
+        self.batch.len() + 1 >= BATCH.min(self.shared.cap)
+    }
+
     /// Adds `item` to the batch (handing the batch over when full); `false` once every
     /// receiver is gone.
     pub(crate) fn push(&mut self, item: T) -> bool {
