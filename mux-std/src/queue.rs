@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Most items the reader gathers before it hands them over, whatever is left of its read.
-pub(crate) const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 256;
 
 struct State<T> {
     items: VecDeque<T>,
