@@ -4,7 +4,7 @@
 use std::fmt;
 use std::ops::Deref;
 
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// Counters of a [`BufferPool`]. The request counts saturate at `u64::MAX`.
@@ -59,7 +59,8 @@ struct GiveSide {
     /// Capacity in bytes of `free`.
     idle_bytes: usize,
     /// The take side's `idle_bytes` when it last took the returned buffers: it only
-    /// shrinks until the next time (buffers are handed out), so this bounds it from above.
+    /// shrinks until the next time (buffers are handed out), so this bounds it from above
+    /// without a look at the take side.
     take_idle_bytes: usize,
 }
 
@@ -74,6 +75,10 @@ struct Inner {
     /// Buffers given back ever (a buffer is in use from its take to its give-back). Written
     /// under the give side's lock; read by the take side for the cap, without that lock.
     returned: AtomicU64,
+    /// The take side's `idle_bytes`, written under its lock; read by the give side without
+    /// it, when the bound it keeps itself says the idle limit is reached (it grows only in a
+    /// swap, under both locks, so a giver never reads it too low).
+    take_idle_now: AtomicUsize,
     max_buffers: usize,
     retain_capacity: usize,
     /// Most bytes of idle buffers kept, all together.
@@ -94,10 +99,12 @@ impl Inner {
         // a returned buffer either in `returned` and an idle list, or in neither.
         self.returned.fetch_add(1, Ordering::Release);
         if cap != 0 && cap <= self.retain_capacity {
-            // Never below the idle bytes of both sides (the limit holds), without a look at
-            // the take side: see `take_idle_bytes`.
-            let idle = g.idle_bytes.saturating_add(g.take_idle_bytes);
-            if idle.saturating_add(cap) <= self.max_idle_bytes {
+            // Never below the idle bytes of both sides, so the limit holds: first the bound
+            // kept here, then (near the limit) the take side's figure as it is now.
+            let fits = |take_idle: usize| {
+                g.idle_bytes.saturating_add(take_idle).saturating_add(cap) <= self.max_idle_bytes
+            };
+            if fits(g.take_idle_bytes) || fits(self.take_idle_now.load(Ordering::Acquire)) {
                 data.clear();
                 g.free.push(data);
                 g.idle_bytes += cap;
@@ -181,6 +188,7 @@ impl BufferPool {
                 take: Mutex::new(TakeSide::default()),
                 give: Mutex::new(GiveSide::default()),
                 returned: AtomicU64::new(0),
+                take_idle_now: AtomicUsize::new(0),
                 max_buffers,
                 retain_capacity,
                 max_idle_bytes,
@@ -204,6 +212,7 @@ impl BufferPool {
             if !g.free.is_empty() {
                 std::mem::swap(&mut t.free, &mut g.free);
                 t.idle_bytes += std::mem::take(&mut g.idle_bytes);
+                inner.take_idle_now.store(t.idle_bytes, Ordering::Release);
             }
             g.take_idle_bytes = t.idle_bytes;
         }
@@ -211,6 +220,7 @@ impl BufferPool {
             Some(v) => {
                 t.hits = t.hits.saturating_add(1);
                 t.idle_bytes -= v.capacity();
+                inner.take_idle_now.store(t.idle_bytes, Ordering::Release);
                 v
             }
             None => {
@@ -402,8 +412,10 @@ mod tests {
         // five more come back to the other side.
         let one = fill(1);
         drop(rest);
+        // One of the five fits beside the take side's 400 bytes (the give side looks at
+        // them as they are now, not as they were at the swap), the rest are freed.
         let s = pool.stats();
-        assert!(s.idle_bytes <= limit, "{s:?}");
+        assert_eq!((s.idle, s.idle_bytes), (5, limit), "{s:?}");
         drop(one);
         let s = pool.stats();
         assert!(s.idle_bytes <= limit && s.in_use == 0, "{s:?}");
