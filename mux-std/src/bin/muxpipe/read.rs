@@ -14,7 +14,7 @@
 //! Batches go back to the decoding thread for reuse, and at most [`IN_FLIGHT`] wait between
 //! the two: memory stays bounded whatever the input.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::sync::mpsc;
 
@@ -107,7 +107,7 @@ pub fn read(link: LinkProfile, progress: bool) -> Result<(), Fail> {
 
 /// The decoding thread's loop: reads stdin to its end and hands a batch per read to `tx`.
 fn decode(
-    input: &mut std::fs::File,
+    input: &mut impl Read,
     link: LinkProfile,
     progress: bool,
     tx: mpsc::SyncSender<Batch>,
@@ -175,7 +175,7 @@ fn decode(
 fn write_lines(
     rx: mpsc::Receiver<Batch>,
     back: mpsc::Sender<Batch>,
-    mut out: std::fs::File,
+    mut out: impl Write,
 ) -> io::Result<()> {
     let mut digests: Vec<Sha256> = Vec::new();
     let mut text: Vec<u8> = Vec::with_capacity(OUT_BUF + 256);
