@@ -130,7 +130,9 @@ impl Receiver {
     ) -> io::Result<Self> {
         config.validate()?;
         // The read buffer is allocated here, not in the thread: a failure is this call's.
-        let (shared, pump) = Pump::new(config);
+        let (shared, mut pump) = Pump::new(config);
+        // The counters are published once per batch handed over (see `read_loop`).
+        pump.defer_publish();
         let (tx, rx) = queue::bounded(config.queue_len());
         let sh = shared.clone();
         let handle = std::thread::Builder::new()
@@ -298,6 +300,12 @@ trait Deliver {
 
     /// The reader has delivered everything it has and is about to read (and maybe wait).
     fn idle(&mut self) {}
+
+    /// Whether the next item delivered becomes visible to the application at once (with
+    /// the items gathered before it).
+    fn visible_next(&self) -> bool {
+        true
+    }
 }
 
 /// Items go to the receivers in batches: those of one read together (at most
@@ -310,6 +318,10 @@ impl Deliver for QueueTx<Item> {
 
     fn idle(&mut self) {
         self.flush();
+    }
+
+    fn visible_next(&self) -> bool {
+        self.flushes_next()
     }
 }
 
@@ -347,7 +359,9 @@ where
     F: FnMut(Delivery) -> bool + Send + 'static,
 {
     config.validate()?;
-    let (shared, pump) = Pump::new(config);
+    let (shared, mut pump) = Pump::new(config);
+    // The counters are published before each item (see `read_loop`).
+    pump.defer_publish();
     std::thread::Builder::new()
         .name("mux-reader".into())
         .spawn(move || {
@@ -369,6 +383,11 @@ fn read_loop<R: Read>(mut read: R, mut pump: Pump, mut tx: impl Deliver, shared:
                     pump.read((!stopped).then_some(read));
                 }
                 Step::Deliver(item) => {
+                    // Counters first, so that they include every item a receiver can see:
+                    // once per batch for a receiver's queue, before each item for a handler.
+                    if tx.visible_next() {
+                        pump.publish();
+                    }
                     if !tx.deliver(item) {
                         pump.gone();
                     }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::ops::Deref;
 
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};
 
 /// Counters of a [`BufferPool`]. The request counts saturate at `u64::MAX`.
@@ -35,44 +36,89 @@ impl PoolStats {
     }
 }
 
-#[derive(Debug)]
-struct State {
+/// The side that hands buffers out.
+#[derive(Debug, Default)]
+struct TakeSide {
+    /// Idle buffers, handed out from the end.
     free: Vec<Vec<u8>>,
-    stats: PoolStats,
+    /// Capacity in bytes of `free`.
+    idle_bytes: usize,
+    /// Requests served (hits and misses: buffers handed out ever).
+    taken: u64,
+    hits: u64,
+    misses: u64,
+    exhausted: u64,
+    high_water: usize,
 }
 
+/// The side buffers come back to.
+#[derive(Debug, Default)]
+struct GiveSide {
+    /// Idle buffers returned since the take side last took them all.
+    free: Vec<Vec<u8>>,
+    /// Capacity in bytes of `free`.
+    idle_bytes: usize,
+    /// The take side's `idle_bytes` when it last took the returned buffers: it only
+    /// shrinks until the next time (buffers are handed out), so this bounds it from above
+    /// without a look at the take side.
+    take_idle_bytes: usize,
+}
+
+/// The pool's state, in two halves with a lock each, so that a thread taking buffers (a
+/// reader) and threads giving them back (receivers dropping messages) do not contend for one
+/// lock per buffer: returned buffers gather on the give side and the take side moves them
+/// all over in one swap when it runs out. The lock order is take side, then give side.
 #[derive(Debug)]
 struct Inner {
-    state: Mutex<State>,
+    take: Mutex<TakeSide>,
+    give: Mutex<GiveSide>,
+    /// Buffers given back ever (a buffer is in use from its take to its give-back). Written
+    /// under the give side's lock; read by the take side for the cap, without that lock.
+    returned: AtomicU64,
+    /// The take side's `idle_bytes`, written under its lock; read by the give side without
+    /// it, when the bound it keeps itself says the idle limit is reached (it grows only in a
+    /// swap, under both locks, so a giver never reads it too low).
+    take_idle_now: AtomicUsize,
+    max_buffers: usize,
     retain_capacity: usize,
     /// Most bytes of idle buffers kept, all together.
     max_idle_bytes: usize,
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the counters inconsistent in a way
-        // that matters more than losing the pool: keep going.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// Locks `m`. A panic while holding one of the pool's locks cannot leave the counters
+/// inconsistent in a way that matters more than losing the pool: keep going.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
+impl Inner {
     fn give_back(&self, mut data: Vec<u8>) {
-        let mut s = self.lock();
-        s.stats.in_use -= 1;
         let cap = data.capacity();
-        if cap != 0
-            && cap <= self.retain_capacity
-            && s.stats.idle_bytes.saturating_add(cap) <= self.max_idle_bytes
-        {
-            data.clear();
-            s.free.push(data);
-            s.stats.idle = s.free.len();
-            s.stats.idle_bytes += cap;
-            return;
+        let mut g = lock(&self.give);
+        // Counted under the give side's lock, so that `stats` (which holds both locks) sees
+        // a returned buffer either in `returned` and an idle list, or in neither.
+        self.returned.fetch_add(1, Ordering::Release);
+        if cap != 0 && cap <= self.retain_capacity {
+            // Never below the idle bytes of both sides, so the limit holds: first the bound
+            // kept here, then (near the limit) the take side's figure as it is now.
+            let fits = |take_idle: usize| {
+                g.idle_bytes.saturating_add(take_idle).saturating_add(cap) <= self.max_idle_bytes
+            };
+            if fits(g.take_idle_bytes) || fits(self.take_idle_now.load(Ordering::Acquire)) {
+                data.clear();
+                g.free.push(data);
+                g.idle_bytes += cap;
+                return;
+            }
         }
         // Freed outside the lock.
-        drop(s);
+        drop(g);
         drop(data);
+    }
+
+    /// Buffers in use now, with the take side locked (`taken` cannot change meanwhile).
+    fn in_use(&self, t: &TakeSide) -> usize {
+        (t.taken - self.returned.load(Ordering::Acquire)) as usize
     }
 }
 
@@ -139,13 +185,11 @@ impl BufferPool {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State {
-                    free: Vec::new(),
-                    stats: PoolStats {
-                        max_buffers,
-                        ..PoolStats::default()
-                    },
-                }),
+                take: Mutex::new(TakeSide::default()),
+                give: Mutex::new(GiveSide::default()),
+                returned: AtomicU64::new(0),
+                take_idle_now: AtomicUsize::new(0),
+                max_buffers,
                 retain_capacity,
                 max_idle_bytes,
             }),
@@ -154,26 +198,39 @@ impl BufferPool {
 
     /// An empty buffer, recycled if possible; `None` when `max_buffers` are handed out.
     pub fn take(&self) -> Option<Buffer> {
-        let mut s = self.inner.lock();
-        if s.stats.in_use >= s.stats.max_buffers {
-            s.stats.exhausted = s.stats.exhausted.saturating_add(1);
+        let inner = &*self.inner;
+        let mut t = lock(&inner.take);
+        let in_use = inner.in_use(&t);
+        if in_use >= inner.max_buffers {
+            t.exhausted = t.exhausted.saturating_add(1);
             return None;
         }
-        let data = match s.free.pop() {
+        if t.free.is_empty() {
+            // Everything given back since the last time, in one swap (both vectors keep
+            // their capacity).
+            let mut g = lock(&inner.give);
+            if !g.free.is_empty() {
+                std::mem::swap(&mut t.free, &mut g.free);
+                t.idle_bytes += std::mem::take(&mut g.idle_bytes);
+                inner.take_idle_now.store(t.idle_bytes, Ordering::Release);
+            }
+            g.take_idle_bytes = t.idle_bytes;
+        }
+        let data = match t.free.pop() {
             Some(v) => {
-                s.stats.hits = s.stats.hits.saturating_add(1);
-                s.stats.idle = s.free.len();
-                s.stats.idle_bytes -= v.capacity();
+                t.hits = t.hits.saturating_add(1);
+                t.idle_bytes -= v.capacity();
+                inner.take_idle_now.store(t.idle_bytes, Ordering::Release);
                 v
             }
             None => {
-                s.stats.misses = s.stats.misses.saturating_add(1);
+                t.misses = t.misses.saturating_add(1);
                 Vec::new()
             }
         };
-        s.stats.in_use += 1;
-        s.stats.high_water = s.stats.high_water.max(s.stats.in_use);
-        drop(s);
+        t.taken += 1;
+        t.high_water = t.high_water.max(in_use + 1);
+        drop(t);
         Some(Buffer {
             data,
             pool: Some(self.inner.clone()),
@@ -182,7 +239,19 @@ impl BufferPool {
 
     /// The counters.
     pub fn stats(&self) -> PoolStats {
-        self.inner.lock().stats
+        let inner = &*self.inner;
+        let t = lock(&inner.take);
+        let g = lock(&inner.give);
+        PoolStats {
+            max_buffers: inner.max_buffers,
+            in_use: inner.in_use(&t),
+            idle: t.free.len() + g.free.len(),
+            idle_bytes: t.idle_bytes + g.idle_bytes,
+            high_water: t.high_water,
+            hits: t.hits,
+            misses: t.misses,
+            exhausted: t.exhausted,
+        }
     }
 
     /// Largest capacity an idle buffer may keep.
@@ -295,5 +364,60 @@ mod tests {
         let v = pool.take().unwrap().into_vec();
         assert!(v.is_empty());
         assert_eq!(pool.stats().in_use, 0);
+    }
+
+    #[test]
+    fn buffers_given_back_on_another_thread_come_back_and_are_counted() {
+        let pool = BufferPool::new(16, 1 << 20);
+        let bufs: Vec<Buffer> = (0..10u8)
+            .map(|i| {
+                let mut b = pool.take().unwrap();
+                b.extend_from_slice(&[i; 100]);
+                b
+            })
+            .collect();
+        assert_eq!(pool.stats().in_use, 10);
+        std::thread::spawn(move || drop(bufs)).join().unwrap();
+        let s = pool.stats();
+        assert_eq!((s.in_use, s.idle, s.high_water), (0, 10, 10), "{s:?}");
+        let again: Vec<Buffer> = (0..10).map(|_| pool.take().unwrap()).collect();
+        assert!(again.iter().all(|b| b.is_empty() && b.capacity() >= 100));
+        let s = pool.stats();
+        assert_eq!(
+            (s.hits, s.misses, s.in_use, s.idle),
+            (10, 10, 10, 0),
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn the_idle_limit_counts_the_buffers_of_both_sides() {
+        let limit = 500;
+        let pool = BufferPool::with_idle_limit(16, 1 << 20, limit);
+        let fill = |n: usize| -> Vec<Buffer> {
+            (0..n)
+                .map(|_| {
+                    let mut b = pool.take().unwrap();
+                    b.reserve(100);
+                    b
+                })
+                .collect()
+        };
+        let mut out = fill(10);
+        let rest = out.split_off(5);
+        drop(out);
+        let s = pool.stats();
+        assert_eq!((s.idle, s.idle_bytes), (5, 500), "{s:?}");
+        // The idle buffers move to the take side, one goes out: 400 bytes idle there while
+        // five more come back to the other side.
+        let one = fill(1);
+        drop(rest);
+        // One of the five fits beside the take side's 400 bytes (the give side looks at
+        // them as they are now, not as they were at the swap), the rest are freed.
+        let s = pool.stats();
+        assert_eq!((s.idle, s.idle_bytes), (5, limit), "{s:?}");
+        drop(one);
+        let s = pool.stats();
+        assert!(s.idle_bytes <= limit && s.in_use == 0, "{s:?}");
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Most items the reader gathers before it hands them over, whatever is left of its read.
-pub(crate) const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 256;
 
 struct State<T> {
     items: VecDeque<T>,
@@ -80,6 +80,11 @@ pub(crate) struct QueueTx<T> {
 }
 
 impl<T> QueueTx<T> {
+    /// Whether the next [`push`](Self::push) hands the batch over.
+    pub(crate) fn flushes_next(&self) -> bool {
+        self.batch.len() + 1 >= BATCH.min(self.shared.cap)
+    }
+
     /// Adds `item` to the batch (handing the batch over when full); `false` once every
     /// receiver is gone.
     pub(crate) fn push(&mut self, item: T) -> bool {

@@ -240,6 +240,10 @@ pub(crate) struct Pump {
     /// The input has ended: finish once `pending` is delivered.
     eof: bool,
     phase: Phase,
+    /// Publish the counters before each item is handed out (else the driver calls
+    /// [`publish`](Self::publish) before items become visible: see
+    /// [`defer_publish`](Self::defer_publish)).
+    publish_items: bool,
 }
 
 impl Pump {
@@ -264,9 +268,19 @@ impl Pump {
             pending: None,
             eof: false,
             phase: Phase::Feeding,
+            publish_items: true,
         };
         pump.core.obs.hist = config.histograms.then(|| shared.hist.clone());
         (shared, pump)
+    }
+
+    /// The driver hands items over in batches and calls [`publish`](Self::publish) before
+    /// a batch becomes visible, instead of this publishing the counters before each item
+    /// (a lock and a copy of the counters per message). The counters still include every
+    /// item a receiver can see: they are also published at the end of each read's bytes,
+    /// before the next read.
+    pub(crate) fn defer_publish(&mut self) {
+        self.publish_items = false;
     }
 
     /// The next step.
@@ -280,7 +294,9 @@ impl Pump {
                 self.at += used;
                 if let Some(item) = item {
                     // Counters first, so that they include every item handed out.
-                    self.shared.publish(&mut self.core);
+                    if self.publish_items {
+                        self.shared.publish(&mut self.core);
+                    }
                     return Step::Deliver(self.shared.item(item));
                 }
             }
@@ -368,8 +384,9 @@ impl Pump {
         self.shared.panicked(payload)
     }
 
-    /// Publishes what the core knows, after [`caught`](Self::caught): it may be
-    /// inconsistent, and nothing more is reported.
+    /// Publishes what the core knows: after [`defer_publish`](Self::defer_publish), before
+    /// delivered items become visible; after [`caught`](Self::caught) (then it may be
+    /// inconsistent, and nothing more is reported).
     pub(crate) fn publish(&mut self) {
         self.shared.publish(&mut self.core);
     }

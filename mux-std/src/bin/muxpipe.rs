@@ -37,11 +37,8 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use mux_nostd::{Decoder, Demux, Event, FrameEvent, Limits, LinkDecoder, ProtocolError};
-use mux_std::{
-    AnyStrategy, Config, LinkProfile, Node, Received, RecvError, SendError, Sender, TABLE_CAPACITY,
-};
-use sha2::{Digest, Sha256};
+use mux_nostd::{Decoder, FrameEvent, Limits, ProtocolError};
+use mux_std::{AnyStrategy, Config, LinkProfile, Node, Received, RecvError, SendError, Sender};
 
 const USAGE: &str = "usage: muxpipe [--progress] write [--link L] STRATEGY N SIZE | \
 read [--link L] | echo [--link L] STRATEGY | frames
@@ -53,6 +50,8 @@ L: plain (default) or cobs";
 mod advise;
 #[path = "muxpipe/progress.rs"]
 mod progress;
+#[path = "muxpipe/read.rs"]
+mod read;
 
 use progress::Progress;
 
@@ -123,7 +122,7 @@ fn main() -> ExitCode {
             let s = strategy_arg(strategy)?;
             write(s, number(n)?, number(size)?, link, progress)
         })(),
-        ["read"] => read(link, progress),
+        ["read"] => read::read(link, progress),
         ["echo", strategy] => strategy_arg(strategy).and_then(|s| echo(s, link, progress)),
         ["frames"] => frames(),
         _ => Err(USAGE.to_string().into()),
@@ -160,6 +159,23 @@ fn stdout() -> io::Result<std::fs::File> {
 fn stdout() -> io::Result<io::Stdout> {
     Ok(io::stdout())
 }
+
+/// Bytes a pipe holds after [`widen_pipe`]: a writer and a reader of many small messages
+/// then meet a full or an empty pipe (and switch) less often.
+#[cfg(target_os = "linux")]
+const PIPE_LEN: usize = 1 << 20;
+
+/// If `f` is a pipe, asks the kernel to let it hold [`PIPE_LEN`] bytes (a pipe holds 64 KiB
+/// by default). Best effort: the call fails on anything but a pipe, and an unprivileged
+/// process is refused past the system's `/proc/sys/fs/pipe-max-size`; then the file stays
+/// as it was.
+#[cfg(target_os = "linux")]
+fn widen_pipe(f: &impl std::os::fd::AsFd) {
+    let _ = rustix::pipe::fcntl_setpipe_size(f, PIPE_LEN);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn widen_pipe<T>(_: &T) {}
 
 /// Stdin as a plain file (reads go straight to the reader's buffer).
 #[cfg(unix)]
@@ -215,7 +231,9 @@ fn write(
         link,
         ..Config::with_strategy(strategy)
     };
-    let tx = Sender::new(stdout()?, &config).map_err(|e| Fail::Msg(e.to_string()))?;
+    let out = stdout()?;
+    widen_pipe(&out);
+    let tx = Sender::new(out, &config).map_err(|e| Fail::Msg(e.to_string()))?;
     // A bulk producer: small messages gather in the shared write buffer and leave together
     // (large ones are written straight from the payload); `close` flushes the rest.
     for i in 1..=n as u64 {
@@ -225,217 +243,6 @@ fn write(
     tx.close()?;
     progress.finish(n as u64, (n * size) as u64);
     Ok(())
-}
-
-/// `read`: a digest needs no message in memory, so this runs the core's streaming receiver
-/// ([`Demux`]) on one thread: each open message holds only its SHA-256 state, fed chunk by
-/// chunk straight from the input buffer. Limits and the cap on messages in flight are
-/// [`Config::default`]'s, the same rules a [`Receiver`](mux_std::Receiver) applies.
-fn read(link: LinkProfile, progress: bool) -> Result<(), Fail> {
-    let progress = Progress::new(progress, "read");
-    let mut bytes = 0u64;
-    let config = Config::default();
-    let mut demux: Box<Demux<Running, TABLE_CAPACITY>> = Box::new(Demux::new(config.limits));
-    demux.set_max_open(config.max_in_flight.clamp(1, TABLE_CAPACITY));
-    let mut input = stdin()?;
-    let mut buf = vec![0u8; config.read_buffer.max(1 << 16)];
-    // With the serial link profile: bytes read end at `buf[filled]`.
-    let mut link = (link == LinkProfile::Cobs).then(LinkDecoder::new);
-    let mut filled = 0;
-    // Lines leave in 64 KiB writes, not one write per line (stdout is line-buffered).
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout()?);
-    let mut lines = Lines {
-        total: 0,
-        partial: 0,
-        budget: config.assembly_budget as u64,
-    };
-    loop {
-        let n = match read_some(&mut input, &mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) => {
-                // What was decoded so far is printed, then the error, as a `Receiver` reports.
-                lines.finish(&mut demux, link.as_mut(), filled, &mut out)?;
-                let e = RecvError::Io(e);
-                writeln!(out, "error {e}")?;
-                writeln!(out, "total {}", lines.total)?;
-                out.flush()?;
-                return Err(Fail::Msg(e.to_string()));
-            }
-        };
-        bytes += n as u64;
-        progress.set(lines.total, bytes);
-        let Some(link) = link.as_mut() else {
-            lines.feed(&mut demux, &buf[..n], &mut out)?;
-            continue;
-        };
-        filled += n;
-        while let Some(frame) = link.next(&mut buf, &mut filled) {
-            if let Some(missing) = frame.gap {
-                demux.link_gap(missing);
-            }
-            lines.feed(&mut demux, &buf[frame.body], &mut out)?;
-        }
-    }
-    lines.finish(&mut demux, link.as_mut(), filled, &mut out)?;
-    progress.finish(lines.total, bytes);
-    writeln!(out, "total {}", lines.total)?;
-    out.flush()?;
-    Ok(())
-}
-
-/// What `read` keeps of a message while it arrives.
-#[derive(Default)]
-struct Running {
-    hash: Sha256,
-    len: u64,
-}
-
-/// The lines `read` prints.
-struct Lines {
-    /// Complete messages so far.
-    total: u64,
-    /// Payload bytes received for the messages open now.
-    partial: u64,
-    /// [`Config::assembly_budget`]: the bytes of open messages a `Receiver` would hold at
-    /// most. `read` holds only digests, but drops messages by the same rule, so that it
-    /// reports what a receiver would.
-    budget: u64,
-}
-
-impl Lines {
-    /// Feeds `input` to the receiver, printing a line per item.
-    fn feed(
-        &mut self,
-        demux: &mut Demux<Running, TABLE_CAPACITY>,
-        mut rest: &[u8],
-        out: &mut impl Write,
-    ) -> io::Result<()> {
-        loop {
-            let (used, ev) = demux.feed(rest);
-            if let Some(Event::Data { id, chunk }) = ev {
-                let n = chunk.len() as u64;
-                if self.partial + n > self.budget && !self.make_room(demux, id, n, out)? {
-                    rest = &rest[used..];
-                    continue;
-                }
-                if let Some(digest) = demux.current_mut() {
-                    digest.hash.update(chunk);
-                    digest.len += n;
-                    self.partial += n;
-                }
-            } else if let Some(ev) = ev {
-                self.event(ev, out)?;
-            } else if rest.is_empty() {
-                return Ok(());
-            }
-            rest = &rest[used..];
-        }
-    }
-
-    /// Drops open messages, the largest first, until `n` more bytes of message `id` (the
-    /// current one) fit the budget, as a `Receiver` does; whether `id` is still open.
-    #[cold]
-    fn make_room(
-        &mut self,
-        demux: &mut Demux<Running, TABLE_CAPACITY>,
-        id: u32,
-        n: u64,
-        out: &mut impl Write,
-    ) -> io::Result<bool> {
-        while self.partial + n > self.budget {
-            let victim = match demux.open_messages().map(|(i, r)| (r.len, i)).max() {
-                Some((len, i)) if len > 0 && i != id => i,
-                _ => id,
-            };
-            let e = ProtocolError::OverBudget { id: victim };
-            let dropped = match victim == id {
-                false => demux.drop_message(victim, e),
-                true => demux.drop_current(e),
-            };
-            let was_open = dropped.is_some();
-            self.partial -= dropped.map_or(0, |r| r.len);
-            writeln!(out, "error {e}")?;
-            if victim == id || !was_open {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// At end of input: what the link and the receiver still report, and the link's line.
-    fn finish(
-        &mut self,
-        demux: &mut Demux<Running, TABLE_CAPACITY>,
-        link: Option<&mut LinkDecoder>,
-        filled: usize,
-        out: &mut impl Write,
-    ) -> io::Result<()> {
-        let link = link.map(|l| {
-            if let Some(missing) = l.finish(filled) {
-                demux.link_gap(missing);
-            }
-            *l.metrics()
-        });
-        while let Some(ev) = demux.finish() {
-            self.event(ev, out)?;
-        }
-        if let Some(m) = link {
-            writeln!(
-                out,
-                "link {} {} {} {}",
-                m.good, m.damaged, m.missing, m.skipped
-            )?;
-        }
-        Ok(())
-    }
-
-    /// The line of a message-level event (Data has none).
-    fn event(&mut self, ev: Event<'_, Running>, out: &mut impl Write) -> io::Result<()> {
-        match ev {
-            Event::Completed { id, value } => {
-                self.total += 1;
-                self.partial = self.partial.saturating_sub(value.len);
-                // `ok ID LEN SHA256`, built without `fmt` (this is the per-message path).
-                let (mut id_text, mut len_text) = (itoa::Buffer::new(), itoa::Buffer::new());
-                let mut line = [0u8; 2 + 1 + 10 + 1 + 20 + 1 + 64 + 1];
-                let mut at = 0;
-                for part in [
-                    b"ok ".as_slice(),
-                    id_text.format(id).as_bytes(),
-                    b" ",
-                    len_text.format(value.len).as_bytes(),
-                    b" ",
-                ] {
-                    line[at..at + part.len()].copy_from_slice(part);
-                    at += part.len();
-                }
-                at += hex(&value.hash.finalize(), &mut line[at..]);
-                line[at] = b'\n';
-                out.write_all(&line[..=at])
-            }
-            Event::Aborted { id, value } => {
-                self.partial = self.partial.saturating_sub(value.len);
-                writeln!(out, "abort {id}")
-            }
-            Event::Error { error, dropped } => {
-                let held = dropped.map_or(0, |r| r.len);
-                self.partial = self.partial.saturating_sub(held);
-                writeln!(out, "error {error}")
-            }
-            Event::Started { .. } | Event::Data { .. } => Ok(()),
-        }
-    }
-}
-
-/// Writes `bytes` in lower-case hex at the start of `out`; returns the length written.
-fn hex(bytes: &[u8], out: &mut [u8]) -> usize {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
-    }
-    2 * bytes.len()
 }
 
 fn echo(strategy: AnyStrategy, link: LinkProfile, progress: bool) -> Result<(), Fail> {

@@ -10,7 +10,7 @@
 //! [`mux_benches::baseline`]); baselines live in `target/report-baselines/` or `--baseline-dir DIR`.
 //!
 //! One module per section, in the order they print: [`write_path`] and [`layout`], [`read_path`],
-//! [`allocations`], [`end_to_end`], [`link`] (the serial link profile), [`tokio_e2e`], [`plugin`], then the [`plot`]. Each records its ratios for the JSON line
+//! [`allocations`], [`end_to_end`], [`pipe`] (`muxpipe` in a shell pipe), [`link`] (the serial link profile), [`tokio_e2e`], [`plugin`], then the [`plot`]. Each records its ratios for the JSON line
 //! ([`json`]) and its goal checks ([`goals`]); [`rounds`] times the micro-benchmarks, [`fmt`]
 //! writes the figures, [`config`] reads the command line.
 
@@ -24,6 +24,7 @@ mod latency;
 mod layout;
 mod link;
 mod observe;
+mod pipe;
 mod plot;
 mod plugin;
 mod read_path;
@@ -62,6 +63,7 @@ fn main() {
     read_path::section(&cfg, &mut ratios, &mut goals);
     allocations::section(&mut ratios, &mut goals);
     end_to_end::section(&cfg, &mut ratios, &mut goals);
+    pipe::section(&cfg, &mut ratios, &mut goals);
     link::section(&cfg, &mut ratios, &mut goals);
     tokio_e2e::section(&cfg, &mut ratios, &mut goals);
     plugin::section(&cfg, &mut ratios, &mut goals);

@@ -39,6 +39,9 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let mut worst_big: f64 = 0.0;
+    // The Reassembler's and the Receiver's time per message at 1 KiB, for the small-message
+    // comparison below.
+    let mut k1 = (f64::NAN, f64::NAN);
     for len in SEED_SIZES {
         let mut o = ReadBench::new(len, Original);
         let mut p = ReadBench::new(len, Optimized);
@@ -60,6 +63,9 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
             .map(|(v, _, _)| cell(r.median(v), r.ratio(v, "floor")))
             .collect();
         let std_ns = std_receiver(cfg, &h, len);
+        if len == 1 << 10 {
+            k1 = (r.median("h"), std_ns);
+        }
         cells.push(cell(std_ns, std_ns / f));
         ratios.put(
             format!("read_{}_std_receiver_vs_floor", key(len)),
@@ -93,6 +99,46 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
         "read 64 KiB and 1 MiB: Reassembler ≤ 1.5× floor (all three streams)",
         format!("worst {worst_big:.2}×"),
         worst_big <= 1.5,
+    );
+    small_messages(cfg, k1, ratios, goals);
+}
+
+/// The "small messages" table: mux-std's `Receiver` against the sans-IO `Reassembler` per
+/// message at 64 B (measured here) and 1 KiB (`k1`: the Reassembler's and the Receiver's
+/// times from the table above), and its goal.
+fn small_messages(cfg: &Config, k1: (f64, f64), ratios: &mut Ratios, goals: &mut Goals) {
+    let mut h = ReadBench::new(64, Hybrid::<4096>);
+    h.verify();
+    let r = interleaved!(cfg, {
+        "h" => black_box(h.reassemble());
+    });
+    let b64 = (r.median("h"), std_receiver(cfg, &h, 64));
+    println!(
+        "Small messages, Hybrid stream: the `Receiver` (reader thread, pooled buffers, queue, drained by another thread) against the `Reassembler` (one message fed and collected per call, a fresh reassembler each time, as in the table above), time per message."
+    );
+    println!();
+    println!("| size | Reassembler | mux-std `Receiver` | Receiver / Reassembler |");
+    println!("|---|---|---|---|");
+    let mut worst: f64 = 0.0;
+    for (len, (re, rx)) in [(64, b64), (1 << 10, k1)] {
+        let ratio = rx / re;
+        worst = worst.max(ratio);
+        println!(
+            "| {} | {} | {} | {ratio:.2}× |",
+            size_name(len),
+            fmt_ns(re),
+            fmt_ns(rx)
+        );
+        ratios.put(
+            format!("read_{}_std_receiver_vs_reassembler", key(len)),
+            ratio,
+        );
+    }
+    println!();
+    goals.check(
+        "read 64 B and 1 KiB from memory: mux-std Receiver ≤ 2× Reassembler (Hybrid stream)",
+        format!("worst {worst:.2}×"),
+        worst <= 2.0,
     );
 }
 
