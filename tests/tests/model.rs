@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Under that cfg, mux-std's `sync` facade is shuttle's: the sender's write lock, its waiting
-//! counter, id counter and cancel flags, and the buffer pool's lock are shuttle primitives, so
+//! counter, id counter and cancel flags, and the buffer pool's two locks are shuttle primitives, so
 //! every lock and atomic access is a point where shuttle may switch threads. The core's
 //! critical-section pool runs unchanged over a critical-section implementation defined here
 //! whose acquire and release are scheduling points.
