@@ -1,11 +1,12 @@
-//! End to end: messages between two threads over a Unix socket pair (`socketpair(2)`), with
-//! the raw pair as the floor.
+//! End to end: messages between two threads over a Unix socket pair (`socketpair(2)`) or a TCP
+//! connection over loopback, with the raw connection as the floor.
 //!
-//! Every run creates a fresh pair with the system's default buffer sizes, starts the receiver
-//! thread, then the clock and the sender thread(s); the clock stops when the receiver has
-//! taken the last byte. The receiver checks what it got.
+//! Every run creates a fresh connection with the system's default buffer sizes, starts the
+//! receiver thread, then the clock and the sender thread(s); the clock stops when the receiver
+//! has taken the last byte. The receiver checks what it got.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{self, BufWriter, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -53,12 +54,97 @@ impl Run {
     }
 }
 
+/// What carries an end-to-end run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A Unix socket pair (`socketpair(2)`).
+    Unix,
+    /// A TCP connection over the loopback interface (`TCP_NODELAY` set at both ends).
+    Tcp,
+}
+
+impl Transport {
+    /// A fresh connection: the sending end, the receiving end.
+    pub fn pair(self) -> (Duplex, Duplex) {
+        match self {
+            Self::Unix => {
+                let (a, b) = UnixStream::pair().expect("socketpair");
+                (Duplex::Unix(a), Duplex::Unix(b))
+            }
+            Self::Tcp => {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+                let a =
+                    TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
+                let (b, _) = listener.accept().expect("accept");
+                for s in [&a, &b] {
+                    s.set_nodelay(true).expect("TCP_NODELAY");
+                }
+                (Duplex::Tcp(a), Duplex::Tcp(b))
+            }
+        }
+    }
+}
+
+/// One end of a [`Transport`]'s connection.
+#[derive(Debug)]
+pub enum Duplex {
+    /// A Unix socket.
+    Unix(UnixStream),
+    /// A TCP socket.
+    Tcp(TcpStream),
+}
+
+impl Duplex {
+    /// Shuts the write direction down: the peer reads the end of the stream.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Self::Unix(s) => s.shutdown(Shutdown::Write),
+            Self::Tcp(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+}
+
+impl Read for Duplex {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Unix(s) => s.read(buf),
+            Self::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Duplex {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Unix(s) => s.write(buf),
+            Self::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Self::Unix(s) => s.write_vectored(bufs),
+            Self::Tcp(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The raw pair: `total` bytes written `write_len` at a time, read [`RX_BUF`] at a time.
 /// `messages` is `total / write_len`.
 pub fn raw(total: usize, write_len: usize) -> Run {
-    let (mut tx, mut rx) = UnixStream::pair().expect("socketpair");
+    raw_over(Transport::Unix, total, write_len, RX_BUF)
+}
+
+/// The raw connection over `transport`: `total` bytes written `write_len` at a time, read
+/// `read_len` at a time. `messages` is `total / write_len`.
+pub fn raw_over(transport: Transport, total: usize, write_len: usize, read_len: usize) -> Run {
+    let (mut tx, mut rx) = transport.pair();
     let receiver = thread::spawn(move || {
-        let mut buf = vec![0u8; RX_BUF];
+        let mut buf = vec![0u8; read_len];
         let mut got = 0usize;
         loop {
             match rx.read(&mut buf).expect("read") {
@@ -89,7 +175,7 @@ pub fn raw(total: usize, write_len: usize) -> Run {
 /// The receiving half of our runs: mux-nostd's blocking [`Reader`] over the socket with a
 /// [`Reassembler`] collecting whole messages in [`E2E_POOL`]. Returns messages, bytes and the
 /// time the last one arrived.
-pub fn nostd_receiver(sock: UnixStream, msg_len: usize) -> (u64, u64, Instant) {
+pub fn nostd_receiver(sock: impl Read, msg_len: usize) -> (u64, u64, Instant) {
     let mut buf = vec![0u8; RX_BUF];
     let core: Reassembler<'static, 16, BLOCKS, BLOCK> =
         Reassembler::new(&E2E_POOL, Limits::REFERENCE);
@@ -110,12 +196,17 @@ pub fn nostd_receiver(sock: UnixStream, msg_len: usize) -> (u64, u64, Instant) {
 
 /// Our sender type over the socket: mux-nostd's blocking [`Writer`] (Hybrid, threshold 4096)
 /// over a [`TX_BUF`]-byte `BufWriter`.
-pub type NostdWriter = Writer<FromStd<BufWriter<UnixStream>>, Hybrid<4096>>;
+pub type NostdWriter = Writer<FromStd<BufWriter<Duplex>>, Hybrid<4096>>;
 
 /// mux-nostd end to end: `count` messages of `msg_len` bytes from `senders` threads sharing one
 /// blocking [`Writer`] (behind a mutex, one whole message per lock) to one [`Reader`].
 pub fn nostd(msg_len: usize, count: usize, senders: usize) -> Run {
-    let (tx, rx) = UnixStream::pair().expect("socketpair");
+    nostd_over(Transport::Unix, msg_len, count, senders)
+}
+
+/// [`nostd`] over `transport`.
+pub fn nostd_over(transport: Transport, msg_len: usize, count: usize, senders: usize) -> Run {
+    let (tx, rx) = transport.pair();
     let receiver = thread::spawn(move || nostd_receiver(rx, msg_len));
     let payload = Arc::new(crate::payload(msg_len));
     let writer: NostdWriter = Writer::new(
@@ -151,7 +242,7 @@ pub fn nostd(msg_len: usize, count: usize, senders: usize) -> Run {
         w.get_mut()
             .inner()
             .get_ref()
-            .shutdown(std::net::Shutdown::Write)
+            .shutdown_write()
             .expect("shutdown");
     }
     let (messages, bytes, end) = receiver.join().expect("receiver");
@@ -173,24 +264,38 @@ pub fn std_node(msg_len: usize, count: usize, senders: usize) -> Run {
 
 /// [`std_node`] with another configuration (both ends).
 pub fn std_node_with(msg_len: usize, count: usize, senders: usize, cfg: &mux_std::Config) -> Run {
-    std_node_run(msg_len, count, senders, cfg, false)
+    std_node_run(Transport::Unix, msg_len, count, senders, cfg, false)
+}
+
+/// [`std_node`] over `transport`.
+pub fn std_node_over(transport: Transport, msg_len: usize, count: usize, senders: usize) -> Run {
+    let cfg = mux_std::Config::default();
+    std_node_run(transport, msg_len, count, senders, &cfg, false)
 }
 
 /// [`std_node`] with one sender that uses [`mux_std::Sender::send_buffered`] (small frames
 /// gather in the sender's shared write buffer, written when it fills) and flushes once at the
 /// end, before closing: a stream of small messages in few system calls.
 pub fn std_node_buffered(msg_len: usize, count: usize) -> Run {
-    std_node_run(msg_len, count, 1, &mux_std::Config::default(), true)
+    std_node_run(
+        Transport::Unix,
+        msg_len,
+        count,
+        1,
+        &mux_std::Config::default(),
+        true,
+    )
 }
 
 fn std_node_run(
+    transport: Transport,
     msg_len: usize,
     count: usize,
     senders: usize,
     cfg: &mux_std::Config,
     buffered: bool,
 ) -> Run {
-    let (a, b) = UnixStream::pair().expect("socketpair");
+    let (a, b) = transport.pair();
     let cfg = cfg.clone();
     let rx = mux_std::Receiver::spawn(b, &cfg).expect("reader thread");
     let receiver = thread::spawn(move || {
@@ -213,8 +318,7 @@ fn std_node_run(
         (messages, bytes, end)
     });
     let payload = crate::payload(msg_len);
-    let closer: mux_std::Closer<UnixStream> =
-        Box::new(|s: &mut UnixStream| s.shutdown(std::net::Shutdown::Write));
+    let closer: mux_std::Closer<Duplex> = Box::new(|s: &mut Duplex| s.shutdown_write());
     let tx = mux_std::Sender::with_closer(a, &cfg, Some(closer)).expect("valid config");
     let start = Instant::now();
     if buffered {

@@ -197,6 +197,61 @@ impl Iterator for FramePlan {
         self.step = next;
         Some(frame)
     }
+
+    /// Skips `n` frames in constant time (every Data frame but the last is one chunk, so a
+    /// frame's place in the message says where it is), then hands out the next one.
+    #[inline]
+    fn nth(&mut self, n: usize) -> Option<PlannedFrame> {
+        if n > 0 {
+            self.step = self.skipped(n);
+        }
+        self.next()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.frames_after(self.step);
+        let left = usize::try_from(left).unwrap_or(usize::MAX);
+        (left, Some(left))
+    }
+}
+
+impl FramePlan {
+    /// The step `n` frames after the current one.
+    #[inline]
+    const fn skipped(&self, n: usize) -> Step {
+        let data = self.total.div_ceil(self.chunk) as u64;
+        // The frame's place: Start 0, Data 1..=data, End data + 1, Done after it.
+        let at = match self.step {
+            Step::Start => 0,
+            Step::Data(off) => 1 + (off / self.chunk) as u64,
+            Step::End => data + 1,
+            Step::Done => return Step::Done,
+        };
+        let to = at.saturating_add(n as u64);
+        if to == 0 {
+            Step::Start
+        } else if to <= data {
+            // Below `data`: the offset is below the total, so it fits a u32.
+            Step::Data(((to - 1) * self.chunk as u64) as u32)
+        } else if to == data + 1 {
+            Step::End
+        } else {
+            Step::Done
+        }
+    }
+
+    /// Frames still to hand out from `step` on.
+    #[inline]
+    const fn frames_after(&self, step: Step) -> u64 {
+        let data = self.total.div_ceil(self.chunk) as u64;
+        match step {
+            Step::Start => data + 2,
+            Step::Data(off) => data - (off / self.chunk) as u64 + 1,
+            Step::End => 1,
+            Step::Done => 0,
+        }
+    }
 }
 
 /// Frames of a message paired with their bodies: `(header bytes, body)`.
@@ -507,6 +562,35 @@ mod tests {
                 n += 1;
             }
             o.advance(n);
+        }
+    }
+
+    #[test]
+    fn nth_and_size_hint_agree_with_walking_the_frames() {
+        for total in [0usize, 1, 1023, 1024, 1025, 3000, 4096, 70_000] {
+            for chunk_of in [Original.chunk_size(total as u32), 7] {
+                let plan = FramePlan {
+                    chunk: chunk_of,
+                    ..FramePlan::new(&Original, 5, total).unwrap()
+                };
+                let all: heapless::Vec<PlannedFrame, 10_100> = plan.clone().collect();
+                for from in 0..all.len().min(12) {
+                    for n in [0, 1, 2, 5, all.len(), all.len() + 3] {
+                        let mut p = plan.clone();
+                        if from > 0 {
+                            p.nth(from - 1);
+                        }
+                        assert_eq!(p.size_hint(), (all.len() - from, Some(all.len() - from)));
+                        assert_eq!(p.nth(n), all.get(from + n).copied(), "{total} {from} {n}");
+                        let left = all.len().saturating_sub(from + n + 1);
+                        assert_eq!(p.size_hint().0, left);
+                        assert_eq!(
+                            p.collect::<heapless::Vec<_, 10_100>>(),
+                            all[all.len() - left..]
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -184,9 +184,7 @@ fn write_frames<W: Write>(
                 error: None,
             });
         }
-        let mut written = 0;
-        let r = write_all(io, head, &mut written).and_then(|()| write_all(io, body, &mut written));
-        if let Err(e) = r {
+        if let Err((written, e)) = write_frame(io, head, body) {
             return Err(Stopped {
                 at,
                 start_pending,
@@ -217,6 +215,50 @@ pub(super) fn resume(plan: &FramePlan, start_pending: bool, at: usize, written: 
     };
     let (frame, rest) = plan.split_at(Some(at as u32));
     Outgoing::resume(rest, frame, written)
+}
+
+/// Writes a frame's header bytes, then its body. The usual case, each part taken whole by one
+/// write call, is the straight path; a partial write goes on in [`write_rest`]. An error says
+/// how many bytes of the two reached the sink.
+#[inline(always)]
+fn write_frame<W: Write>(
+    io: &mut W,
+    head: &[u8],
+    body: &[u8],
+) -> Result<(), (usize, SendError<W::Error>)> {
+    match io.write(head) {
+        Ok(n) if n == head.len() => {}
+        r => return write_rest(io, head, body, 0, r),
+    }
+    if body.is_empty() {
+        return Ok(());
+    }
+    match io.write(body) {
+        Ok(n) if n == body.len() => Ok(()),
+        r => write_rest(io, body, &[], head.len(), r),
+    }
+}
+
+/// [`write_frame`] after a write call of `first` that did not take all of it (`r`), `done`
+/// bytes of the frame written before that call: the rest of `first`, then `then`.
+#[cold]
+fn write_rest<W: Write>(
+    io: &mut W,
+    first: &[u8],
+    then: &[u8],
+    done: usize,
+    r: Result<usize, W::Error>,
+) -> Result<(), (usize, SendError<W::Error>)> {
+    let mut written = done;
+    let n = match r {
+        Ok(0) => return Err((written, SendError::WriteZero)),
+        Ok(n) => n,
+        Err(e) => return Err((written, SendError::Io(e))),
+    };
+    written += n;
+    let run =
+        write_all(io, &first[n..], &mut written).and_then(|()| write_all(io, then, &mut written));
+    run.map_err(|e| (written, e))
 }
 
 #[inline(always)]

@@ -403,9 +403,15 @@ impl<W: Write + Send> Sender<W> {
             io, stats, pace, ..
         } = &mut *g;
         let io = io.as_mut()?;
-        while !left.is_empty() {
+        // Usually one call takes it all; otherwise the slices move on by what was written.
+        let mut owed = left.iter().map(|b| b.len()).sum::<usize>();
+        while owed > 0 {
             match pace.write(io, left, &stats.writes) {
-                Ok(n) => IoSlice::advance_slices(&mut left, n),
+                Ok(n) if n == owed => break,
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut left, n);
+                    owed -= n;
+                }
                 Err(e) => return Some(Err(g.broke(id, e))),
             }
         }

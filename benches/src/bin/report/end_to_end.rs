@@ -1,10 +1,13 @@
-//! End to end: two threads over a Unix socket pair, every case of [`cases`] run in interleaved
-//! repetitions; the table, the comparisons with the raw pair and yamux, their ratios and goals.
+//! End to end: two threads over a Unix socket pair and over TCP loopback, every case of
+//! [`cases`] run in interleaved repetitions; the table, the comparisons with the raw connection
+//! (the best of several write and read sizes, measured in the same run) and yamux, their ratios
+//! and goals.
 
 mod cases;
 
 use mux_benches::alloc::allocations;
-use mux_benches::e2e::{self, Run};
+use mux_benches::e2e::{self, Run, Transport};
+use mux_benches::size_name;
 use mux_benches::timing::{median, spread};
 
 use crate::config::Config;
@@ -61,28 +64,52 @@ fn measure(cfg: &Config, cases: &[Case]) -> Vec<Figures> {
 
 /// Prints the "End to end" section, records its ratios and its goals.
 pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
-    println!("## End to end: two threads over a Unix socket pair");
+    println!("## End to end: two threads over a Unix socket pair and over TCP loopback");
     println!();
     let cases = cases::all();
     let figures = measure(cfg, &cases);
-    let get = |product: Product, size: usize, sending: Sending| {
+    let find = |over: Transport, product: Product, size: usize, sending: Sending| {
         let case = Case {
             product,
             size,
             sending,
+            over,
         };
         let i = cases.iter().position(|c| *c == case);
         figures[i.expect("a case of the plan")]
     };
-    let raw_big = get(Raw, M1, Writes(M1)).bytes_per_s;
+    let get = |product, size, sending| find(Transport::Unix, product, size, sending);
+    // The floor of each transport: the best raw figure at 1 MiB of any write and read size.
+    let best_raw = |over: Transport| {
+        cases
+            .iter()
+            .zip(&figures)
+            .filter(|(c, _)| c.over == over && c.product == Raw && c.size == M1)
+            .max_by(|a, b| a.1.bytes_per_s.total_cmp(&b.1.bytes_per_s))
+            .map(|(c, f)| (*c, f.bytes_per_s))
+            .expect("raw cases at 1 MiB")
+    };
+    let (raw_case, raw_big) = best_raw(Transport::Unix);
+    let (tcp_case, raw_tcp) = best_raw(Transport::Tcp);
+    let floor_of = |over: Transport| match over {
+        Transport::Unix => raw_big,
+        Transport::Tcp => raw_tcp,
+    };
+    let sizes = |c: Case| match c.sending {
+        Writes(w, r) => format!("{} writes, {} reads", size_name(w), size_name(r)),
+        _ => unreachable!("a raw case"),
+    };
     println!(
-        "Messages per second and payload bytes per second (medians of {} runs); the last column compares with the raw pair carrying 1 MiB writes in the same run ({}B/s).",
+        "Messages per second and payload bytes per second (medians of {} runs); the last column compares with the raw connection of the same transport: the best of its 1 MiB rows, which try several write and read sizes in the same run (Unix socket pair: {}B/s with {}; TCP loopback: {}B/s with {}).",
         cfg.e2e_reps,
-        fmt_rate(raw_big)
+        fmt_rate(raw_big),
+        sizes(raw_case),
+        fmt_rate(raw_tcp),
+        sizes(tcp_case),
     );
     println!();
     println!(
-        "| case | messages/s | bytes/s | vs raw pair | allocations/message (run setup included) | spread |"
+        "| case | messages/s | bytes/s | vs raw (same transport) | allocations/message (run setup included) | spread |"
     );
     println!("|---|---|---|---|---|---|");
     for (c, f) in cases.iter().zip(&figures) {
@@ -91,7 +118,7 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
             c.label(),
             fmt_rate(f.msgs_per_s),
             fmt_rate(f.bytes_per_s),
-            100.0 * f.bytes_per_s / raw_big,
+            100.0 * f.bytes_per_s / floor_of(c.over),
             f.allocs,
             100.0 * f.spread
         );
@@ -105,13 +132,14 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
         yamux_1m[0].bytes_per_s / raw_big,
     );
     ratios.put("e2e_raw_bytes_per_s", raw_big);
+    ratios.put("e2e_raw_tcp_bytes_per_s", raw_tcp);
     let hb = get(Std, M1, HoldBudget(HOLD_BUDGET));
     ratios.put(
         "e2e_std_hold_budget_256KiB_1MiB_1sender_vs_raw",
         hb.bytes_per_s / raw_big,
     );
     let std_buffered = get(Std, K1, Buffered);
-    let raw_1k = get(Raw, K1, Writes(K1));
+    let raw_1k = get(Raw, K1, Writes(K1, 64 << 10));
     ratios.put(
         "e2e_std_buffered_1KiB_1sender_vs_2M_per_s",
         std_buffered.msgs_per_s / 2e6,
@@ -202,5 +230,41 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
             );
         }
     }
+    tcp_summary(&find, raw_tcp, ratios);
     println!();
+}
+
+/// The TCP loopback figures of mux-std and mux-nostd: a line and their ratios to the raw TCP
+/// connection (no goals: the goals are judged on the Unix socket pair).
+fn tcp_summary(
+    find: &impl Fn(Transport, Product, usize, Sending) -> Figures,
+    raw_tcp: f64,
+    ratios: &mut Ratios,
+) {
+    let mut parts = Vec::new();
+    for product in [Std, Nostd] {
+        let (name, short) = (product.name(), product.key());
+        let [o1m, o8m] = [1, 8].map(|n| find(Transport::Tcp, product, M1, Senders(n)));
+        let [o1k, o8k] = [1, 8].map(|n| find(Transport::Tcp, product, K1, Senders(n)));
+        parts.push(format!(
+            "{name} 1 MiB {:.0} % (1 sender), {:.0} % (8 senders) of the raw TCP connection; 1 KiB {}/s and {}/s",
+            100.0 * o1m.bytes_per_s / raw_tcp,
+            100.0 * o8m.bytes_per_s / raw_tcp,
+            fmt_rate(o1k.msgs_per_s),
+            fmt_rate(o8k.msgs_per_s),
+        ));
+        for (what, r) in [("1sender", o1m), ("8senders", o8m)] {
+            ratios.put(
+                format!("e2e_tcp_{short}_1MiB_{what}_vs_raw"),
+                r.bytes_per_s / raw_tcp,
+            );
+        }
+        for (what, r) in [("1sender", o1k), ("8senders", o8k)] {
+            ratios.put(
+                format!("e2e_tcp_{short}_1KiB_{what}_msgs_per_s"),
+                r.msgs_per_s,
+            );
+        }
+    }
+    println!("- Over TCP loopback: {}.", parts.join("; "));
 }

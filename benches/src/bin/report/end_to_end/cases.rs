@@ -1,7 +1,8 @@
-//! The end-to-end cases: every product (the raw pair, mux-std, mux-nostd, yamux) at 1 MiB and
-//! at 1 KiB, with each way of sending it is measured with at that size, and how to run each.
+//! The end-to-end cases: every product (the raw connection, mux-std, mux-nostd, yamux) at 1 MiB
+//! and at 1 KiB, with each way of sending it is measured with at that size, over the Unix socket
+//! pair and (all but yamux) over TCP loopback, and how to run each.
 
-use mux_benches::e2e::{self, Run};
+use mux_benches::e2e::{self, Run, Transport};
 use mux_benches::size_name;
 use mux_benches::yamux_peer::{self, Mapping};
 
@@ -15,7 +16,7 @@ pub const HOLD_BUDGET: usize = 256 << 10;
 /// What carries the messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Product {
-    /// The Unix socket pair itself, no framing: the floor.
+    /// The connection itself, no framing: the floor.
     Raw,
     /// mux-std's `Sender` and `Receiver`.
     Std,
@@ -28,8 +29,9 @@ pub enum Product {
 /// How the messages are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sending {
-    /// The raw pair: the messages' bytes in writes of this length.
-    Writes(usize),
+    /// The raw connection: the messages' bytes in writes of the first length, read with reads
+    /// of the second.
+    Writes(usize, usize),
     /// This many concurrent senders (threads; for yamux, tasks with a stream each).
     Senders(usize),
     /// yamux: one sender opening a stream per message.
@@ -67,15 +69,32 @@ impl Product {
         }
     }
 
-    /// The ways it is sent at `size`, in the table's order.
-    fn sendings(self, size: usize) -> &'static [Sending] {
-        match (self, size) {
-            (Raw, M1) => &[Writes(M1), Writes(64 << 10), Writes(16 << 10)],
-            (Raw, _) => &[Writes(K1)],
-            (Std, M1) => &[Senders(1), Senders(8), HoldBudget(HOLD_BUDGET)],
-            (Std, _) => &[Senders(1), Buffered, Senders(8)],
-            (Nostd, _) => &[Senders(1), Senders(8)],
-            (Yamux, _) => &[Senders(1), Senders(8), StreamPerMessage],
+    /// The ways it is sent at `size` over `over`, in the table's order. The raw connection
+    /// at 1 MiB is measured with several write and read sizes: the best of them is the floor.
+    fn sendings(self, size: usize, over: Transport) -> &'static [Sending] {
+        const K64: usize = 64 << 10;
+        const K256: usize = 256 << 10;
+        match (self, size, over) {
+            (Raw, M1, Transport::Unix) => &[
+                Writes(M1, K64),
+                Writes(M1, K256),
+                Writes(M1, M1),
+                Writes(K256, K256),
+                Writes(K64, K64),
+                Writes(16 << 10, K64),
+            ],
+            (Raw, M1, Transport::Tcp) => &[
+                Writes(M1, K64),
+                Writes(M1, K256),
+                Writes(K256, K256),
+                Writes(K64, K64),
+            ],
+            (Raw, _, _) => &[Writes(K1, K64)],
+            (Std, M1, Transport::Unix) => &[Senders(1), Senders(8), HoldBudget(HOLD_BUDGET)],
+            (Std, _, Transport::Unix) => &[Senders(1), Buffered, Senders(8)],
+            (Std | Nostd, _, _) => &[Senders(1), Senders(8)],
+            (Yamux, _, Transport::Unix) => &[Senders(1), Senders(8), StreamPerMessage],
+            (Yamux, _, Transport::Tcp) => &[],
         }
     }
 }
@@ -89,20 +108,25 @@ pub struct Case {
     pub size: usize,
     /// How they are sent.
     pub sending: Sending,
+    /// What carries them.
+    pub over: Transport,
 }
 
-/// Every case, in the table's order: product by product, 1 MiB then 1 KiB, each way of
-/// sending.
+/// Every case, in the table's order: the Unix socket pair then TCP loopback, product by
+/// product, 1 MiB then 1 KiB, each way of sending.
 pub fn all() -> Vec<Case> {
     let mut cases = Vec::new();
-    for product in Product::ALL {
-        for size in [M1, K1] {
-            for &sending in product.sendings(size) {
-                cases.push(Case {
-                    product,
-                    size,
-                    sending,
-                });
+    for over in [Transport::Unix, Transport::Tcp] {
+        for product in Product::ALL {
+            for size in [M1, K1] {
+                for &sending in product.sendings(size, over) {
+                    cases.push(Case {
+                        product,
+                        size,
+                        sending,
+                        over,
+                    });
+                }
             }
         }
     }
@@ -110,11 +134,22 @@ pub fn all() -> Vec<Case> {
 }
 
 impl Case {
-    /// Its row label, e.g. `mux-std, 1 KiB, 8 senders` or `raw pair, 64 KiB writes`.
+    /// Its row label, e.g. `mux-std, 1 KiB, 8 senders` or `raw pair, 64 KiB writes, 64 KiB
+    /// reads`; over TCP with `TCP: ` before it (and `raw TCP` for the raw connection).
     pub fn label(self) -> String {
+        let tcp = self.over == Transport::Tcp;
+        let label = self.label_on_its_own();
+        match (tcp, self.product) {
+            (false, _) => label,
+            (true, Raw) => format!("TCP: {}", label.replacen("raw pair", "raw TCP", 1)),
+            (true, _) => format!("TCP: {label}"),
+        }
+    }
+
+    fn label_on_its_own(self) -> String {
         let (name, size) = (self.product.name(), size_name(self.size));
         match self.sending {
-            Writes(len) => format!("{name}, {} writes", size_name(len)),
+            Writes(w, r) => format!("{name}, {} writes, {} reads", size_name(w), size_name(r)),
             Senders(n) => {
                 let each = if self.product == Yamux {
                     "stream"
@@ -144,10 +179,10 @@ impl Case {
     /// One run, with the full-mode message count scaled by `scale` (at least 16 messages).
     pub fn run(self, scale: f64) -> Run {
         let count = ((self.full_count() as f64 * scale) as usize).max(16);
-        let size = self.size;
+        let (size, over) = (self.size, self.over);
         match (self.product, self.sending) {
-            (Raw, Writes(len)) => e2e::raw(count * size, len),
-            (Std, Senders(n)) => e2e::std_node(size, count, n),
+            (Raw, Writes(w, r)) => e2e::raw_over(over, count * size, w, r),
+            (Std, Senders(n)) => e2e::std_node_over(over, size, count, n),
             (Std, Buffered) => e2e::std_node_buffered(size, count),
             (Std, HoldBudget(hold_budget)) => {
                 let cfg = mux_std::Config {
@@ -156,7 +191,7 @@ impl Case {
                 };
                 e2e::std_node_with(size, count, 1, &cfg)
             }
-            (Nostd, Senders(n)) => e2e::nostd(size, count, n),
+            (Nostd, Senders(n)) => e2e::nostd_over(over, size, count, n),
             (Yamux, Senders(n)) => yamux_peer::run(size, count, n, Mapping::Shared),
             (Yamux, StreamPerMessage) => yamux_peer::run(size, count, 1, Mapping::PerMessage),
             (product, sending) => unreachable!("{product:?} is not sent as {sending:?}"),
