@@ -43,6 +43,18 @@ struct Link {
     top: u32,
 }
 
+impl Link {
+    /// The chunk of `config` at the rate estimated now.
+    #[inline]
+    fn chunk(&self) -> u32 {
+        if self.est.rate() >= self.top_rate {
+            self.top
+        } else {
+            self.est.config_now(&self.config).chunk()
+        }
+    }
+}
+
 /// How one message is framed: its strategy resolved to the two numbers a frame plan needs
 /// (under Adaptive, at the rate estimated when it is sent), worked out once per message.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +65,9 @@ pub(crate) struct Resolved {
     chunk: u32,
     /// Framed by Adaptive.
     adaptive: bool,
+    /// Framed by the sender's own Adaptive configuration: the chunk of the frames not
+    /// written yet follows the estimate while the message goes ([`Pace::chunk`]).
+    follows: bool,
 }
 
 impl Resolved {
@@ -63,7 +78,14 @@ impl Resolved {
             start_total: matches!(strategy, AnyStrategy::Original),
             chunk: strategy.chunk_size(u32::try_from(len).unwrap_or(u32::MAX)),
             adaptive: matches!(strategy, AnyStrategy::Adaptive(_)),
+            follows: false,
         }
+    }
+
+    /// Whether the message's chunk follows the link's estimate while it goes.
+    #[inline]
+    pub(crate) fn follows(&self) -> bool {
+        self.follows
     }
 }
 
@@ -125,21 +147,17 @@ impl Pace {
         let Some(link) = &self.link else {
             return Resolved::of(strategy.unwrap_or(default), len);
         };
-        let chunk = match strategy {
+        let (chunk, follows) = match strategy {
             // The sender's own Adaptive configuration: its top rate is known.
             None => {
                 link.est
                     .record_message(u32::try_from(len).unwrap_or(u32::MAX));
-                if link.est.rate() >= link.top_rate {
-                    link.top
-                } else {
-                    link.est.config_now(&link.config).chunk()
-                }
+                (link.chunk(), true)
             }
             Some(AnyStrategy::Adaptive(c)) => {
                 link.est
                     .record_message(u32::try_from(len).unwrap_or(u32::MAX));
-                link.est.config_now(&c).chunk()
+                (link.est.config_now(&c).chunk(), false)
             }
             Some(s) => return Resolved::of(s, len),
         };
@@ -147,7 +165,15 @@ impl Pace {
             start_total: false,
             chunk,
             adaptive: true,
+            follows,
         }
+    }
+
+    /// The chunk of the sender's own Adaptive configuration at the rate estimated now (for a
+    /// message that [`follows`](Resolved::follows) the link; 1 without an estimator).
+    #[inline]
+    pub(crate) fn chunk(&self) -> u32 {
+        self.link.as_ref().map_or(1, |l| l.chunk())
     }
 
     /// Whether a message of `len` bytes framed as `strategy` says is one of the workload's

@@ -94,3 +94,74 @@ fn adaptive_learns_a_slow_sink_and_keeps_each_write_call_within_the_budget() {
         }
     }
 }
+
+/// The Data frames' ids and lengths in `wire`, in order.
+fn data_frames(wire: &[u8]) -> Vec<(u32, u32)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= wire.len() {
+        let id = u32::from_be_bytes(wire[at + 1..at + 5].try_into().unwrap());
+        let len = u32::from_be_bytes(wire[at + 5..at + 9].try_into().unwrap());
+        let data = wire[at] == 3;
+        if data {
+            frames.push((id, len));
+        }
+        at += 9 + if data { len as usize } else { 0 };
+    }
+    frames
+}
+
+#[test]
+fn a_bulk_message_begun_at_a_slow_estimate_grows_its_frames_once_the_link_proves_fast() {
+    // 100 kB/s for the first message (the estimate: 100 kB/s, a 10 ms budget is 1 kB), then
+    // the sink speeds up a thousandfold.
+    let wire = Arc::new(Mutex::new(Vec::new()));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let slow = SlowSink {
+        rate: 100_000,
+        wire: wire.clone(),
+        calls,
+    };
+    struct Switch(SlowSink, Arc<Mutex<u64>>);
+    impl Write for Switch {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[io::IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            self.0.rate = *self.1.lock().unwrap();
+            self.0.write_vectored(bufs)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let rate = Arc::new(Mutex::new(100_000));
+    let tx = Sender::new(
+        Switch(slow, rate.clone()),
+        &Config::with_strategy(AnyStrategy::Adaptive(AdaptiveConfig::DEFAULT)),
+    )
+    .unwrap();
+    tx.send_with_id(1, &rule_r(3000)).unwrap();
+    let est = tx.link_estimate().unwrap().rate();
+    assert!((50_000..150_000).contains(&est), "{est}");
+    *rate.lock().unwrap() = 100_000_000;
+    let bulk = rule_r(4 << 20);
+    tx.send_with_id(2, &bulk).unwrap();
+    tx.close().unwrap();
+    let wire = std::mem::take(&mut *wire.lock().unwrap());
+    let bulk_lens: Vec<u32> = data_frames(&wire)
+        .into_iter()
+        .filter_map(|(id, len)| (id == 2).then_some(len))
+        .collect();
+    // The bulk's first frame is cut at the slow estimate, its largest at the ceiling.
+    assert!(bulk_lens[0] < 2000, "{:?}", &bulk_lens[..4]);
+    assert_eq!(bulk_lens.iter().max(), Some(&65_536));
+    assert!(bulk_lens.len() < 200, "{} frames", bulk_lens.len());
+    let rx = Receiver::spawn(Cursor::new(wire), &Config::default()).unwrap();
+    for (id, want) in [(1, rule_r(3000)), (2, bulk)] {
+        match rx.recv().unwrap() {
+            Received::Message(m) => assert!(m.id() == id && m.body() == &want[..]),
+            other => panic!("{other:?}"),
+        }
+    }
+}

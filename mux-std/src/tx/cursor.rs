@@ -15,6 +15,9 @@ pub(super) struct Cursor {
     pub(super) rest: FramePlan,
     /// The whole message is at most [`SMALL`] frames.
     pub(super) small: bool,
+    /// Under Adaptive, the frames not written yet are cut at the chunk of the rate estimated
+    /// before each write call ([`Resolved::follows`]).
+    pub(super) follows: bool,
 }
 
 impl Cursor {
@@ -28,6 +31,7 @@ impl Cursor {
             written: 0,
             rest,
             small,
+            follows: strategy.follows(),
         })
     }
 

@@ -334,6 +334,9 @@ impl<W: Write> TxInner<W> {
                     continue;
                 }
             }
+            if msg.follows {
+                msg.rest.set_chunk(how.pace.chunk());
+            }
             let mut batch = Batch::<F> {
                 heads: [[0; HEADER_LEN]; F],
                 bodies: [(0, 0); F],
