@@ -1,13 +1,16 @@
-//! The blocking sender's side of [`Adaptive`](mux_nostd::Adaptive): the link estimator it
-//! feeds, and the bounds the latency budget puts on its write calls.
+//! The senders' side of [`Adaptive`](mux_nostd::Adaptive): the link estimator they feed, and
+//! the bounds the latency budget puts on their write calls.
 //!
-//! When the node's strategy is [`AnyStrategy::Adaptive`], every write call of the sender is
-//! timed with [`Instant`] and recorded in a [`LinkEstimator`], every message is counted in its
-//! histogram, and each message is framed at the estimated rate. Each write call then carries
-//! at most one budget's worth of bytes at that rate (plus the frame it starts with), whoever
-//! waits: a message that starts waiting during a call waits for that call, so the call is what
-//! the budget must bound. The same bound caps [`Config::hold_budget`](crate::Config::hold_budget)
-//! and the turns that large messages take while only other large messages wait.
+//! When the node's strategy is [`AnyStrategy::Adaptive`], every write call of the sender (the
+//! blocking [`Sender`](crate::Sender) or the tokio one; an awaited write from its first poll to
+//! its completion) is timed with [`Instant`] and recorded in a [`LinkEstimator`], every
+//! message is counted in its histogram, and each message is framed at the estimated rate (its
+//! frames not written yet follow the estimate while it goes). Each write call of the blocking
+//! sender then carries at most one budget's worth of bytes at that rate (plus the frame it
+//! starts with), whoever waits: a message that starts waiting during a call waits for that
+//! call, so the call is what the budget must bound. The same bound caps
+//! [`Config::hold_budget`](crate::Config::hold_budget) (both senders) and the turns that large
+//! messages take while only other large messages wait.
 
 use std::io::{self, IoSlice, Write};
 use std::time::Instant;
@@ -211,32 +214,37 @@ impl Pace {
         len: usize,
         writes: &AtomicU64,
     ) -> io::Result<usize> {
-        let Some(link) = &self.link else {
-            return crate::tx::write_some(io, iov, writes);
-        };
+        let t0 = self.start(len);
+        let n = crate::tx::write_some(io, iov, writes)?;
+        self.done(t0, n);
+        Ok(n)
+    }
+
+    /// Before a write call of `len` bytes (or fewer): the time it starts if it is to be
+    /// timed (under Adaptive: always but for small writes on a fast link, see
+    /// [`FAST_BUDGET_BYTES`]), for [`done`](Self::done).
+    #[inline]
+    pub(crate) fn start(&self, len: usize) -> Option<Instant> {
+        let link = self.link.as_ref()?;
         if len < ALWAYS_TIMED && link.est.rate() >= link.fast_rate {
             let k = link.untimed.load(Ordering::Relaxed);
             if k > 0 {
                 link.untimed.store(k - 1, Ordering::Relaxed);
-                return crate::tx::write_some(io, iov, writes);
+                return None;
             }
             link.untimed.store(SAMPLE_EVERY - 1, Ordering::Relaxed);
         }
-        Self::timed(link, io, iov, writes)
+        Some(Instant::now())
     }
 
-    /// [`write`](Self::write), timed.
-    fn timed<W: Write>(
-        link: &Link,
-        io: &mut W,
-        iov: &[IoSlice<'_>],
-        writes: &AtomicU64,
-    ) -> io::Result<usize> {
-        let t0 = Instant::now();
-        let n = crate::tx::write_some(io, iov, writes)?;
-        let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
-        link.est.record_write(n, us);
-        Ok(n)
+    /// After a write call that [`start`](Self::start) timed from `t0`: its `n` bytes are
+    /// recorded in the estimator.
+    #[inline]
+    pub(crate) fn done(&self, t0: Option<Instant>, n: usize) {
+        if let (Some(t0), Some(link)) = (t0, &self.link) {
+            let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
+            link.est.record_write(n, us);
+        }
     }
 }
 

@@ -75,7 +75,7 @@ pub(crate) struct TxInner<W> {
     /// Wakes them: a message left `sending`, or the link changed.
     pub(super) slot_freed: Arc<Condvar>,
     /// Times write calls under Adaptive.
-    pub(super) pace: Pace,
+    pub(crate) pace: Pace,
 }
 
 impl<W> TxInner<W> {
