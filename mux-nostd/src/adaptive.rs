@@ -105,6 +105,32 @@ impl AdaptiveConfig {
     pub const fn chunk(&self) -> u32 {
         self.chunk_at(self.link_rate)
     }
+
+    /// A rate (at least 1) from which [`chunk_at`](Self::chunk_at) is its value at the highest
+    /// rate (the lowest such rate when that value is the ceiling).
+    ///
+    /// ```
+    /// use mux_nostd::AdaptiveConfig;
+    /// let c = AdaptiveConfig::DEFAULT;
+    /// let r = c.top_rate();
+    /// assert_eq!(r, 6_554_500); // (65,536 + 9) bytes in 10 ms
+    /// assert_eq!(c.chunk_at(r), 65_536);
+    /// assert!(c.chunk_at(r - 1) < 65_536);
+    /// ```
+    pub const fn top_rate(&self) -> u32 {
+        if self.budget_us == 0 {
+            return 1;
+        }
+        let top = self.chunk_at(u32::MAX) as u64 + HEADER_LEN as u64;
+        let r = (top * 1_000_000).div_ceil(self.budget_us as u64);
+        if r == 0 {
+            1
+        } else if r > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            r as u32
+        }
+    }
 }
 
 impl Default for AdaptiveConfig {
@@ -210,10 +236,11 @@ fn rate_of(bytes: u64, us: u64) -> u32 {
 }
 
 /// Adds one to a counter that may race another writer (load and store: a lost update is an
-/// estimate's error, and thumbv6m has no atomic read-modify-write).
+/// estimate's error, and thumbv6m has no atomic read-modify-write). A histogram's count stays
+/// far below `u32::MAX` (it is halved at [`DECAY_AT`]), so the addition cannot wrap.
 #[inline]
 fn bump(c: &AtomicU32) -> u32 {
-    let n = c.load(Ordering::Relaxed).saturating_add(1);
+    let n = c.load(Ordering::Relaxed).wrapping_add(1);
     c.store(n, Ordering::Relaxed);
     n
 }
@@ -360,6 +387,10 @@ pub fn split_threshold(counts: &[u32; SIZE_BUCKETS]) -> Option<u32> {
     let mut best: Option<(u64, usize)> = None;
     for (k, &n) in counts.iter().enumerate().take(SIZE_BUCKETS - 1) {
         let n = u64::from(n) >> shift;
+        if n == 0 {
+            // The same split as the bucket before: its score did not win then either.
+            continue;
+        }
         w0 += n;
         s0 += n * k as u64;
         let w1 = w - w0;
@@ -397,12 +428,22 @@ pub fn split_threshold(counts: &[u32; SIZE_BUCKETS]) -> Option<u32> {
 pub struct Adaptive<'a> {
     config: AdaptiveConfig,
     link: &'a LinkEstimator,
+    /// The rate from which the chunk is [`top`](Self::top) (worked out once: a fast link's
+    /// message then costs a load and a comparison, no arithmetic).
+    top_rate: u32,
+    /// The chunk at the highest rates.
+    top: u32,
 }
 
 impl<'a> Adaptive<'a> {
     /// The strategy of `config` over `link`.
     pub const fn new(config: AdaptiveConfig, link: &'a LinkEstimator) -> Self {
-        Self { config, link }
+        Self {
+            config,
+            link,
+            top_rate: config.top_rate(),
+            top: config.chunk_at(u32::MAX),
+        }
     }
 
     /// The configuration.
@@ -418,6 +459,17 @@ impl<'a> Adaptive<'a> {
     /// The chunk a message would get now (without counting it).
     #[inline]
     pub fn chunk_now(&self) -> u32 {
+        if self.link.rate() >= self.top_rate {
+            self.top
+        } else {
+            self.chunk_below_top()
+        }
+    }
+
+    /// [`chunk_now`](Self::chunk_now) on a link slower than [`top_rate`](Self::top_rate)
+    /// (or not measured yet).
+    #[inline(never)]
+    fn chunk_below_top(&self) -> u32 {
         self.link.config_now(&self.config).chunk()
     }
 
@@ -571,6 +623,51 @@ mod tests {
             ..c
         };
         assert_eq!(odd.chunk_at(11_520), 1);
+    }
+
+    #[test]
+    fn the_chunk_above_the_top_rate_is_the_one_worked_out_in_full() {
+        let configs = [
+            AdaptiveConfig::DEFAULT,
+            AdaptiveConfig::with_budget_us(1),
+            AdaptiveConfig::with_budget_us(0),
+            AdaptiveConfig::with_budget_us(u32::MAX),
+            AdaptiveConfig {
+                floor: 0,
+                ceiling: 0,
+                link_rate: 11_520,
+                ..AdaptiveConfig::DEFAULT
+            },
+            AdaptiveConfig {
+                floor: 5000,
+                ceiling: 100,
+                ..AdaptiveConfig::DEFAULT
+            },
+            AdaptiveConfig {
+                ceiling: u32::MAX,
+                ..AdaptiveConfig::DEFAULT
+            },
+        ];
+        for c in configs {
+            let top = c.top_rate();
+            for rate in [
+                0,
+                1,
+                960,
+                11_520,
+                top - 1,
+                top,
+                top.saturating_add(1),
+                1 << 30,
+                u32::MAX,
+            ] {
+                let l = LinkEstimator::new();
+                l.rate.store(rate, Ordering::Relaxed);
+                let a = Adaptive::new(c, &l);
+                assert_eq!(a.chunk_now(), l.config_now(&c).chunk(), "{c} at {rate}");
+            }
+            assert_eq!(c.chunk_at(top), c.chunk_at(u32::MAX), "{c}");
+        }
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl<T: Default, const N: usize> Demux<T, N> {
 
     /// Tells the receiver when the input it is fed next arrived, in microseconds of any
     /// monotonic clock (it may wrap around at `u32::MAX`): each completed message then adds
-    /// the time from its Start to its End to [`RxMetrics::start_to_end_us`]. Call it after
+    /// the time from its Start to its End to `RxMetrics::start_to_end_us`. Call it after
     /// each read, before feeding what was read (the blocking and async readers do it when
     /// given a clock). Without feature `histograms` it does nothing.
     #[inline]

@@ -48,6 +48,10 @@ pub struct FramePlan {
     chunk: u32,
     start_len: u32,
     step: Step,
+    /// The payload offset from which Data frames are cut at `chunk` (0 unless
+    /// [`set_chunk`](Self::set_chunk) changed it), and the Data frames before it.
+    from: u32,
+    before: u32,
 }
 
 impl FramePlan {
@@ -62,7 +66,41 @@ impl FramePlan {
             chunk: strategy.chunk_size(total).max(1),
             start_len: strategy.start_len(total),
             step: Step::Start,
+            from: 0,
+            before: 0,
         })
+    }
+
+    /// Cuts the Data frames not handed out yet at `chunk` bytes (at least 1), the last one
+    /// holding the remainder: for a strategy whose chunk follows the link while a message
+    /// goes (Adaptive). A reader needs nothing of it: every Data frame says its length.
+    ///
+    /// ```
+    /// use mux_nostd::{FramePlan, Optimized};
+    /// let mut plan = FramePlan::new(&Optimized, 1, 10_000).unwrap(); // 4 KiB chunks
+    /// plan.next(); // Start
+    /// plan.next(); // Data, 4096 bytes
+    /// plan.set_chunk(1000);
+    /// let lens: Vec<u32> = plan.by_ref().map(|f| f.header.len).collect();
+    /// assert_eq!(lens, [1000, 1000, 1000, 1000, 1000, 904, 0]); // six Data frames, End
+    /// ```
+    #[inline]
+    pub fn set_chunk(&mut self, chunk: u32) {
+        let chunk = if chunk == 0 { 1 } else { chunk };
+        if chunk == self.chunk {
+            return;
+        }
+        match self.step {
+            Step::Start => {}
+            Step::Data(off) => {
+                // Every Data frame from `from` to `off` was a whole chunk.
+                self.before += (off - self.from) / self.chunk;
+                self.from = off;
+            }
+            // No Data frame is left to cut.
+            Step::End | Step::Done => return,
+        }
+        self.chunk = chunk;
     }
 
     /// The frame a plan at `step` hands out, and the step after it.
@@ -153,7 +191,7 @@ impl FramePlan {
     /// Frames of the whole message: Start, its Data frames, End.
     #[inline]
     pub const fn frame_count(&self) -> u32 {
-        crate::histogram::frames_per_message(self.total, self.chunk)
+        self.before + crate::histogram::frames_per_message(self.total - self.from, self.chunk)
     }
 
     /// Whether every frame has been handed out.
@@ -166,7 +204,7 @@ impl FramePlan {
     /// `usize` (on 16- and 32-bit targets: a message near the u32 size limit in small frames
     /// takes up to about 43 GB on the wire).
     pub const fn checked_wire_len(&self) -> Option<usize> {
-        let chunks = self.total.div_ceil(self.chunk) as u64;
+        let chunks = self.before as u64 + (self.total - self.from).div_ceil(self.chunk) as u64;
         // At most 2^32 + 9 × (2^32 + 2): no overflow in u64.
         let len = self.total as u64 + HEADER_LEN as u64 * (2 + chunks);
         if len > usize::MAX as u64 {
@@ -220,11 +258,13 @@ impl FramePlan {
     /// The step `n` frames after the current one.
     #[inline]
     const fn skipped(&self, n: usize) -> Step {
-        let data = self.total.div_ceil(self.chunk) as u64;
-        // The frame's place: Start 0, Data 1..=data, End data + 1, Done after it.
+        // Data frames are cut at `chunk` from `from` on (the step is never before `from`).
+        let data = (self.total - self.from).div_ceil(self.chunk) as u64;
+        // The frame's place: Start 0, Data 1..=data, End data + 1, Done after it (counting
+        // the Data frames from `from`).
         let at = match self.step {
             Step::Start => 0,
-            Step::Data(off) => 1 + (off / self.chunk) as u64,
+            Step::Data(off) => 1 + ((off - self.from) / self.chunk) as u64,
             Step::End => data + 1,
             Step::Done => return Step::Done,
         };
@@ -233,7 +273,7 @@ impl FramePlan {
             Step::Start
         } else if to <= data {
             // Below `data`: the offset is below the total, so it fits a u32.
-            Step::Data(((to - 1) * self.chunk as u64) as u32)
+            Step::Data(self.from + ((to - 1) * self.chunk as u64) as u32)
         } else if to == data + 1 {
             Step::End
         } else {
@@ -244,10 +284,10 @@ impl FramePlan {
     /// Frames still to hand out from `step` on.
     #[inline]
     const fn frames_after(&self, step: Step) -> u64 {
-        let data = self.total.div_ceil(self.chunk) as u64;
+        let data = (self.total - self.from).div_ceil(self.chunk) as u64;
         match step {
             Step::Start => data + 2,
-            Step::Data(off) => data - (off / self.chunk) as u64 + 1,
+            Step::Data(off) => data - ((off - self.from) / self.chunk) as u64 + 1,
             Step::End => 1,
             Step::Done => 0,
         }
@@ -361,6 +401,13 @@ enum Phase {
 }
 
 impl Outgoing {
+    /// Cuts the Data frames after the one in flight at `chunk` bytes (see
+    /// [`FramePlan::set_chunk`]).
+    #[inline]
+    pub fn set_chunk(&mut self, chunk: u32) {
+        self.plan.set_chunk(chunk);
+    }
+
     /// Starts a message; the first bytes pending are its Start header.
     pub fn new<S: Strategy>(strategy: &S, id: u32, total: usize) -> Result<Self, EncodeError> {
         let mut o = Self {
@@ -591,6 +638,59 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn nth_and_size_hint_agree_with_walking_a_plan_cut_anew_midway() {
+        for (first, then, at) in [(1024, 100, 2), (100, 4096, 3), (7, 3, 5), (1000, 1, 1)] {
+            let mut plan = FramePlan {
+                chunk: first,
+                ..FramePlan::new(&Original, 5, 2500).unwrap()
+            };
+            for _ in 0..at {
+                plan.next();
+            }
+            plan.set_chunk(then);
+            let all: heapless::Vec<PlannedFrame, 4096> = plan.clone().collect();
+            for n in 0..all.len().min(40) + 2 {
+                let mut p = plan.clone();
+                assert_eq!(p.size_hint().0, all.len());
+                assert_eq!(p.nth(n), all.get(n).copied(), "{first} {then} {at} {n}");
+                assert_eq!(p.size_hint().0, all.len().saturating_sub(n + 1));
+            }
+        }
+    }
+
+    #[test]
+    fn a_plan_cut_anew_midway_covers_the_payload_and_counts_its_frames() {
+        for (first, then, at) in [(1024, 100, 2), (100, 4096, 3), (7, 7, 5), (1000, 1, 1)] {
+            let chunk = |c| {
+                crate::strategy::AnyStrategy::Adaptive(crate::AdaptiveConfig {
+                    floor: c,
+                    ceiling: c,
+                    ..crate::AdaptiveConfig::DEFAULT
+                })
+            };
+            let mut plan = FramePlan::new(&chunk(first), 3, 2500).unwrap();
+            let mut frames: heapless::Vec<PlannedFrame, 4096> = heapless::Vec::new();
+            for _ in 0..at {
+                frames.push(plan.next().unwrap()).unwrap();
+            }
+            plan.set_chunk(then);
+            let (count, wire) = (plan.frame_count(), plan.wire_len());
+            frames.extend(plan.by_ref());
+            plan.set_chunk(first + 1); // after the end: nothing changes
+            assert_eq!(plan.frame_count(), count);
+            assert_eq!(frames.len() as u32, count, "{first} then {then}");
+            let mut next = 0;
+            for f in &frames[1..frames.len() - 1] {
+                assert_eq!((f.header.kind, f.offset), (FrameType::Data, next));
+                next += f.header.len;
+            }
+            assert_eq!(next, 2500);
+            assert_eq!(frames.last().unwrap().header.kind, FrameType::End);
+            assert_eq!(wire, 2500 + HEADER_LEN * frames.len());
         }
     }
 

@@ -85,7 +85,7 @@ impl<'p, const N: usize, const BLOCKS: usize, const SIZE: usize> Reassembler<'p,
     }
 
     /// When the input fed next arrived: see [`Demux::set_now_us`](crate::Demux::set_now_us)
-    /// (the Start-to-End times in [`RxMetrics::start_to_end_us`]).
+    /// (the Start-to-End times in `RxMetrics::start_to_end_us`).
     #[inline]
     pub fn set_now_us(&mut self, now_us: u32) {
         self.demux.set_now_us(now_us);

@@ -174,7 +174,7 @@ impl<const N: usize> FrameTurns<N> {
     }
 
     /// [`take`](Self::take), timing the wait for the first turn with `clock` into
-    /// [`waits`](Self::waits) (feature `histograms`; without it the clock is not read): how
+    /// `waits` (feature `histograms`; without it the clock is not read): how
     /// long a message waited for the link before its first frame.
     pub async fn take_timed<C: Clock>(&self, small: bool, clock: &C) -> Turn<'_, N> {
         #[cfg(feature = "histograms")]

@@ -71,6 +71,8 @@ struct Shared<W> {
     /// One permit per message that may be under way ([`Config::max_sending`]); a send holds
     /// one until it returns.
     slots: tokio::sync::Semaphore,
+    /// Under Adaptive, the link's estimate (shared with `inner`, which times the writes).
+    pace: crate::adaptive::Pace,
 }
 
 /// Started messages whose send stopped outside a hold: the next holder of the write lock
@@ -229,6 +231,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         Ok(Self {
             shared: Arc::new(Shared {
                 stats,
+                pace: inner.pace.clone(),
                 inner: tokio::sync::Mutex::new(inner),
                 waiting: AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
@@ -334,7 +337,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         wait: Wait,
         mut stop: impl FnMut() -> Option<SendError> + Send,
     ) -> Result<(), SendError> {
-        let strategy = strategy.unwrap_or(self.shared.strategy);
+        let strategy = (self.shared.pace).resolve(strategy, self.shared.strategy, payload.len());
         let out = Outgoing::new(&strategy, id, payload.len())?;
         // A slot among `max_sending` until this send returns (the peer then never sees more
         // of our messages open); taken before `fl`, so a dropped send hands its Abort to the
@@ -387,6 +390,12 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             }
             // The progress lives behind the lock during the hold (see the module docs).
             g.owed = fl.out.take();
+            if strategy.follows()
+                && let Some(out) = g.owed.as_mut()
+            {
+                // Under Adaptive, the frames after the one in flight follow the estimate.
+                out.set_chunk(self.shared.pace.chunk());
+            }
             match wait.race(hold(&mut g, payload)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(g.broke(id, e)),
@@ -540,6 +549,14 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         self.shared.strategy
     }
 
+    /// What the sender has learned of its link when its strategy is
+    /// [`Adaptive`](AnyStrategy::Adaptive): the estimated rate (from its timed writes) and
+    /// the message-size histogram (`None` for the other strategies), as
+    /// [`Sender::link_estimate`](crate::Sender::link_estimate).
+    pub fn link_estimate(&self) -> Option<&mux_nostd::LinkEstimator> {
+        self.shared.pace.estimator()
+    }
+
     async fn lock(&self) -> tokio::sync::MutexGuard<'_, TxInner<W>> {
         /// Counts a waiter until the lock is taken or the future is dropped.
         struct Waiting<'a>(&'a AtomicUsize);
@@ -593,21 +610,24 @@ async fn hold<W: AsyncWrite + Unpin>(g: &mut TxInner<W>, payload: &[u8]) -> io::
         stats,
         owed,
         budget,
+        pace,
         ..
     } = g;
     let (Some(io), Some(out)) = (io.as_mut(), owed.as_mut()) else {
         return Err(io::ErrorKind::NotConnected.into());
     };
+    // Under Adaptive, no more than the link carries in its latency budget.
+    let budget = pace.cap(*budget);
     let mut body = 0;
-    while !hold_ends(out, payload, body, *budget) {
+    while !hold_ends(out, payload, body, budget) {
         if let Some(copied) = co.try_copy(out, payload) {
             body += copied;
             continue;
         }
-        let plan = Plan::new(out, payload, body, *budget);
+        let plan = Plan::new(out, payload, body, budget);
         let n = {
             let (iov, k) = plan.slices(co, out, payload);
-            write_some(io, &iov[..k], &stats.writes).await?
+            timed_write(pace, io, &iov[..k], &stats.writes).await?
         };
         co.consumed(out, payload, n, &mut body);
     }
@@ -634,17 +654,37 @@ async fn abort_all<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> (Vec<u32>, io::
 }
 
 async fn flush_buf<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> io::Result<()> {
-    let TxInner { io, co, stats, .. } = g;
+    let TxInner {
+        io,
+        co,
+        stats,
+        pace,
+        ..
+    } = g;
     let Some(io) = io.as_mut() else {
         return Ok(());
     };
     while !co.pending().is_empty() {
-        let n = write_some(io, &[IoSlice::new(co.pending())], &stats.writes).await?;
+        let n = timed_write(pace, io, &[IoSlice::new(co.pending())], &stats.writes).await?;
         co.sent(n);
     }
     // With the serial link profile: link frames the socket did not take at once go out now,
     // not with the next write.
     std::future::poll_fn(|cx| io.poll_drain_link(cx)).await
+}
+
+/// [`write_some`], timed into the estimator under Adaptive (as the blocking sender's writes
+/// are): from the first poll to completion, the time the sink took the bytes.
+async fn timed_write<W: AsyncWrite + Unpin>(
+    pace: &crate::adaptive::Pace,
+    io: &mut W,
+    iov: &[IoSlice<'_>],
+    writes: &AtomicU64,
+) -> io::Result<usize> {
+    let t0 = pace.start(iov.iter().map(|b| b.len()).sum());
+    let n = write_some(io, iov, writes).await?;
+    pace.done(t0, n);
+    Ok(n)
 }
 
 async fn write_some<W: AsyncWrite + Unpin>(

@@ -186,6 +186,12 @@ impl LogDump {
         self.plan.id()
     }
 
+    /// Cuts the frames not written yet at `chunk` bytes (under Adaptive: the chunk of the
+    /// rate measured now; see `FramePlan::set_chunk`).
+    pub fn set_chunk(&mut self, chunk: u32) {
+        self.plan.set_chunk(chunk);
+    }
+
     /// Frames written so far.
     pub fn frames_sent(&self) -> u32 {
         self.frames_sent

@@ -354,8 +354,8 @@ where
     }
 
     /// Frames the log dump with Adaptive: every write to the UART is timed with `now_us` (a
-    /// microsecond clock) into `link`, and each dump is cut into chunks that hold the link for
-    /// at most `config`'s budget at the rate measured when it starts. Readings and replies are
+    /// microsecond clock) into `link`, and each frame of a dump is cut to hold the link for at
+    /// most `config`'s budget at the rate measured when it goes. Readings and replies are
     /// one frame each whatever the strategy. Log frames then follow each other without a
     /// pause (the link spaces them), readings going out between them.
     pub fn adaptive(
@@ -495,6 +495,10 @@ where
             if self.node.log_frame_due(now)
                 && let Some(dump) = self.node.log.as_mut()
             {
+                // Under Adaptive, every frame is cut at the rate measured now.
+                if let (Some(config), Some((link, _))) = (self.adaptive, self.tx.get_ref().timing) {
+                    dump.set_chunk(link.config_now(&config).chunk());
+                }
                 let done = dump.write_next(self.tx.get_mut()).map_err(SendError::Io)?;
                 self.node.log_frame_written(now, done);
             }

@@ -224,11 +224,29 @@ struct Seen {
     /// When the host's first message was in, and when the node began to write.
     first_message_in: u64,
     first_out_ns: Option<u64>,
+    /// How long readings waited during the first dump (its frames' lengths decide it).
+    waits: mux_sensor_app::ReadingWaits,
+}
+
+thread_local! {
+    /// The line of the exchange running on this thread, for [`line_us`].
+    static LINE: RefCell<Option<Shared>> = const { RefCell::new(None) };
+}
+
+/// The line's virtual clock in microseconds: the boards' hardware timer, for Adaptive.
+fn line_us() -> u32 {
+    LINE.with(|l| (l.borrow().as_ref().unwrap().borrow().now_ns / 1000) as u32)
 }
 
 /// Runs the exchange with a receive FIFO of `fifo` bytes and a ring of `RING` bytes, over the
 /// serial link profile if `cobs`.
 fn run<const RING: usize>(fifo: usize, cobs: bool) -> Seen {
+    run_with::<RING>(fifo, cobs, false)
+}
+
+/// [`run`], the log dumps framed with Adaptive (as on the boards) if `adaptive`: the node's
+/// writes timed against the line's clock.
+fn run_with<const RING: usize>(fifo: usize, cobs: bool, adaptive: bool) -> Seen {
     let mut s = Script {
         at_ns: 0,
         bytes: VecDeque::new(),
@@ -270,6 +288,16 @@ fn run<const RING: usize>(fifo: usize, cobs: bool) -> Seen {
     let node_pool: &'static Pool<40, 64> = Box::leak(Box::new(Pool::new()));
     let mut node: Superloop<'static, _, _, 4, 40, 64, RING> =
         Superloop::new(Rx(line.clone()), Tx(line.clone()), node_pool).wait_for_host();
+    if adaptive {
+        LINE.with(|l| *l.borrow_mut() = Some(line.clone()));
+        let link: &'static mux_nostd::LinkEstimator =
+            Box::leak(Box::new(mux_nostd::LinkEstimator::new()));
+        let config = mux_nostd::AdaptiveConfig {
+            link_rate: 11_520,
+            ..mux_nostd::AdaptiveConfig::DEFAULT
+        };
+        node = node.adaptive(link, config, line_us);
+    }
     #[cfg(feature = "cobs-link")]
     if cobs {
         node = node.cobs_link();
@@ -300,6 +328,7 @@ fn run<const RING: usize>(fifo: usize, cobs: bool) -> Seen {
         outcome,
         first_message_in,
         first_out_ns: line.borrow().first_out_ns,
+        waits: node.reading_waits(),
     };
     let out = line.borrow().out.clone();
     let wire = if cobs { unframe(&out) } else { out };
@@ -386,6 +415,23 @@ fn check(seen: &Seen) {
 #[test]
 fn rp2040_sized_fifo_loses_nothing() {
     check(&run::<2048>(32, false));
+}
+
+/// As the boards run it: the log dumps framed with Adaptive over the line's clock. The
+/// exchange is the same; a reading due during a dump waits for a frame of about 10 ms (106
+/// bytes of payload at 115 200 baud), not for a 1 KiB one (89 ms).
+#[test]
+fn rp2040_sized_fifo_loses_nothing_with_adaptive_log_frames() {
+    let fixed = run::<2048>(32, false);
+    let adaptive = run_with::<2048>(32, false, true);
+    check(&adaptive);
+    assert!(adaptive.waits.count > 0 && fixed.waits.count > 0);
+    assert!(
+        adaptive.waits.max_ms <= 25 && fixed.waits.max_ms > 50,
+        "adaptive {:?}, fixed {:?}",
+        adaptive.waits,
+        fixed.waits
+    );
 }
 
 #[test]

@@ -330,8 +330,13 @@ impl Heads {
     pub(crate) fn new(plan: &FramePlan, total: usize) -> Self {
         let id = plan.id();
         let chunk = plan.chunk() as usize;
-        let last_len = total - total.saturating_sub(1) / chunk * chunk;
-        let first_len = if total <= chunk { last_len } else { chunk };
+        // A message of one chunk (or none) needs no division: a strategy whose chunk is known
+        // only at run time (Adaptive) would pay for one on every small message.
+        let (first_len, last_len) = if total <= chunk {
+            (total, total)
+        } else {
+            (chunk, total - (total - 1) / chunk * chunk)
+        };
         let mut first = [0u8; 2 * HEADER_LEN];
         first[..HEADER_LEN]
             .copy_from_slice(&Header::new(FrameType::Start, id, plan.start_len()).to_bytes());

@@ -1,6 +1,8 @@
 //! Where a message of the blocking sender stands between its holds.
 
-use mux_nostd::{AnyStrategy, FramePlan, HEADER_LEN, PlannedFrame, Strategy};
+use mux_nostd::{FramePlan, HEADER_LEN, PlannedFrame, Strategy};
+
+use crate::adaptive::Resolved;
 
 use crate::error::SendError;
 
@@ -13,11 +15,14 @@ pub(super) struct Cursor {
     pub(super) rest: FramePlan,
     /// The whole message is at most [`SMALL`] frames.
     pub(super) small: bool,
+    /// Under Adaptive, the frames not written yet are cut at the chunk of the rate estimated
+    /// before each write call ([`Resolved::follows`]).
+    pub(super) follows: bool,
 }
 
 impl Cursor {
     #[inline]
-    pub(super) fn new(strategy: &AnyStrategy, id: u32, len: usize) -> Result<Self, SendError> {
+    pub(super) fn new(strategy: &Resolved, id: u32, len: usize) -> Result<Self, SendError> {
         let mut rest = FramePlan::new(strategy, id, len)?;
         // One chunk at most: Start, Data, End (as the plan cuts it).
         let small = len <= strategy.chunk_size(len as u32).max(1) as usize;
@@ -26,6 +31,7 @@ impl Cursor {
             written: 0,
             rest,
             small,
+            follows: strategy.follows(),
         })
     }
 

@@ -75,7 +75,7 @@ pub(crate) struct TxInner<W> {
     /// Wakes them: a message left `sending`, or the link changed.
     pub(super) slot_freed: Arc<Condvar>,
     /// Times write calls under Adaptive.
-    pub(super) pace: Pace,
+    pub(crate) pace: Pace,
 }
 
 impl<W> TxInner<W> {
@@ -334,6 +334,9 @@ impl<W: Write> TxInner<W> {
                     continue;
                 }
             }
+            if msg.follows {
+                msg.rest.set_chunk(how.pace.chunk());
+            }
             let mut batch = Batch::<F> {
                 heads: [[0; HEADER_LEN]; F],
                 bodies: [(0, 0); F],
@@ -355,7 +358,8 @@ impl<W: Write> TxInner<W> {
                 const { assert!(V >= 2 * F + 2) };
                 let mut iov = [IoSlice::new(&[]); V];
                 let k = batch.slices(&mut iov, co.pending(), msg.written, payload);
-                how.pace.write(io, &iov[..k], &stats.writes)?
+                let len = co.pending().len() + batch.wire;
+                how.pace.write(io, &iov[..k], len, &stats.writes)?
             };
             let from_buf = n.min(co.pending().len());
             co.sent(from_buf);
@@ -394,7 +398,7 @@ impl<W: Write> TxInner<W> {
         while !co.pending().is_empty() {
             let p = co.pending();
             let p = &p[..p.len().min(pace.cap(p.len()).max(1))];
-            let n = pace.write(io, &[IoSlice::new(p)], &stats.writes)?;
+            let n = pace.write(io, &[IoSlice::new(p)], p.len(), &stats.writes)?;
             co.sent(n);
         }
         Ok(())

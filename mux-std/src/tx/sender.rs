@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mux_nostd::{AnyStrategy, FramePlan, HEADER_LEN};
 
-use crate::adaptive::Pace;
+use crate::adaptive::{Pace, Resolved};
 use crate::config::Config;
 use crate::error::{ConfigError, SendError};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -269,8 +269,7 @@ impl<W: Write + Send> Sender<W> {
         wait: Option<&dyn Fn() -> Option<SendError>>,
         mut stop: Option<&mut dyn FnMut() -> Option<SendError>>,
     ) -> Result<(), SendError> {
-        let strategy =
-            (self.shared.pace).resolve(strategy.unwrap_or(self.shared.strategy), payload.len());
+        let strategy = (self.shared.pace).resolve(strategy, self.shared.strategy, payload.len());
         if !buffered
             && stop.is_none()
             && let Some(r) = self.send_small(id, payload, &strategy)
@@ -366,7 +365,7 @@ impl<W: Write + Send> Sender<W> {
         &self,
         id: u32,
         payload: &[u8],
-        strategy: &AnyStrategy,
+        strategy: &Resolved,
     ) -> Option<Result<(), SendError>> {
         let s = &self.shared;
         if s.contenders.load(Ordering::Relaxed) > 0 || s.has_orphans.load(Ordering::Relaxed) {
@@ -394,23 +393,22 @@ impl<W: Write + Send> Sender<W> {
             IoSlice::new(body),
             IoSlice::new(end.as_ref().map_or(&[][..], |e| &e[..])),
         ];
-        let mut left: &mut [IoSlice<'_>] = if end.is_some() {
-            &mut iov
+        let (mut left, mut len): (&mut [IoSlice<'_>], usize) = if end.is_some() {
+            (&mut iov, 3 * HEADER_LEN + body.len())
         } else {
-            &mut iov[..1]
+            (&mut iov[..1], 2 * HEADER_LEN)
         };
         let TxInner {
             io, stats, pace, ..
         } = &mut *g;
         let io = io.as_mut()?;
         // Usually one call takes it all; otherwise the slices move on by what was written.
-        let mut owed = left.iter().map(|b| b.len()).sum::<usize>();
-        while owed > 0 {
-            match pace.write(io, left, &stats.writes) {
-                Ok(n) if n == owed => break,
+        while len > 0 {
+            match pace.write(io, left, len, &stats.writes) {
+                Ok(n) if n == len => break,
                 Ok(n) => {
                     IoSlice::advance_slices(&mut left, n);
-                    owed -= n;
+                    len -= n;
                 }
                 Err(e) => return Some(Err(g.broke(id, e))),
             }

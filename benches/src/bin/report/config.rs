@@ -23,11 +23,30 @@ pub struct Config {
     pub baseline: Option<String>,
     /// `--baseline-dir DIR`: where baselines are (default `target/report-baselines`).
     pub baseline_dir: String,
+    /// `--only NAME[,NAME…]`: run only these sections (see [`SECTIONS`]); all when empty.
+    pub only: Vec<String>,
 }
+
+/// The sections' names for `--only`, in the order they print.
+pub const SECTIONS: [&str; 12] = [
+    "write",
+    "layout",
+    "observe",
+    "read",
+    "allocations",
+    "end-to-end",
+    "pipe",
+    "link",
+    "tokio",
+    "plugin",
+    "latency",
+    "adaptive-write",
+];
 
 impl Config {
     /// The configuration the arguments (without the program name) ask for: `--quick`,
-    /// `--svg PATH`, `--save-baseline NAME`, `--baseline NAME`, `--baseline-dir DIR`.
+    /// `--svg PATH`, `--save-baseline NAME`, `--baseline NAME`, `--baseline-dir DIR`,
+    /// `--only NAME[,NAME…]` (no plot unless `--svg` asks).
     pub fn from_args(args: &[String]) -> Self {
         let value = |flag: &str| {
             args.iter().position(|a| a == flag).map(|i| {
@@ -41,9 +60,18 @@ impl Config {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../target/report-baselines").to_string()
         });
         let quick = args.iter().any(|a| a == "--quick");
+        let only: Vec<String> = value("--only")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        if let Some(bad) = only.iter().find(|n| !SECTIONS.contains(&n.as_str())) {
+            panic!(
+                "--only: unknown section {bad}; expected one of {}",
+                SECTIONS.join(", ")
+            );
+        }
         let svg = match args.iter().position(|a| a == "--svg") {
             Some(i) => args.get(i + 1).cloned(),
-            None if quick => None,
+            None if quick || !only.is_empty() => None,
             None => {
                 Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.svg").to_string())
             }
@@ -59,6 +87,7 @@ impl Config {
                 save_baseline,
                 baseline,
                 baseline_dir,
+                only,
             }
         } else {
             Self {
@@ -71,7 +100,14 @@ impl Config {
                 save_baseline,
                 baseline,
                 baseline_dir,
+                only,
             }
         }
+    }
+
+    /// Whether the section `name` (one of [`SECTIONS`]) runs.
+    pub fn runs(&self, name: &str) -> bool {
+        debug_assert!(SECTIONS.contains(&name), "{name}");
+        self.only.is_empty() || self.only.iter().any(|n| n == name)
     }
 }

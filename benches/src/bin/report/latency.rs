@@ -214,13 +214,12 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
         println!("- {n}");
     }
     println!();
-    write_path(cfg, ratios, goals);
 }
 
 /// Adaptive against Hybrid on the seed's write path (one message into memory), through
 /// mux-nostd's `Writer` (an estimator that measured a fast link) and mux-std's `Sender`
 /// (which measures its in-memory sink itself).
-fn write_path(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
+pub fn write_path(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
     static FAST: LinkEstimator = LinkEstimator::new();
     FAST.record_write(1 << 30, 100_000); // about 10 GB/s: the estimate saturates
     let adaptive = Adaptive::new(AdaptiveConfig::DEFAULT, &FAST);

@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release -p mux-benches --bin report` (about 30 s; writes `docs/benchmarks.svg`)
 //! or `… -- --quick` (a few iterations, no plot). `--svg PATH` writes the plot elsewhere.
+//! `--only latency,adaptive-write` runs only those sections ([`config::SECTIONS`] names them).
 //! `--save-baseline NAME` appends the run's JSON line to the baseline `NAME`, `--baseline NAME`
 //! compares the run with it and exits with status 1 on a regression (see
 //! [`mux_benches::baseline`]); baselines live in `target/report-baselines/` or `--baseline-dir DIR`.
@@ -57,19 +58,44 @@ fn main() {
     let mut ratios = Ratios::default();
     let mut goals = Goals::default();
 
-    let write = write_path::section(&cfg, &mut ratios, &mut goals);
-    layout::section(&cfg, &mut ratios);
-    observe::section(&cfg, &mut ratios, &mut goals);
-    read_path::section(&cfg, &mut ratios, &mut goals);
-    allocations::section(&mut ratios, &mut goals);
-    end_to_end::section(&cfg, &mut ratios, &mut goals);
-    pipe::section(&cfg, &mut ratios, &mut goals);
-    link::section(&cfg, &mut ratios, &mut goals);
-    tokio_e2e::section(&cfg, &mut ratios, &mut goals);
-    plugin::section(&cfg, &mut ratios, &mut goals);
-    latency::section(&cfg, &mut ratios, &mut goals);
-    if let Some(path) = &cfg.svg {
-        plot::write_path(&cfg, path, &write);
+    let write = cfg
+        .runs("write")
+        .then(|| write_path::section(&cfg, &mut ratios, &mut goals));
+    if cfg.runs("layout") {
+        layout::section(&cfg, &mut ratios);
+    }
+    if cfg.runs("observe") {
+        observe::section(&cfg, &mut ratios, &mut goals);
+    }
+    if cfg.runs("read") {
+        read_path::section(&cfg, &mut ratios, &mut goals);
+    }
+    if cfg.runs("allocations") {
+        allocations::section(&mut ratios, &mut goals);
+    }
+    if cfg.runs("end-to-end") {
+        end_to_end::section(&cfg, &mut ratios, &mut goals);
+    }
+    if cfg.runs("pipe") {
+        pipe::section(&cfg, &mut ratios, &mut goals);
+    }
+    if cfg.runs("link") {
+        link::section(&cfg, &mut ratios, &mut goals);
+    }
+    if cfg.runs("tokio") {
+        tokio_e2e::section(&cfg, &mut ratios, &mut goals);
+    }
+    if cfg.runs("plugin") {
+        plugin::section(&cfg, &mut ratios, &mut goals);
+    }
+    if cfg.runs("latency") {
+        latency::section(&cfg, &mut ratios, &mut goals);
+    }
+    if cfg.runs("adaptive-write") {
+        latency::write_path(&cfg, &mut ratios, &mut goals);
+    }
+    if let (Some(path), Some(write)) = (&cfg.svg, &write) {
+        plot::write_path(&cfg, path, write);
     }
 
     goals.print(cfg.quick);

@@ -10,6 +10,11 @@
 //!   board has booted never starts reading in the middle of a frame); its clock, counters and
 //!   reading sequence start then.
 //! - Clock: esp-hal's `Instant` (the SYSTIMER). Sleep: none, the loop polls.
+//! - The log dump is framed with Adaptive: every write to the UART is timed against the
+//!   SYSTIMER (microseconds) into a [`LinkEstimator`], and each log frame holds the link for at
+//!   most 10 ms at the measured rate (106 bytes of payload at 115200 baud, until anything is
+//!   measured the rate of the baud setting), so a reading due during the dump waits for one
+//!   such frame, not for a 1 KiB one (89 ms).
 //! - After `bye` (or 20 s without a command, or a failed write) the firmware sends nothing more
 //!   and spins until reset: one exchange per reset. No LED is driven (boards differ).
 //! - Panics park the core in a loop (no debugger or console needed: UART0 is the mux link,
@@ -27,7 +32,7 @@ use core::panic::PanicInfo;
 use esp_hal::main;
 use esp_hal::time::Instant;
 use esp_hal::uart::{Config, Uart, UartRx};
-use mux_nostd::Pool;
+use mux_nostd::{AdaptiveConfig, LinkEstimator, Pool};
 use mux_sensor_app::{Board, Superloop};
 
 esp_bootloader_esp_idf::esp_app_desc!();
@@ -39,6 +44,20 @@ const BAUD: u32 = 115_200;
 static POOL: Pool<40, 64> = Pool::new();
 /// Host messages open at once.
 const STREAMS: usize = 4;
+/// The link's rate and the message sizes, learned from the UART's writes.
+static LINK: LinkEstimator = LinkEstimator::new();
+/// The log dump's Adaptive framing: the default 10 ms budget, at the baud setting's byte rate
+/// until a write is measured.
+const ADAPTIVE: AdaptiveConfig = AdaptiveConfig {
+    link_rate: BAUD / 10,
+    ..AdaptiveConfig::DEFAULT
+};
+
+/// Microseconds of the SYSTIMER (esp-hal's `Instant`), wrapping after 71 minutes as the
+/// estimator allows.
+fn now_us() -> u32 {
+    Instant::now().duration_since_epoch().as_micros() as u32
+}
 /// Input kept by the loop while a write goes out: what the host can send during one 1 KiB log
 /// frame (89 ms at 115200 baud), twice over.
 const RING: usize = 2048;
@@ -67,8 +86,9 @@ fn main() -> ! {
         .with_rx(p.GPIO20);
     let (rx, tx) = uart.split();
 
-    let mut node: Superloop<'static, _, _, STREAMS, 40, 64, RING> =
-        Superloop::new(rx, tx, &POOL).wait_for_host();
+    let mut node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, tx, &POOL)
+        .wait_for_host()
+        .adaptive(&LINK, ADAPTIVE, now_us);
     // Whatever the outcome, the exchange is over: there is nowhere to report it.
     let _ = node.run(&mut EspC3);
     loop {

@@ -10,6 +10,11 @@
 //!   reading sequence start then.
 //! - Clock: the embassy time driver (the RP2040's 1 MHz TIMER). Sleep: `wfi`, woken by a 1 ms
 //!   SysTick or the UART interrupt.
+//! - The log dump is framed with Adaptive: every write to the UART is timed against the TIMER
+//!   (microseconds) into a [`LinkEstimator`], and each log frame holds the link for at most
+//!   10 ms at the measured rate (106 bytes of payload at 115200 baud, until anything is measured
+//!   the rate of the baud setting), so a reading due during the dump waits for one such frame,
+//!   not for a 1 KiB one (89 ms).
 //! - LED (GP25 on a Pico; a Pico W's LED is on its radio chip and stays dark): on from boot
 //!   to the end of the exchange; after `bye` it blinks slowly (1 Hz) if the node counted no error, fast (5 Hz)
 //!   otherwise, or when the host was silent for 20 s, or a write failed. The firmware then
@@ -33,7 +38,7 @@ use embassy_rp::uart::{
 };
 use embassy_time::{Instant, Timer};
 use embedded_io::ReadReady as _;
-use mux_nostd::Pool;
+use mux_nostd::{AdaptiveConfig, LinkEstimator, Pool};
 use mux_sensor_app::{Board, Outcome, Superloop};
 use panic_halt as _;
 
@@ -48,9 +53,23 @@ const BAUD: u32 = 115_200;
 static POOL: Pool<40, 64> = Pool::new();
 /// Host messages open at once.
 const STREAMS: usize = 4;
+/// The link's rate and the message sizes, learned from the UART's writes.
+static LINK: LinkEstimator = LinkEstimator::new();
+/// The log dump's Adaptive framing: the default 10 ms budget, at the baud setting's byte rate
+/// until a write is measured.
+const ADAPTIVE: AdaptiveConfig = AdaptiveConfig {
+    link_rate: BAUD / 10,
+    ..AdaptiveConfig::DEFAULT
+};
 /// Input kept by the loop while a write goes out: what the host can send during one 1 KiB log
 /// frame (89 ms at 115200 baud), twice over.
 const RING: usize = 2048;
+
+/// Microseconds of the TIMER (through the embassy time driver), wrapping after 71 minutes as
+/// the estimator allows.
+fn now_us() -> u32 {
+    Instant::now().as_micros() as u32
+}
 
 /// The Pico as the loop sees it.
 struct Pico;
@@ -105,8 +124,9 @@ async fn main(_spawner: Spawner) {
 /// loop's state (2 KiB of it the input ring) is on the stack, not in the `main` task's static
 /// future.
 fn exchange(rx: BufferedUartRx, tx: BufferedUartTx) -> bool {
-    let mut node: Superloop<'static, _, _, STREAMS, 40, 64, RING> =
-        Superloop::new(rx, tx, &POOL).wait_for_host();
+    let mut node: Superloop<'static, _, _, STREAMS, 40, 64, RING> = Superloop::new(rx, tx, &POOL)
+        .wait_for_host()
+        .adaptive(&LINK, ADAPTIVE, now_us);
     match node.run(&mut Pico) {
         Ok(Outcome::Bye) => node.stats().errors == 0 && node.pool_stats().in_use == 0,
         Ok(Outcome::IdleTimeout) | Err(_) => false,
