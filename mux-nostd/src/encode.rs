@@ -613,6 +613,8 @@ mod tests {
     }
 
     #[test]
+    // Plan arithmetic only (no unsafe code), and minutes under Miri: natively only.
+    #[cfg_attr(miri, ignore)]
     fn nth_and_size_hint_agree_with_walking_the_frames() {
         for total in [0usize, 1, 1023, 1024, 1025, 3000, 4096, 70_000] {
             for chunk_of in [Original.chunk_size(total as u32), 7] {
@@ -642,6 +644,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // plan arithmetic only (no unsafe code): natively only
     fn nth_and_size_hint_agree_with_walking_a_plan_cut_anew_midway() {
         for (first, then, at) in [(1024, 100, 2), (100, 4096, 3), (7, 3, 5), (1000, 1, 1)] {
             let mut plan = FramePlan {
@@ -663,6 +666,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // plan arithmetic only (no unsafe code): natively only
     fn a_plan_cut_anew_midway_covers_the_payload_and_counts_its_frames() {
         for (first, then, at) in [(1024, 100, 2), (100, 4096, 3), (7, 7, 5), (1000, 1, 1)] {
             let chunk = |c| {
