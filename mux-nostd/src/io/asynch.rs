@@ -274,7 +274,7 @@ impl<'b, R: Read, P: Receive> AsyncReader<'b, R, P, LinkDecoder> {
 
 impl<'b, R: Read, P: Receive, L: Framing, C: Clock> AsyncReader<'b, R, P, L, C> {
     /// The same reader, noting with `clock` when each read returned, so that the receive
-    /// core's `RxMetrics::start_to_end_us` (feature `histograms`) times every
+    /// core's `RxMetrics::start_to_end_us` times every
     /// completed message (feature `histograms`; without it the clock is not read).
     pub fn with_clock<K: Clock>(self, clock: K) -> AsyncReader<'b, R, P, L, K> {
         AsyncReader {
