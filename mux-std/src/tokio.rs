@@ -1,9 +1,10 @@
 //! The node over tokio's `AsyncRead`/`AsyncWrite` (feature `tokio`).
 //!
-//! Same wire behaviour as the blocking [`Node`](crate::Node): the core's [`Outgoing`] pumped
-//! with `.await` (one write-lock hold per chunk, small frames coalesced, large ones written
-//! vectored from the caller's slice), and the receive core fed by a reader task. Every future
-//! is `Send`, so it can be `tokio::spawn`ed.
+//! Same wire behaviour as the blocking [`Node`](crate::Node): the blocking sender's holds
+//! driven with `.await` (frames written vectored from the caller's slice while nobody waits;
+//! once a task waits for the write lock, small frames coalesced and the hold ended within
+//! [`Config::hold_budget`]), and the receive core fed by a reader task. Every future is `Send`,
+//! so it can be `tokio::spawn`ed.
 //!
 //! Cancel-safe: a send future dropped between holds leaves its message to be ended with Abort
 //! by the next writer; one dropped in the middle of a hold leaves its progress behind the lock,
@@ -40,7 +41,7 @@ use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -55,12 +56,19 @@ use crate::node::Metrics;
 use crate::pool::BufferPool;
 use crate::reader::{Item, Pump, RxShared, Step, lock};
 use crate::rx::{Received, RxCounts};
-use crate::sync::atomic::AtomicU64;
-use crate::tx::{CancelToken, Link, Plan, SendOptions, TxCounts, TxInner, bump, hold_ends};
+use crate::tx::{
+    CancelToken, Cursor, HoldEnd, How, Link, SendOptions, TxCounts, TxInner, bump, hold,
+    timed_write, write_owed,
+};
 
 struct Shared<W> {
     inner: tokio::sync::Mutex<TxInner<W>>,
-    waiting: AtomicUsize,
+    /// Tasks waiting for the write lock: while any waits, a holder ends its hold within
+    /// [`Config::hold_budget`].
+    waiting: crate::sync::atomic::AtomicUsize,
+    /// Those of them sending the next part of a message of several chunks (none are counted
+    /// yet: a holder keeps to the configured budget for every waiter).
+    bulk: crate::sync::atomic::AtomicUsize,
     next_id: AtomicU32,
     strategy: AnyStrategy,
     /// Messages whose send future was dropped between holds, or that gave up waiting for
@@ -128,6 +136,11 @@ impl Wait {
         cancel: None,
     };
 
+    /// Whether there is nothing to give up on.
+    fn is_none(&self) -> bool {
+        self.deadline.is_none() && self.cancel.is_none()
+    }
+
     /// The error to give up with, if the token is cancelled or the deadline passed.
     fn check(&self) -> Option<SendError> {
         if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
@@ -144,7 +157,7 @@ impl Wait {
     /// this polls `fut` once: what can be done without waiting is done. Dropping `fut` must
     /// be safe (every future passed here keeps its progress behind the write lock).
     async fn race<F: Future>(&self, fut: F) -> Result<F::Output, SendError> {
-        if self.deadline.is_none() && self.cancel.is_none() {
+        if self.is_none() {
             return Ok(fut.await);
         }
         let mut fut = pin!(fut);
@@ -205,19 +218,26 @@ impl<W> fmt::Debug for AsyncSender<W> {
 /// between holds.
 struct InFlight<'a> {
     orphans: &'a Orphans,
-    out: Option<Outgoing>,
+    msg: Cursor,
+    /// Its id is in `sending` (its Start may be written).
     started: bool,
 }
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Some(mut out) = self.out.take()
-            && self.started
-            && !out.is_done()
+impl InFlight<'_> {
+    /// Leaves the message, settled, to the orphan list (if it was started).
+    fn orphan(&mut self) {
+        if self.started
+            && let Some(mut out) = self.msg.take_owed()
         {
             out.settle();
             self.orphans.push(out);
         }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.orphan();
     }
 }
 
@@ -233,7 +253,8 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                 stats,
                 pace: inner.pace.clone(),
                 inner: tokio::sync::Mutex::new(inner),
-                waiting: AtomicUsize::new(0),
+                waiting: crate::sync::atomic::AtomicUsize::new(0),
+                bulk: crate::sync::atomic::AtomicUsize::new(0),
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
                 orphans: Orphans::default(),
@@ -254,7 +275,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     /// Sends `payload` with the next automatic id; returns the id.
     pub async fn send(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
-        self.send_inner(id, payload, None, false, Wait::NONE, || None)
+        self.send_inner(id, payload, None, false, Wait::NONE, None)
             .await
             .map(|()| id)
     }
@@ -263,7 +284,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     /// sending is refused with [`SendError::IdInFlight`] and writes nothing (see
     /// [`Sender::send_with_id`](crate::Sender::send_with_id)).
     pub async fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
-        self.send_inner(id, payload, None, false, Wait::NONE, || None)
+        self.send_inner(id, payload, None, false, Wait::NONE, None)
             .await
     }
 
@@ -294,7 +315,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             deadline: opts.deadline,
             cancel: opts.cancel.clone(),
         };
-        self.send_inner(id, payload, opts.strategy, opts.buffered, wait, || None)
+        self.send_inner(id, payload, opts.strategy, opts.buffered, wait, None)
             .await
             .map(|()| id)
     }
@@ -310,9 +331,9 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         id: u32,
         payload: &[u8],
         strategy: Option<AnyStrategy>,
-        stop: impl FnMut() -> Option<SendError> + Send,
+        mut stop: impl FnMut() -> Option<SendError> + Send,
     ) -> Result<(), SendError> {
-        self.send_inner(id, payload, strategy, false, Wait::NONE, stop)
+        self.send_inner(id, payload, strategy, false, Wait::NONE, Some(&mut stop))
             .await
     }
 
@@ -321,13 +342,14 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     /// [`flush`](Self::flush) when a batch is done.
     pub async fn send_buffered(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
-        self.send_inner(id, payload, None, true, Wait::NONE, || None)
+        self.send_inner(id, payload, None, true, Wait::NONE, None)
             .await
             .map(|()| id)
     }
 
     /// One send: holds of the write lock until the message is written. `stop` is asked
-    /// before each hold; `wait` is asked too, and raced against every wait.
+    /// before each hold and between write calls; so is `wait`, which is also raced against
+    /// every wait.
     async fn send_inner(
         &self,
         id: u32,
@@ -335,10 +357,10 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         strategy: Option<AnyStrategy>,
         buffered: bool,
         wait: Wait,
-        mut stop: impl FnMut() -> Option<SendError> + Send,
+        mut stop: Option<&mut (dyn FnMut() -> Option<SendError> + Send)>,
     ) -> Result<(), SendError> {
         let strategy = (self.shared.pace).resolve(strategy, self.shared.strategy, payload.len());
-        let out = Outgoing::new(&strategy, id, payload.len())?;
+        let msg = Cursor::new(&strategy, id, payload.len())?;
         // A slot among `max_sending` until this send returns (the peer then never sees more
         // of our messages open); taken before `fl`, so a dropped send hands its Abort to the
         // orphan list (settled before any later Start) before it frees the slot.
@@ -346,20 +368,36 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             .race(self.shared.slots.acquire())
             .await?
             .map_err(|_| SendError::Closed)?;
+        let orphans = &self.shared.orphans;
         let mut fl = InFlight {
-            orphans: &self.shared.orphans,
-            out: Some(out),
+            orphans,
+            msg,
             started: false,
         };
+        // A send that may give up asks between the write calls of a hold too.
+        let cancellable = stop.is_some() || !wait.is_none();
+        let mut ask = || {
+            stop.as_deref_mut()
+                .and_then(|stop| stop())
+                .or_else(|| wait.check())
+        };
         let mut why = None;
-        while let Some(out) = fl.out.as_mut() {
-            if why.is_none() {
-                why = stop().or_else(|| wait.check());
-            }
+        while !fl.msg.is_done() {
+            why = ask();
             if why.is_some() {
-                out.settle();
-            }
-            if out.is_done() {
+                if fl.started {
+                    // Its Abort goes out now if the lock comes before `wait` gives up; else
+                    // the next holder writes it.
+                    fl.orphan();
+                    if let Ok(mut g) = wait.race(self.lock()).await {
+                        if let Ok(r) = wait.race(settle_owed(&mut g, orphans)).await {
+                            r?;
+                        }
+                        if let Ok(Err(e)) = wait.race(flush_buf(&mut g)).await {
+                            return Err(g.broke(id, e));
+                        }
+                    }
+                }
                 break;
             }
             // Once `wait` has given up, the lock is taken only if it is free and the writes
@@ -368,15 +406,15 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             let mut g = match wait.race(self.lock()).await {
                 Ok(g) => g,
                 Err(e) => {
-                    why.get_or_insert(e);
-                    break; // `fl` settles `out` and leaves it to the next holder
+                    why = Some(e);
+                    break; // `fl` settles the message and leaves it to the next holder
                 }
             };
-            match wait.race(settle_owed(&mut g, &self.shared.orphans)).await {
+            match wait.race(settle_owed(&mut g, orphans)).await {
                 Ok(r) => r?,
                 Err(e) => {
                     // What an earlier send owed is still owed (in `owed`); so is this one.
-                    why.get_or_insert(e);
+                    why = Some(e);
                     break;
                 }
             }
@@ -388,56 +426,61 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                 g.sending.push(id);
                 fl.started = true;
             }
-            // The progress lives behind the lock during the hold (see the module docs).
-            g.owed = fl.out.take();
-            if strategy.follows()
-                && let Some(out) = g.owed.as_mut()
+            let mut how = How {
+                contenders: &self.shared.waiting,
+                bulk: &self.shared.bulk,
+                buffered,
+                pace: &self.shared.pace,
+                stop: cancellable
+                    .then_some(&mut ask as &mut (dyn FnMut() -> Option<SendError> + Send)),
+            };
+            // If the hold is cut short (`wait` gives up while a write waits), its progress is
+            // left in `owed` (see the module docs).
+            let gave_up = match wait
+                .race(hold(&mut g, &mut fl.msg, payload, &mut how))
+                .await
             {
-                // Under Adaptive, the frames after the one in flight follow the estimate.
-                out.set_chunk(self.shared.pace.chunk());
-            }
-            match wait.race(hold(&mut g, payload)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(g.broke(id, e)),
-                Err(e) => {
-                    // A write the sink did not take in time, perhaps mid-frame: the message is
-                    // settled (the rest of the frame with filler, then Abort), as much of it
-                    // written as goes at once, the rest left in `owed` for the next holder.
-                    why.get_or_insert(e);
-                    if let Some(out) = g.owed.as_mut() {
-                        out.settle();
-                    }
-                    if let Ok(Err(e)) = wait.race(hold(&mut g, payload)).await {
-                        return Err(g.broke(id, e));
-                    }
-                    if let Ok(Err(e)) = wait.race(flush_buf(&mut g)).await {
-                        return Err(g.broke(id, e));
-                    }
-                    if let Some(out) = g.owed.take_if(|o| o.is_done()) {
-                        g.finished(&out);
-                        if !out.is_cancelled() {
-                            why = None; // its End was under way: it went out whole
-                        }
-                    }
-                    break;
+                Ok(Ok(HoldEnd::Done)) => {
+                    g.completed(id, payload.len(), fl.msg.frame_count(), true);
+                    None
                 }
-            }
-            let out = g
-                .owed
-                .take()
-                .unwrap_or_else(|| unreachable!("hold keeps `owed`"));
-            if out.is_done() {
-                g.finished(&out);
-            } else {
-                fl.out = Some(out);
+                Ok(Ok(HoldEnd::Yield)) => None,
+                Ok(Ok(HoldEnd::Stopped(e))) => {
+                    g.owed = fl.msg.take_owed();
+                    Some(e)
+                }
+                Ok(Err(e)) => return Err(g.broke(id, e)),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = gave_up {
+                // The message is settled (the rest of a frame cut in the middle with filler,
+                // then Abort), as much of it written as goes at once, the rest left in `owed`
+                // for the next holder.
+                why = Some(e);
+                if let Some(out) = g.owed.as_mut() {
+                    out.settle();
+                }
+                if let Ok(Err(e)) = wait.race(write_owed(&mut g)).await {
+                    return Err(g.broke(id, e));
+                }
+                if let Ok(Err(e)) = wait.race(flush_buf(&mut g)).await {
+                    return Err(g.broke(id, e));
+                }
+                if let Some(out) = g.owed.take_if(|o| o.is_done()) {
+                    g.finished(&out);
+                    if !out.is_cancelled() {
+                        why = None; // its End was under way: it went out whole
+                    }
+                }
+                break;
             }
             // Aborts owed by sends that gave up waiting for the lock while we held it go
             // out now, not at the next send.
-            if self.shared.orphans.any() {
-                match wait.race(settle_owed(&mut g, &self.shared.orphans)).await {
+            if orphans.any() {
+                match wait.race(settle_owed(&mut g, orphans)).await {
                     Ok(r) => r?,
                     Err(e) => {
-                        if fl.out.is_some() {
+                        if !fl.msg.is_done() {
                             why.get_or_insert(e);
                         }
                     }
@@ -451,11 +494,14 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(g.broke(id, e)),
                     Err(e) => {
-                        if fl.out.is_some() {
+                        if !fl.msg.is_done() {
                             why.get_or_insert(e);
                         }
                     }
                 }
+            }
+            if why.is_some() {
+                break;
             }
         }
         // A started message that gave up outside a hold goes to the orphan list.
@@ -559,7 +605,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
 
     async fn lock(&self) -> tokio::sync::MutexGuard<'_, TxInner<W>> {
         /// Counts a waiter until the lock is taken or the future is dropped.
-        struct Waiting<'a>(&'a AtomicUsize);
+        struct Waiting<'a>(&'a crate::sync::atomic::AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
                 self.0.fetch_sub(1, Ordering::Relaxed);
@@ -587,51 +633,16 @@ async fn settle_owed<W: AsyncWrite + Unpin>(
             return Ok(());
         };
         let id = out.id();
-        if g.link == Link::Open {
-            while g.owed.as_ref().is_some_and(|o| !o.is_done()) {
-                if let Err(e) = hold(g, &[]).await {
-                    g.owed = None;
-                    return Err(g.broke(id, e));
-                }
-            }
+        if g.link == Link::Open
+            && let Err(e) = write_owed(g).await
+        {
+            g.owed = None;
+            return Err(g.broke(id, e));
         }
         if let Some(out) = g.owed.take() {
             g.finished(&out);
         }
     }
-}
-
-/// One hold of the message in `g.owed`: whole frames, at least one Data frame, up to the
-/// budget.
-async fn hold<W: AsyncWrite + Unpin>(g: &mut TxInner<W>, payload: &[u8]) -> io::Result<()> {
-    let TxInner {
-        io,
-        co,
-        stats,
-        owed,
-        budget,
-        pace,
-        ..
-    } = g;
-    let (Some(io), Some(out)) = (io.as_mut(), owed.as_mut()) else {
-        return Err(io::ErrorKind::NotConnected.into());
-    };
-    // Under Adaptive, no more than the link carries in its latency budget.
-    let budget = pace.cap(*budget);
-    let mut body = 0;
-    while !hold_ends(out, payload, body, budget) {
-        if let Some(copied) = co.try_copy(out, payload) {
-            body += copied;
-            continue;
-        }
-        let plan = Plan::new(out, payload, body, budget);
-        let n = {
-            let (iov, k) = plan.slices(co, out, payload);
-            timed_write(pace, io, &iov[..k], &stats.writes).await?
-        };
-        co.consumed(out, payload, n, &mut body);
-    }
-    Ok(())
 }
 
 /// Before closing: Abort for every message under way (each at a frame boundary), buffered,
@@ -665,42 +676,13 @@ async fn flush_buf<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> io::Result<()> 
         return Ok(());
     };
     while !co.pending().is_empty() {
-        let n = timed_write(pace, io, &[IoSlice::new(co.pending())], &stats.writes).await?;
+        let p = co.pending();
+        let n = timed_write(pace, io, &[IoSlice::new(p)], p.len(), &stats.writes).await?;
         co.sent(n);
     }
     // With the serial link profile: link frames the socket did not take at once go out now,
     // not with the next write.
     std::future::poll_fn(|cx| io.poll_drain_link(cx)).await
-}
-
-/// [`write_some`], timed into the estimator under Adaptive (as the blocking sender's writes
-/// are): from the first poll to completion, the time the sink took the bytes.
-async fn timed_write<W: AsyncWrite + Unpin>(
-    pace: &crate::adaptive::Pace,
-    io: &mut W,
-    iov: &[IoSlice<'_>],
-    writes: &AtomicU64,
-) -> io::Result<usize> {
-    let t0 = pace.start(iov.iter().map(|b| b.len()).sum());
-    let n = write_some(io, iov, writes).await?;
-    pace.done(t0, n);
-    Ok(n)
-}
-
-async fn write_some<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    iov: &[IoSlice<'_>],
-    writes: &AtomicU64,
-) -> io::Result<usize> {
-    loop {
-        writes.fetch_add(1, Ordering::Relaxed);
-        match io.write_vectored(iov).await {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// The receiving half over a tokio `AsyncRead`: a reader task feeds the receive core.

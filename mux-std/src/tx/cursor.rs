@@ -1,15 +1,15 @@
-//! Where a message of the blocking sender stands between its holds.
+//! Where a message stands between its holds.
 
-use mux_nostd::{FramePlan, HEADER_LEN, PlannedFrame, Strategy};
+use mux_nostd::{FramePlan, HEADER_LEN, Outgoing, PlannedFrame, Strategy};
 
 use crate::adaptive::Resolved;
 
 use crate::error::SendError;
 
-/// Where a message of the blocking sender stands: the frame to write next (`None` once the
-/// last is written), how many of its bytes are written (header first), and the frames after
-/// it. Between holds it sits at a frame boundary (`written == 0`).
-pub(super) struct Cursor {
+/// Where a message stands: the frame to write next (`None` once the last is written), how
+/// many of its bytes are written (header first), and the frames after it. Between holds it
+/// sits at a frame boundary (`written == 0`).
+pub(crate) struct Cursor {
     pub(super) next: Option<PlannedFrame>,
     pub(super) written: usize,
     pub(super) rest: FramePlan,
@@ -22,7 +22,7 @@ pub(super) struct Cursor {
 
 impl Cursor {
     #[inline]
-    pub(super) fn new(strategy: &Resolved, id: u32, len: usize) -> Result<Self, SendError> {
+    pub(crate) fn new(strategy: &Resolved, id: u32, len: usize) -> Result<Self, SendError> {
         let mut rest = FramePlan::new(strategy, id, len)?;
         // One chunk at most: Start, Data, End (as the plan cuts it).
         let small = len <= strategy.chunk_size(len as u32).max(1) as usize;
@@ -33,6 +33,26 @@ impl Cursor {
             small,
             follows: strategy.follows(),
         })
+    }
+
+    /// Whether the message's last frame is written.
+    #[inline]
+    pub(crate) fn is_done(&self) -> bool {
+        self.next.is_none()
+    }
+
+    /// Frames of the whole message.
+    #[inline]
+    pub(crate) fn frame_count(&self) -> u32 {
+        self.rest.frame_count()
+    }
+
+    /// Hands what is left of the message over as an [`Outgoing`] (which can settle it: finish
+    /// the frame in flight, then Abort), leaving this cursor done; `None` if nothing is left.
+    pub(crate) fn take_owed(&mut self) -> Option<Outgoing> {
+        let frame = self.next.take()?;
+        let written = std::mem::take(&mut self.written);
+        Some(Outgoing::resume(self.rest.clone(), frame, written))
     }
 
     /// Past the current frame (at a frame boundary, after it was buffered).

@@ -5,13 +5,14 @@ use std::io::{self, IoSlice, Write};
 use crate::link::Sink;
 use std::time::Duration;
 
-use mux_nostd::{FrameType, HEADER_LEN, Outgoing};
+use mux_nostd::Outgoing;
 
 use crate::adaptive::Pace;
+
 use crate::config::Config;
 use crate::error::SendError;
 use crate::observe::TxHistograms;
-use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{Arc, Condvar};
 
 #[cfg(mux_shuttle)]
@@ -22,31 +23,8 @@ use std::thread;
 use super::batch::*;
 use super::coalescer::*;
 use super::cursor::*;
+use super::hold::*;
 use super::stats::*;
-
-/// How a hold of the blocking sender ended.
-pub(super) enum HoldEnd {
-    /// The message's last frame is written (or buffered).
-    Done,
-    /// Another sender waits: the hold ended at a frame boundary.
-    Yield,
-    /// The send's stop function asked to stop (at a frame boundary, Start written).
-    Stopped(SendError),
-}
-
-/// What a hold of the blocking sender needs besides the message.
-pub(super) struct How<'s, 'f> {
-    /// [`Shared::contenders`].
-    pub(super) contenders: &'s AtomicUsize,
-    /// [`Shared::bulk`].
-    pub(super) bulk: &'s AtomicUsize,
-    /// Small frames stay in the shared buffer.
-    pub(super) buffered: bool,
-    /// Bounds on write calls and holds under Adaptive.
-    pub(super) pace: &'s Pace,
-    /// Asked at frame boundaries (cancellable sends only).
-    pub(super) stop: Option<&'s mut (dyn FnMut() -> Option<SendError> + 'f)>,
-}
 
 /// The state behind the write lock.
 pub(crate) struct TxInner<W> {
@@ -173,7 +151,7 @@ impl<W> TxInner<W> {
     /// Bookkeeping after the last frame of a blocking send of `total` bytes; `listed`: it
     /// is in `sending` (it ended a hold unfinished).
     #[inline]
-    pub(super) fn completed(&mut self, id: u32, total: usize, frames: u32, listed: bool) {
+    pub(crate) fn completed(&mut self, id: u32, total: usize, frames: u32, listed: bool) {
         if listed {
             self.forget(id);
         }
@@ -259,17 +237,19 @@ impl<W: Write> TxInner<W> {
         (ids, r)
     }
 
-    /// One hold of the write lock for `msg`: writes its frames (or, while others wait or for
-    /// a buffered send, copies the small ones into the shared buffer) until the message is
-    /// done, a contender is owed the lock, or `how.stop` says stop. Every write call gathers
-    /// up to `F` frames; `V` is its slice count (`2F + 2`).
+    /// One hold of the write lock for `msg` (the shared [`Hold`] routine, written with
+    /// blocking calls): writes its frames (or, while others wait or for a buffered send,
+    /// copies the small ones into the shared buffer) until the message is done, a contender
+    /// is owed the lock, or `how.stop` says stop. Every write call gathers up to `F` frames;
+    /// `V` is its slice count (`2F + 2`).
     #[inline]
     pub(super) fn hold<const F: usize, const V: usize>(
         &mut self,
         msg: &mut Cursor,
         payload: &[u8],
-        how: &mut How<'_, '_>,
+        how: &mut How<'_, dyn FnMut() -> Option<SendError> + '_>,
     ) -> io::Result<HoldEnd> {
+        const { assert!(V >= 2 * F + 2) };
         let Self {
             io,
             co,
@@ -280,98 +260,19 @@ impl<W: Write> TxInner<W> {
         let Some(io) = io.as_mut() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        let budget = *budget;
-        // Payload bytes of this hold (written or buffered), and the count at the first frame
-        // boundary after a contender was seen (the frame in flight then is not charged to
-        // the budget).
-        let mut body = 0;
-        let mut seen_at: Option<usize> = None;
-        let mut moved = false;
-        while let Some(frame) = msg.next {
-            // Before every write call: someone waiting? Then the hold ends within the budget:
-            // the configured one if a one-chunk message (or a flush, a close) waits, at least
-            // BULK_BUDGET if only senders of multi-chunk messages do.
-            let contenders = how.contenders.load(Ordering::Relaxed);
-            let contended = contenders > 0;
-            let hold_budget = if contenders > how.bulk.load(Ordering::Relaxed) {
-                budget
-            } else {
-                budget.max(BULK_BUDGET)
-            };
-            // Under Adaptive, no more than the link carries in its latency budget.
-            let hold_budget = how.pace.cap(hold_budget);
-            if contended && seen_at.is_none() {
-                let in_flight = if msg.written > 0 {
-                    frame.body_len() as usize
-                } else {
-                    0
-                };
-                seen_at = Some(body + in_flight);
+        let mut hold = Hold::new(*budget);
+        let mut batch = Batch::<F>::new();
+        loop {
+            if let Some(end) = hold.next(msg, co, payload, how, &mut batch) {
+                return Ok(end);
             }
-            if msg.written == 0 {
-                let len = frame.body_len() as usize;
-                if let Some(at) = seen_at
-                    && frame.header.kind == FrameType::Data
-                    && past_budget(body, body.saturating_sub(at), len, hold_budget)
-                {
-                    return Ok(HoldEnd::Yield);
-                }
-                // The caller asked just before the hold; here after each write call, once
-                // the Start is out (a write may have taken only the shared buffer's bytes).
-                if moved
-                    && frame.header.kind != FrameType::Start
-                    && let Some(stop) = how.stop.as_deref_mut()
-                    && let Some(e) = stop()
-                {
-                    return Ok(HoldEnd::Stopped(e));
-                }
-                // While others wait, small frames go to the shared buffer (the last sender
-                // out writes them all at once); a buffered send leaves them there.
-                if (contended || how.buffered) && co.put(&frame, payload) {
-                    msg.step();
-                    body += len;
-                    moved = true;
-                    continue;
-                }
-            }
-            if msg.follows {
-                msg.rest.set_chunk(how.pace.chunk());
-            }
-            let mut batch = Batch::<F> {
-                heads: [[0; HEADER_LEN]; F],
-                bodies: [(0, 0); F],
-                frames: 0,
-                wire: 0,
-                body: 0,
-            };
-            let call_cap = how.pace.cap(GATHER_BYTES);
-            batch.gather(
-                msg,
-                body,
-                seen_at,
-                hold_budget,
-                how.stop.is_some(),
-                budget,
-                call_cap,
-            );
             let n = {
-                const { assert!(V >= 2 * F + 2) };
                 let mut iov = [IoSlice::new(&[]); V];
-                let k = batch.slices(&mut iov, co.pending(), msg.written, payload);
-                let len = co.pending().len() + batch.wire;
+                let (k, len) = Hold::slices(&batch, &mut iov, co, msg, payload);
                 how.pace.write(io, &iov[..k], len, &stats.writes)?
             };
-            let from_buf = n.min(co.pending().len());
-            co.sent(from_buf);
-            body += if n - from_buf == batch.wire {
-                msg.skip(batch.frames);
-                batch.body
-            } else {
-                msg.consume(n - from_buf)
-            };
-            moved = true;
+            hold.wrote(msg, co, &batch, n);
         }
-        Ok(HoldEnd::Done)
     }
 
     /// Writes the shared buffer out.

@@ -15,33 +15,43 @@
 //! Where each rule lives:
 //! - [`sender`]: the public [`Sender`], its slots ([`Config::max_sending`](crate::Config::max_sending)),
 //!   the lock and who waits for it, flush and close;
-//! - [`inner`]: the state behind the lock ([`TxInner`](inner::TxInner)) and the blocking
-//!   sender's holds: when a hold ends, hand-over to waiters, the shared buffer's writes;
-//! - [`batch`]: one write call of the blocking sender (how many frames and bytes it gathers)
-//!   and the budget a hold keeps to once others wait;
+//! - [`inner`]: the state behind the lock ([`TxInner`](inner::TxInner)), the blocking
+//!   sender's holds (the hold routine written with blocking calls), hand-over to waiters, the
+//!   shared buffer's writes;
+//! - [`hold`]: the hold routine both senders share: what each write call of a hold carries,
+//!   when small frames go to the shared buffer, when the hold ends (for a contender, within
+//!   the latency budget, or stopped);
+//! - [`batch`]: one write call (how many frames and bytes it gathers) and the budget a hold
+//!   keeps to once others wait;
 //! - [`cursor`]: where a message stands between its holds;
 //! - [`coalescer`]: the shared buffer where small frames of several senders gather;
-//! - `plan` (feature `tokio`): the async sender's hold rule and write calls;
+//! - `hold_async` (feature `tokio`): the tokio sender's holds (the same routine with
+//!   `.await`), and what a hold cut short leaves behind the lock;
 //! - [`options`]: cancel tokens and per-send options; [`stats`]: counters and the link's state.
 
 mod batch;
 mod coalescer;
 mod cursor;
+mod hold;
+#[cfg(feature = "tokio")]
+mod hold_async;
 mod inner;
 mod options;
-#[cfg(feature = "tokio")]
-mod plan;
 mod sender;
 mod stats;
 #[cfg(test)]
 mod tests;
 
 #[cfg(feature = "tokio")]
+pub(crate) use cursor::Cursor;
+#[cfg(feature = "tokio")]
+pub(crate) use hold::{HoldEnd, How};
+#[cfg(feature = "tokio")]
+pub(crate) use hold_async::{hold, timed_write, write_owed};
+#[cfg(feature = "tokio")]
 pub(crate) use inner::TxInner;
 pub(crate) use inner::write_some;
 pub use options::{CancelToken, SendOptions};
-#[cfg(feature = "tokio")]
-pub(crate) use plan::{Plan, hold_ends};
 pub use sender::{Closer, Sender};
 pub use stats::TxCounts;
 pub(crate) use stats::TxStats;

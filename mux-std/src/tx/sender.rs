@@ -15,6 +15,7 @@ use crate::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 
 use super::batch::*;
 use super::cursor::*;
+use super::hold::*;
 use super::inner::*;
 use super::options::*;
 use super::stats::*;
