@@ -41,7 +41,7 @@ use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -76,9 +76,9 @@ struct Shared<W> {
     orphans: Orphans,
     /// The counters of `inner`, read without the lock.
     stats: crate::sync::Arc<crate::tx::TxStats>,
-    /// One permit per message that may be under way ([`Config::max_sending`]); a send holds
+    /// One slot per message that may be under way ([`Config::max_sending`]); a send holds
     /// one until it returns.
-    slots: tokio::sync::Semaphore,
+    slots: Slots,
     /// Under Adaptive, the link's estimate (shared with `inner`, which times the writes).
     pace: crate::adaptive::Pace,
 }
@@ -112,6 +112,82 @@ impl Orphans {
 
     fn any(&self) -> bool {
         self.any.load(Ordering::SeqCst)
+    }
+}
+
+/// The limit of [`Config::max_sending`] messages under way: a count taken and given back
+/// with one atomic operation each while slots are free; a send that finds none waits to be
+/// woken by the next one given back.
+struct Slots {
+    used: AtomicUsize,
+    cap: usize,
+    /// Sends waiting for a slot: a slot given back wakes one of them.
+    waiters: AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+/// A slot taken; given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let slots = self.0;
+        slots.used.fetch_sub(1, Ordering::SeqCst);
+        if slots.waiters.load(Ordering::SeqCst) > 0 {
+            slots.freed.notify_one();
+        }
+    }
+}
+
+impl Slots {
+    fn new(cap: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            cap,
+            waiters: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A slot if one is free.
+    fn try_take(&self) -> Option<Slot<'_>> {
+        let mut used = self.used.load(Ordering::SeqCst);
+        while used < self.cap {
+            match (self.used).compare_exchange_weak(
+                used,
+                used + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Some(Slot(self)),
+                Err(now) => used = now,
+            }
+        }
+        None
+    }
+
+    /// Waits for a slot. Cancel-safe (a wake-up that reaches a dropped waiter passes on to
+    /// the next one).
+    async fn take(&self) -> Slot<'_> {
+        /// Counts a waiter until it is done waiting.
+        struct Waiter<'a>(&'a AtomicUsize);
+        impl Drop for Waiter<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        loop {
+            let mut freed = pin!(self.freed.notified());
+            // Registered before the count goes up: a slot given back after the count is seen
+            // wakes this waiter, one given back before it is seen by the next `try_take`.
+            freed.as_mut().enable();
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            let _waiter = Waiter(&self.waiters);
+            if let Some(slot) = self.try_take() {
+                return slot;
+            }
+            freed.await;
+        }
     }
 }
 
@@ -258,11 +334,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                 next_id: AtomicU32::new(1),
                 strategy: config.strategy,
                 orphans: Orphans::default(),
-                slots: tokio::sync::Semaphore::new(
-                    config
-                        .sending_cap()
-                        .min(tokio::sync::Semaphore::MAX_PERMITS),
-                ),
+                slots: Slots::new(config.sending_cap()),
             }),
         })
     }
@@ -364,10 +436,10 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         // A slot among `max_sending` until this send returns (the peer then never sees more
         // of our messages open); taken before `fl`, so a dropped send hands its Abort to the
         // orphan list (settled before any later Start) before it frees the slot.
-        let _slot = wait
-            .race(self.shared.slots.acquire())
-            .await?
-            .map_err(|_| SendError::Closed)?;
+        let _slot = match self.shared.slots.try_take() {
+            Some(slot) => slot,
+            None => wait.race(self.shared.slots.take()).await?,
+        };
         let orphans = &self.shared.orphans;
         let mut fl = InFlight {
             orphans,
@@ -403,19 +475,24 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             // Once `wait` has given up, the lock is taken only if it is free and the writes
             // go only as far as the sink takes them at once; what is left stays owed (in the
             // orphan list through `fl`, or in `owed`) to the next holder.
-            let mut g = match wait.race(self.lock()).await {
+            let mut g = match self.shared.inner.try_lock() {
                 Ok(g) => g,
-                Err(e) => {
-                    why = Some(e);
-                    break; // `fl` settles the message and leaves it to the next holder
-                }
+                Err(_) => match wait.race(self.lock()).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        why = Some(e);
+                        break; // `fl` settles the message and leaves it to the next holder
+                    }
+                },
             };
-            match wait.race(settle_owed(&mut g, orphans)).await {
-                Ok(r) => r?,
-                Err(e) => {
-                    // What an earlier send owed is still owed (in `owed`); so is this one.
-                    why = Some(e);
-                    break;
+            if owes(&g, orphans) {
+                match wait.race(settle_owed(&mut g, orphans)).await {
+                    Ok(r) => r?,
+                    Err(e) => {
+                        // What an earlier send owed is still owed (in `owed`); so is this one.
+                        why = Some(e);
+                        break;
+                    }
                 }
             }
             g.usable(id, fl.started)?;
@@ -436,10 +513,13 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             };
             // If the hold is cut short (`wait` gives up while a write waits), its progress is
             // left in `owed` (see the module docs).
-            let gave_up = match wait
-                .race(hold(&mut g, &mut fl.msg, payload, &mut how))
-                .await
-            {
+            let held = hold(&mut g, &mut fl.msg, payload, &mut how);
+            let held = if wait.is_none() {
+                Ok(held.await)
+            } else {
+                wait.race(held).await
+            };
+            let gave_up = match held {
                 Ok(Ok(HoldEnd::Done)) => {
                     g.completed(id, payload.len(), fl.msg.frame_count(), true);
                     None
@@ -489,7 +569,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             // Unlike the blocking sender, a holder does not leave its frames to a waiting
             // task: that task's future may be dropped before it gets the lock. A write of the
             // shared buffer that has to wait past the deadline is left to the next writer.
-            if g.should_flush(buffered, false) {
+            if g.should_flush(buffered, false) && flush_due(&g) {
                 match wait.race(flush_buf(&mut g)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(g.broke(id, e)),
@@ -506,7 +586,9 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         }
         // A started message that gave up outside a hold goes to the orphan list.
         drop(fl);
-        self.settle_orphans(&wait).await;
+        if orphans.any() {
+            self.settle_orphans(&wait).await;
+        }
         why.map_or(Ok(()), Err)
     }
 
@@ -615,6 +697,17 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         let _waiting = Waiting(&self.shared.waiting);
         self.shared.inner.lock().await
     }
+}
+
+/// Whether dropped sends owe anything ([`settle_owed`] has work).
+fn owes<W>(g: &TxInner<W>, orphans: &Orphans) -> bool {
+    g.owed.is_some() || orphans.any()
+}
+
+/// Whether [`flush_buf`] has anything to write: buffered bytes, or the serial link profile's
+/// frames.
+fn flush_due<W>(g: &TxInner<W>) -> bool {
+    !g.co.pending().is_empty() || matches!(g.io, Some(crate::link::Sink::Link(_)))
 }
 
 /// Writes what dropped sends owe: first a hold cut in the middle, then orphaned messages.

@@ -2,7 +2,11 @@
 //! a hold whose future is dropped left behind the lock, and the writes of what such a message
 //! still owes.
 
+use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use mux_nostd::Outgoing;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -12,9 +16,11 @@ use crate::error::SendError;
 use crate::sync::atomic::{AtomicU64, Ordering};
 
 use super::batch::*;
+use super::coalescer::*;
 use super::cursor::*;
 use super::hold::*;
 use super::inner::TxInner;
+use super::stats::bump;
 
 /// One hold of the write lock for `msg` (the shared [`Hold`] routine, written with `.await`).
 /// If the future is dropped before the hold ends (the send future is, or a deadline fires
@@ -22,6 +28,10 @@ use super::inner::TxInner;
 /// emptied) so that the next holder completes the frame in flight and ends the message with
 /// Abort; on a write error it is left there too. On every other end `msg` says where the
 /// message stands.
+///
+/// The future keeps only the hold's progress: each poll gathers its write call on the stack
+/// and offers it to the sink; a write the sink does not take yet is gathered again at the
+/// next poll (nothing of it was written).
 pub(crate) async fn hold<W, S>(
     g: &mut TxInner<W>,
     msg: &mut Cursor,
@@ -32,10 +42,94 @@ where
     W: AsyncWrite + Unpin,
     S: FnMut() -> Option<SendError> + ?Sized,
 {
-    if msg.small {
-        run::<SMALL, SMALL_IOV, W, S>(g, msg, payload, how).await
-    } else {
-        run::<GATHER, GATHER_IOV, W, S>(g, msg, payload, how).await
+    let TxInner {
+        io,
+        co,
+        stats,
+        owed,
+        budget,
+        pace,
+        ..
+    } = g;
+    let Some(io) = io.as_mut() else {
+        return Err(io::ErrorKind::NotConnected.into());
+    };
+    let mut keep = Keep {
+        owed,
+        msg,
+        armed: true,
+    };
+    let mut call = Call {
+        hold: Hold::new(*budget),
+        t0: None,
+        writes: &stats.writes,
+        pace,
+    };
+    let small = keep.msg.small;
+    let end = poll_fn(|cx| {
+        let msg = &mut *keep.msg;
+        if small {
+            call.poll::<SMALL, SMALL_IOV, _, S>(cx, msg, co, io, payload, how)
+        } else {
+            call.poll::<GATHER, GATHER_IOV, _, S>(cx, msg, co, io, payload, how)
+        }
+    })
+    .await;
+    keep.armed = end.is_err();
+    end
+}
+
+/// A hold's progress between polls: the shared routine's state, and when the write call the
+/// sink has not taken yet was first offered (under Adaptive, timed from then).
+struct Call<'a> {
+    hold: Hold,
+    t0: Option<Option<Instant>>,
+    writes: &'a AtomicU64,
+    pace: &'a Pace,
+}
+
+impl Call<'_> {
+    /// Writes the hold's calls until it ends or the sink does not take one.
+    #[inline(always)]
+    fn poll<const F: usize, const V: usize, W, S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        msg: &mut Cursor,
+        co: &mut Coalescer,
+        io: &mut W,
+        payload: &[u8],
+        how: &mut How<'_, S>,
+    ) -> Poll<io::Result<HoldEnd>>
+    where
+        W: AsyncWrite + Unpin,
+        S: FnMut() -> Option<SendError> + ?Sized,
+    {
+        const { assert!(V >= 2 * F + 2) };
+        let mut batch = Batch::<F>::new();
+        loop {
+            if let Some(end) = self.hold.next(msg, co, payload, how, &mut batch) {
+                return Poll::Ready(Ok(end));
+            }
+            let mut iov = [IoSlice::new(&[]); V];
+            let (k, len) = Hold::slices(&batch, &mut iov, co, msg, payload);
+            let pace = self.pace;
+            let t0 = *self.t0.get_or_insert_with(|| pace.start(len));
+            let n = match Pin::new(&mut *io).poll_write_vectored(cx, &iov[..k]) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => {
+                    self.t0 = None;
+                    bump(self.writes, 1);
+                    match r {
+                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+            };
+            pace.done(t0, n);
+            self.hold.wrote(msg, co, &batch, n);
+        }
     }
 }
 
@@ -53,50 +147,6 @@ impl Drop for Keep<'_> {
         {
             *self.owed = Some(out);
         }
-    }
-}
-
-async fn run<const F: usize, const V: usize, W, S>(
-    g: &mut TxInner<W>,
-    msg: &mut Cursor,
-    payload: &[u8],
-    how: &mut How<'_, S>,
-) -> io::Result<HoldEnd>
-where
-    W: AsyncWrite + Unpin,
-    S: FnMut() -> Option<SendError> + ?Sized,
-{
-    const { assert!(V >= 2 * F + 2) };
-    let TxInner {
-        io,
-        co,
-        stats,
-        owed,
-        budget,
-        pace,
-        ..
-    } = g;
-    let Some(io) = io.as_mut() else {
-        return Err(io::ErrorKind::NotConnected.into());
-    };
-    let mut hold = Hold::new(*budget);
-    let mut batch = Batch::<F>::new();
-    let mut keep = Keep {
-        owed,
-        msg,
-        armed: true,
-    };
-    loop {
-        if let Some(end) = hold.next(keep.msg, co, payload, how, &mut batch) {
-            keep.armed = false;
-            return Ok(end);
-        }
-        let n = {
-            let mut iov = [IoSlice::new(&[]); V];
-            let (k, len) = Hold::slices(&batch, &mut iov, co, keep.msg, payload);
-            timed_write(pace, io, &iov[..k], len, &stats.writes).await?
-        };
-        hold.wrote(keep.msg, co, &batch, n);
     }
 }
 
