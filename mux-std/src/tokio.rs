@@ -48,7 +48,6 @@ use std::time::{Duration, Instant};
 
 use mux_nostd::{AnyStrategy, Outgoing};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::error::{ConfigError, RecvError, SendError, TryRecvError};
@@ -60,6 +59,10 @@ use crate::tx::{
     CancelToken, Cursor, HoldEnd, How, Link, SendOptions, TxCounts, TxInner, bump, hold,
     timed_write, write_owed,
 };
+
+mod queue;
+
+use queue::{QueueRx, QueueTx, Took};
 
 struct Shared<W> {
     inner: tokio::sync::Mutex<TxInner<W>>,
@@ -503,10 +506,13 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                 g.sending.push(id);
                 fl.started = true;
             }
+            // A sink without vectored writes takes one slice per call: small frames are
+            // copied into the shared buffer, written together.
+            let vectored = g.io.as_ref().is_some_and(|io| io.is_write_vectored());
             let mut how = How {
                 contenders: &self.shared.waiting,
                 bulk: &self.shared.bulk,
-                buffered,
+                buffered: buffered || !vectored,
                 pace: &self.shared.pace,
                 stop: cancellable
                     .then_some(&mut ask as &mut (dyn FnMut() -> Option<SendError> + Send)),
@@ -788,7 +794,7 @@ async fn flush_buf<W: AsyncWrite + Unpin>(g: &mut TxInner<W>) -> io::Result<()> 
 /// Dropping it stops the reader task at once (even inside a read the peer never answers),
 /// which drops the read half of the stream and the read buffer.
 pub struct AsyncReceiver {
-    rx: tokio::sync::Mutex<mpsc::Receiver<Item>>,
+    rx: QueueRx<Item>,
     shared: Arc<RxShared>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Tells the reader task to stop (a permit is kept if it is not waiting).
@@ -816,11 +822,11 @@ impl AsyncReceiver {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let (shared, pump) = Pump::new(config);
-        let (tx, rx) = mpsc::channel(config.queue_len());
+        let (tx, rx) = queue::bounded(config.queue_len());
         let stop = Arc::new(tokio::sync::Notify::new());
         let task = tokio::spawn(read_task(read, pump, tx, shared.clone(), stop.clone()));
         Ok(Self {
-            rx: tokio::sync::Mutex::new(rx),
+            rx,
             shared,
             task: Mutex::new(Some(task)),
             stop,
@@ -830,25 +836,19 @@ impl AsyncReceiver {
     /// The next item. [`RecvError::Io`] or [`RecvError::ReaderPanicked`] comes once;
     /// [`RecvError::Closed`] after the end of stream. Cancel-safe.
     pub async fn recv(&self) -> Result<Received, RecvError> {
-        match self.rx.lock().await.recv().await {
+        match self.rx.recv().await {
             Some(item) => item.into_result(),
             None => Err(RecvError::Closed),
         }
     }
 
     /// The next item if one is queued, without waiting, like
-    /// [`Receiver::try_recv`](crate::Receiver::try_recv). [`TryRecvError::Empty`] also while
-    /// another task waits in [`recv`](Self::recv) (that task takes the next item).
+    /// [`Receiver::try_recv`](crate::Receiver::try_recv).
     pub fn try_recv(&self) -> Result<Received, TryRecvError> {
-        let Ok(mut rx) = self.rx.try_lock() else {
-            return Err(TryRecvError::Empty);
-        };
-        match rx.try_recv() {
-            Ok(item) => item.into_result().map_err(TryRecvError::Recv),
-            Err(mpsc::error::TryRecvError::Empty) => Err(TryRecvError::Empty),
-            Err(mpsc::error::TryRecvError::Disconnected) => {
-                Err(TryRecvError::Recv(RecvError::Closed))
-            }
+        match self.rx.try_recv() {
+            Took::Item(item) => item.into_result().map_err(TryRecvError::Recv),
+            Took::Empty => Err(TryRecvError::Empty),
+            Took::Closed => Err(TryRecvError::Recv(RecvError::Closed)),
         }
     }
 
@@ -940,7 +940,7 @@ impl AsyncReceiver {
 
     /// Waits for the reader task if it has ended its stream (its queue is closed).
     async fn join(&self) {
-        if !self.rx.lock().await.is_closed() {
+        if !self.rx.is_closed() {
             return;
         }
         let task = lock(&self.task).take();
@@ -982,20 +982,28 @@ async fn read_or_stop<R: AsyncRead + Unpin>(
     .await
 }
 
-/// The reader task: the receive loop ([`Pump`]) with reads raced against `stop`, a panic
-/// anywhere in it (a bug of the receive loop) reported to the receivers instead of ending the
-/// stream as if it had ended cleanly.
+/// The reader task: the receive loop ([`Pump`]) with reads raced against `stop`, the items
+/// of each read handed over in batches (before the next read, or at the queue's batch size;
+/// the counters published before each batch), a panic anywhere in it (a bug of the receive
+/// loop) reported to the receivers instead of ending the stream as if it had ended cleanly.
 async fn read_task<R: AsyncRead + Unpin>(
     mut read: R,
     mut pump: Pump,
-    tx: mpsc::Sender<Item>,
+    mut tx: QueueTx<Item>,
     shared: Arc<RxShared>,
     stop: Arc<tokio::sync::Notify>,
 ) {
+    pump.defer_publish();
     let run = catch_panic(async {
         loop {
             match pump.next() {
                 Step::Read(buf) => {
+                    // What the last read gave goes out before the next read (its counters
+                    // are published: the pump does that at the end of a read's bytes).
+                    if !tx.is_empty() && !tx.send().await {
+                        pump.gone();
+                        continue;
+                    }
                     shared.budget.wait_for_room_async().await;
                     // A stop (the receiver is dropped, or a close forced) does not wait for
                     // the read.
@@ -1003,18 +1011,26 @@ async fn read_task<R: AsyncRead + Unpin>(
                     pump.read(read.transpose());
                 }
                 Step::Deliver(item) => {
-                    if tx.send(item).await.is_err() {
-                        pump.gone();
+                    if tx.push(item) {
+                        pump.publish();
+                        if !tx.send().await {
+                            pump.gone();
+                        }
                     }
                 }
                 Step::Done => break,
             }
         }
+        if !tx.is_empty() {
+            pump.publish();
+            tx.send().await;
+        }
     })
     .await;
     if let Err(payload) = run {
         let item = pump.caught(payload);
-        let _ = tx.send(item).await;
+        tx.push(item);
+        tx.send().await;
         pump.publish();
     }
 }

@@ -690,3 +690,52 @@ async fn link_profile_sends_are_whole_on_the_wire_when_they_return() {
         drop(sent.await.unwrap());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_receiving_from_one_receiver_each_get_distinct_items_until_the_end() {
+    // Items reach the receivers in batches: every waiting task must still be woken while
+    // items are left, each item taken once, and every task must see the end.
+    const TASKS: usize = 4;
+    const MESSAGES: u32 = 3_000;
+    let (a, b) = UnixStream::pair().unwrap();
+    let a = AsyncNode::unix(a, Config::default()).unwrap();
+    let small_queue = Config {
+        queue_depth: 8,
+        ..Config::default()
+    };
+    let (_tx_b, rx) = AsyncNode::unix(b, small_queue).unwrap().split();
+    let rx = Arc::new(rx);
+    let receivers: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    match rx.recv().await {
+                        Ok(Received::Message(m)) => {
+                            assert_eq!(m.body(), m.id().to_le_bytes());
+                            ids.push(m.id());
+                        }
+                        Ok(other) => panic!("{other:?}"),
+                        Err(RecvError::Closed) => return ids,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for id in 1..=MESSAGES {
+        a.send_with_id(id, &id.to_le_bytes()).await.unwrap();
+    }
+    a.close_write().await.unwrap();
+    let mut all = Vec::new();
+    for r in receivers {
+        all.extend(r.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=MESSAGES).collect::<Vec<_>>());
+    assert!(matches!(
+        rx.try_recv(),
+        Err(TryRecvError::Recv(RecvError::Closed))
+    ));
+}

@@ -38,7 +38,8 @@ pub(crate) struct How<'s, S: ?Sized> {
     /// Those of them that wait to send the next part of a message of several chunks: while
     /// only they wait, the hold may write up to [`BULK_BUDGET`] more.
     pub(crate) bulk: &'s AtomicUsize,
-    /// Small frames stay in the shared buffer.
+    /// Small frames go to the shared buffer even while nobody waits: a buffered send, or a
+    /// sink that takes one slice per write call (one write then carries many frames).
     pub(crate) buffered: bool,
     /// Bounds on write calls and holds under Adaptive.
     pub(crate) pace: &'s Pace,
@@ -57,6 +58,11 @@ pub(crate) struct Hold {
     seen_at: Option<usize>,
     /// Something of the message was written or buffered in this hold.
     moved: bool,
+    /// The bounds the last write call was gathered with (see [`regather`](Self::regather)):
+    /// the hold's budget then, whether the send is cancellable, the most one call carries.
+    hold_budget: usize,
+    cancellable: bool,
+    call_cap: usize,
 }
 
 impl Hold {
@@ -69,6 +75,9 @@ impl Hold {
             body: 0,
             seen_at: None,
             moved: false,
+            hold_budget: 0,
+            cancellable: false,
+            call_cap: 0,
         }
     }
 
@@ -136,21 +145,30 @@ impl Hold {
             if msg.follows {
                 msg.rest.set_chunk(how.pace.chunk());
             }
-            batch.frames = 0;
-            batch.wire = 0;
-            let call_cap = how.pace.cap(GATHER_BYTES);
-            batch.gather(
-                msg,
-                self.body,
-                self.seen_at,
-                hold_budget,
-                how.stop.is_some(),
-                budget,
-                call_cap,
-            );
+            self.hold_budget = hold_budget;
+            self.cancellable = how.stop.is_some();
+            self.call_cap = how.pace.cap(GATHER_BYTES);
+            self.regather(msg, batch);
             return None;
         }
         Some(HoldEnd::Done)
+    }
+
+    /// Gathers the write call [`next`](Self::next) gathered last into `batch` again, the
+    /// same frames (`msg` has not moved since): for a sink that did not take it yet.
+    #[inline(always)]
+    pub(crate) fn regather<const F: usize>(&self, msg: &Cursor, batch: &mut Batch<F>) {
+        batch.frames = 0;
+        batch.wire = 0;
+        batch.gather(
+            msg,
+            self.body,
+            self.seen_at,
+            self.hold_budget,
+            self.cancellable,
+            self.budget,
+            self.call_cap,
+        );
     }
 
     /// The slices of the write call `batch` (the shared buffer first), how many there are,

@@ -30,8 +30,8 @@ use super::stats::bump;
 /// message stands.
 ///
 /// The future keeps only the hold's progress: each poll gathers its write call on the stack
-/// and offers it to the sink; a write the sink does not take yet is gathered again at the
-/// next poll (nothing of it was written).
+/// and offers it to the sink; a write the sink does not take yet is gathered again, the same
+/// frames, at the next poll.
 pub(crate) async fn hold<W, S>(
     g: &mut TxInner<W>,
     msg: &mut Cursor,
@@ -106,8 +106,13 @@ impl Call<'_> {
     {
         const { assert!(V >= 2 * F + 2) };
         let mut batch = Batch::<F>::new();
+        // A write call offered at the last poll that the sink did not take: the same again.
+        let mut again = self.t0.is_some();
         loop {
-            if let Some(end) = self.hold.next(msg, co, payload, how, &mut batch) {
+            if again {
+                self.hold.regather(msg, &mut batch);
+                again = false;
+            } else if let Some(end) = self.hold.next(msg, co, payload, how, &mut batch) {
                 return Poll::Ready(Ok(end));
             }
             let mut iov = [IoSlice::new(&[]); V];
@@ -122,7 +127,10 @@ impl Call<'_> {
                     match r {
                         Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                         Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                            again = true;
+                            continue;
+                        }
                         Err(e) => return Poll::Ready(Err(e)),
                     }
                 }
