@@ -69,8 +69,8 @@ struct Shared<W> {
     /// Tasks waiting for the write lock: while any waits, a holder ends its hold within
     /// [`Config::hold_budget`].
     waiting: crate::sync::atomic::AtomicUsize,
-    /// Those of them sending the next part of a message of several chunks (none are counted
-    /// yet: a holder keeps to the configured budget for every waiter).
+    /// Those of them sending the next part of a message of several chunks: while only they
+    /// wait, a holder writes up to 256 KiB more (as the blocking sender's holders do).
     bulk: crate::sync::atomic::AtomicUsize,
     next_id: AtomicU32,
     strategy: AnyStrategy,
@@ -436,6 +436,8 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     ) -> Result<(), SendError> {
         let strategy = (self.shared.pace).resolve(strategy, self.shared.strategy, payload.len());
         let msg = Cursor::new(&strategy, id, payload.len())?;
+        // Under Adaptive, a message of the workload's small ones waits as a one-chunk one does.
+        let bulk = !msg.small && !self.shared.pace.is_small(&strategy, payload.len());
         // A slot among `max_sending` until this send returns (the peer then never sees more
         // of our messages open); taken before `fl`, so a dropped send hands its Abort to the
         // orphan list (settled before any later Start) before it frees the slot.
@@ -480,7 +482,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
             // orphan list through `fl`, or in `owed`) to the next holder.
             let mut g = match self.shared.inner.try_lock() {
                 Ok(g) => g,
-                Err(_) => match wait.race(self.lock()).await {
+                Err(_) => match wait.race(self.lock_as(bulk)).await {
                     Ok(g) => g,
                     Err(e) => {
                         why = Some(e);
@@ -692,6 +694,13 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     }
 
     async fn lock(&self) -> tokio::sync::MutexGuard<'_, TxInner<W>> {
+        self.lock_as(false).await
+    }
+
+    /// Waits for the write lock as a counted waiter; `bulk`: to send the next part of a
+    /// message of several chunks (while only such senders wait, a holder writes up to
+    /// 256 KiB more before it lets go).
+    async fn lock_as(&self, bulk: bool) -> tokio::sync::MutexGuard<'_, TxInner<W>> {
         /// Counts a waiter until the lock is taken or the future is dropped.
         struct Waiting<'a>(&'a crate::sync::atomic::AtomicUsize);
         impl Drop for Waiting<'_> {
@@ -699,9 +708,15 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                 self.0.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
-        let _waiting = Waiting(&self.shared.waiting);
-        self.shared.inner.lock().await
+        let s = &self.shared;
+        // `bulk` first, so that a holder never sees more bulk waiters than waiters.
+        let _bulk = bulk.then(|| {
+            s.bulk.fetch_add(1, Ordering::Relaxed);
+            Waiting(&s.bulk)
+        });
+        s.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&s.waiting);
+        s.inner.lock().await
     }
 }
 

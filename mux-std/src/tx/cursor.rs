@@ -14,7 +14,7 @@ pub(crate) struct Cursor {
     pub(super) written: usize,
     pub(super) rest: FramePlan,
     /// The whole message is at most [`SMALL`] frames.
-    pub(super) small: bool,
+    pub(crate) small: bool,
     /// Under Adaptive, the frames not written yet are cut at the chunk of the rate estimated
     /// before each write call ([`Resolved::follows`]).
     pub(super) follows: bool,
