@@ -14,6 +14,12 @@ use mux_std::{Config, Received, RecvError};
 /// `count` messages of `msg_len` bytes from `senders` concurrent tasks on the client thread,
 /// received whole on the server thread.
 pub fn run(msg_len: usize, count: usize, senders: usize) -> crate::e2e::Run {
+    run_batched(msg_len, count, senders, 0)
+}
+
+/// [`run`], but with `batch > 0` every task sends with `send_buffered` and flushes after
+/// every `batch` messages of its own (and at its end).
+pub fn run_batched(msg_len: usize, count: usize, senders: usize, batch: usize) -> crate::e2e::Run {
     let (a, b) = UnixStream::pair().expect("socketpair");
     let receiver = thread::spawn(move || {
         runtime().block_on(async move {
@@ -44,8 +50,15 @@ pub fn run(msg_len: usize, count: usize, senders: usize) -> crate::e2e::Run {
         let (tx, payload) = (&tx, &payload);
         let tasks = (0..senders).map(|t| async move {
             let n = count / senders + usize::from(t < count % senders);
-            for _ in 0..n {
-                tx.send(payload).await.expect("send");
+            for k in 0..n {
+                if batch == 0 {
+                    tx.send(payload).await.expect("send");
+                    continue;
+                }
+                tx.send_buffered(payload).await.expect("send");
+                if (k + 1) % batch == 0 || k + 1 == n {
+                    tx.flush().await.expect("flush");
+                }
             }
         });
         futures::future::join_all(tasks).await;
