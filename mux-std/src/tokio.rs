@@ -396,7 +396,7 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     }
 
     /// Sends `payload` as message `id` with `strategy` (the node's if `None`), asking `stop`
-    /// before each write-lock hold whether to give up (see
+    /// before each write-lock hold and between its write calls whether to give up (see
     /// [`Sender::send_cancellable`](crate::Sender::send_cancellable)). Unlike a deadline or
     /// token given to [`send_with`](Self::send_with), `stop` is not asked while the send
     /// waits (for the lock or for the sink), and a message it stops after its Start waits
