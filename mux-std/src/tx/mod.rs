@@ -21,11 +21,13 @@
 //!   and the budget a hold keeps to once others wait;
 //! - [`cursor`]: where a message stands between its holds;
 //! - [`coalescer`]: the shared buffer where small frames of several senders gather;
+//! - [`cork`]: autocorking, when a plain send joins that buffer and who writes a burst's tail;
 //! - `plan` (feature `tokio`): the async sender's hold rule and write calls;
 //! - [`options`]: cancel tokens and per-send options; [`stats`]: counters and the link's state.
 
 mod batch;
 mod coalescer;
+mod cork;
 mod cursor;
 mod inner;
 mod options;
