@@ -178,9 +178,10 @@ pub struct Config {
     /// messages sent less than this apart with nothing received in between gather in the
     /// shared write buffer and leave together; a burst's last message waits at most about
     /// twice this long (plus the OS timer's slack), a lone one not at all. Default 20 µs;
-    /// [`Duration::ZERO`] turns it off; at most [`MAX_AUTOCORK`]. Nodes autocork; a
-    /// [`Sender`](crate::Sender) made on its own does after
-    /// [`Sender::autocork`](crate::Sender::autocork).
+    /// [`Duration::ZERO`] turns it off; at most [`MAX_AUTOCORK`]. A [`Node`](crate::Node)'s
+    /// sender autocorks (with a thread of its own that writes a burst's tail, idle between
+    /// bursts); a [`Sender`](crate::Sender) made on its own does after
+    /// [`Sender::autocork`](crate::Sender::autocork). The tokio sender does not autocork.
     pub autocork: Duration,
 }
 
