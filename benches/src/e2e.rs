@@ -320,6 +320,8 @@ fn std_node_run(
     let payload = crate::payload(msg_len);
     let closer: mux_std::Closer<Duplex> = Box::new(|s: &mut Duplex| s.shutdown_write());
     let tx = mux_std::Sender::with_closer(a, &cfg, Some(closer)).expect("valid config");
+    // As a node's sender: plain sends autocork (`Config::autocork`).
+    tx.autocork().expect("autocork thread");
     let start = Instant::now();
     if buffered {
         for _ in 0..count {
@@ -351,6 +353,39 @@ fn std_node_run(
         bytes,
         secs: (end - start).as_secs_f64(),
     }
+}
+
+/// A lone ping-pong: two [`mux_std::Node`]s over a Unix socket pair, `rounds` round trips of
+/// a `len`-byte message (the echoing side sends back what it received), with
+/// [`Config::autocork`](mux_std::Config::autocork) `autocork` on both. Returns the median
+/// round trip in nanoseconds (from just before the send to the reply's arrival).
+pub fn ping_pong(len: usize, rounds: usize, autocork: std::time::Duration) -> f64 {
+    let (a, b) = UnixStream::pair().expect("socket pair");
+    let cfg = mux_std::Config {
+        autocork,
+        ..mux_std::Config::default()
+    };
+    let client = mux_std::Node::unix(a, cfg.clone()).expect("node");
+    let server = mux_std::Node::unix(b, cfg).expect("node");
+    let echo = thread::spawn(move || {
+        while let Ok(mux_std::Received::Message(m)) = server.recv() {
+            server.send(m.body()).expect("echo");
+        }
+    });
+    let payload = crate::payload(len);
+    let mut rtt = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        client.send(&payload).expect("send");
+        match client.recv() {
+            Ok(mux_std::Received::Message(m)) => assert_eq!(m.body().len(), len),
+            other => panic!("unexpected {other:?}"),
+        }
+        rtt.push(t.elapsed().as_nanos() as f64);
+    }
+    drop(client);
+    echo.join().expect("echo thread");
+    crate::timing::median(&mut rtt)
 }
 
 /// A current-thread tokio runtime for one side of an async run.

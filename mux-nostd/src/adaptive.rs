@@ -179,7 +179,8 @@ const DEFAULT_THRESHOLD: u32 = 4096;
 ///
 /// Fed by whoever writes: [`record_write`](Self::record_write) after each completed write
 /// ([`Timed`] does it for an `embedded-io` sink), [`record_message`](Self::record_message)
-/// once per message ([`Adaptive`] does it when a frame plan consults it).
+/// once per message ([`Adaptive`] does it when a frame plan consults it on a link where the
+/// budget binds, below the top rate).
 ///
 /// The rate is an integer estimate in bytes per second. A sample below the estimate (from a
 /// write of at least [`SLOW_SAMPLE_MIN_US`]) replaces it at once: holding the budget matters
@@ -412,9 +413,13 @@ pub fn split_threshold(counts: &[u32; SIZE_BUCKETS]) -> Option<u32> {
 /// The Adaptive strategy over a shared [`LinkEstimator`]: chunks of
 /// [`AdaptiveConfig::chunk_at`] the estimated rate; Start carries 0, as Hybrid's.
 ///
-/// Each time a frame plan consults it (once per message) it counts the message in the
-/// estimator's histogram. The link's rate comes from whoever writes: wrap the sink in
-/// [`Timed`], or call [`LinkEstimator::record_write`].
+/// Each time a frame plan consults it (once per message) on a link slower than
+/// [`AdaptiveConfig::top_rate`] it counts the message in the estimator's histogram. At the top
+/// rate and above it does not: every chunk there is the ceiling and holds the link for less
+/// than the budget, so the learned threshold changes nothing, and a fast link's message costs
+/// a load and a comparison (Hybrid's cost). The histogram keeps what it learned while the link
+/// was slower and goes on learning when it is again. The link's rate comes from whoever
+/// writes: wrap the sink in [`Timed`], or call [`LinkEstimator::record_write`].
 ///
 /// ```
 /// use mux_nostd::{Adaptive, AdaptiveConfig, LinkEstimator, Strategy};
@@ -473,6 +478,15 @@ impl<'a> Adaptive<'a> {
         self.link.config_now(&self.config).chunk()
     }
 
+    /// Counts a message of `total` bytes in the histogram and returns
+    /// [`chunk_below_top`](Self::chunk_below_top): a frame plan's call on a link where the
+    /// budget binds.
+    #[inline(never)]
+    fn counted_chunk_below_top(&self, total: u32) -> u32 {
+        self.link.record_message(total);
+        self.chunk_below_top()
+    }
+
     /// Whether a message of `total` bytes is one of the workload's small ones (at most the
     /// learned threshold, or one chunk).
     #[inline]
@@ -488,8 +502,11 @@ impl Strategy for Adaptive<'_> {
     }
     #[inline]
     fn chunk_size(&self, total: u32) -> u32 {
-        self.link.record_message(total);
-        self.chunk_now()
+        if self.link.rate() >= self.top_rate {
+            self.top
+        } else {
+            self.counted_chunk_below_top(total)
+        }
     }
 }
 

@@ -251,11 +251,25 @@ impl<'p, const BLOCKS: usize, const SIZE: usize> Chain<'p, BLOCKS, SIZE> {
 
     /// Appends `data`, taking the blocks it needs from the pool in one step. On `Err` nothing
     /// was appended.
-    pub fn extend_from_slice(&mut self, mut data: &[u8]) -> Result<(), Exhausted> {
+    #[inline]
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> Result<(), Exhausted> {
+        let used = self.len as usize % SIZE;
+        // The common case: the bytes fit in the tail block (every chunk but one in a block's
+        // worth of small Data frames).
+        if used != 0 && data.len() <= SIZE - used {
+            self.block_mut(self.tail)[used..used + data.len()].copy_from_slice(data);
+            self.len += data.len() as u32;
+            return Ok(());
+        }
+        self.extend_across(data, used)
+    }
+
+    /// [`extend_from_slice`](Self::extend_from_slice) when the bytes need new blocks.
+    #[inline(never)]
+    fn extend_across(&mut self, mut data: &[u8], used: usize) -> Result<(), Exhausted> {
         if data.is_empty() {
             return Ok(());
         }
-        let used = self.len as usize % SIZE;
         let room = if self.head != NIL && used != 0 {
             SIZE - used
         } else {
@@ -277,11 +291,7 @@ impl<'p, const BLOCKS: usize, const SIZE: usize> Chain<'p, BLOCKS, SIZE> {
         }
         loop {
             let take = (SIZE - at).min(data.len());
-            // SAFETY: `block` belongs to this chain: it was handed out by `alloc_chain` for this
-            // chain and is given back only by `Drop`, so no other chain holds it; `&mut self`
-            // excludes readers of this chain. This is the only reference to its bytes.
-            let bytes = unsafe { &mut *self.pool.data[block as usize].get() };
-            bytes[at..at + take].copy_from_slice(&data[..take]);
+            self.block_mut(block)[at..at + take].copy_from_slice(&data[..take]);
             self.len += take as u32;
             self.tail = block;
             data = &data[take..];
@@ -290,6 +300,16 @@ impl<'p, const BLOCKS: usize, const SIZE: usize> Chain<'p, BLOCKS, SIZE> {
             }
             (block, at) = (self.pool.next_of(block), 0);
         }
+    }
+
+    /// The bytes of `block`, one of this chain's blocks.
+    #[inline]
+    fn block_mut(&mut self, block: u16) -> &mut [u8; SIZE] {
+        // SAFETY: `block` belongs to this chain (callers pass its tail or a block
+        // `alloc_chain` just handed out for it): it is given back only by `Drop`, so no other
+        // chain holds it, and `&mut self` excludes readers of this chain. The returned
+        // reference borrows `self` mutably, so it is the only one to the block's bytes.
+        unsafe { &mut *self.pool.data[block as usize].get() }
     }
 
     /// The bytes, block by block.
@@ -406,6 +426,28 @@ mod tests {
             (s.in_use, s.high_water, s.exhausted, s.free()),
             (0, 4, 1, 4)
         );
+    }
+
+    #[test]
+    fn appends_fill_the_tail_block_exactly_then_take_new_ones() {
+        let pool: Pool<4, 8> = Pool::new();
+        let mut c = Chain::new(&pool);
+        let mut want = Vec::new();
+        // Into the tail block (3 + 5 fills it exactly), a new one (1), the tail again (7,
+        // filling it), across two new ones (9), then empty appends anywhere.
+        for (i, n) in [3usize, 5, 1, 7, 0, 9, 0].into_iter().enumerate() {
+            let part: Vec<u8> = (0..n).map(|k| (i * 16 + k) as u8).collect();
+            c.extend_from_slice(&part).unwrap();
+            want.extend_from_slice(&part);
+            assert_eq!(c.len(), want.len());
+            assert!(c.eq_slice(&want), "after {n} bytes");
+        }
+        assert_eq!(pool.stats().in_use, 4); // 25 bytes in blocks of 8
+        assert_eq!(c.extend_from_slice(&[1; 8]), Err(Exhausted));
+        assert!(c.eq_slice(&want), "nothing appended on Err");
+        c.extend_from_slice(&[9; 7]).unwrap(); // fits the tail's 7 bytes left
+        want.extend_from_slice(&[9; 7]);
+        assert!(c.eq_slice(&want));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::cell::Cell;
 use common::{Outcome, decode};
 use mux_nostd::{
     Adaptive, AdaptiveConfig, Clock, FramePlan, FrameType, HEADER_LEN, LinkEstimator, Strategy,
-    Timed, Writer,
+    Timed, Writer, size_bucket,
 };
 use proptest::prelude::*;
 
@@ -197,4 +197,32 @@ fn the_threshold_separates_the_small_messages_from_the_bulk() {
     assert!(s.is_small(200) && !s.is_small(65_536));
     let h = link.histogram();
     assert!(h.iter().sum::<u32>() <= 4096 + 512, "decayed: {h:?}");
+}
+
+#[test]
+fn the_histogram_learns_while_the_budget_binds_and_a_fast_link_skips_the_count() {
+    let link = LinkEstimator::new();
+    let config = AdaptiveConfig::DEFAULT;
+    let s = Adaptive::new(config, &link);
+    // Not measured yet: below the top rate, every message is counted.
+    for _ in 0..10 {
+        s.chunk_size(32);
+    }
+    assert_eq!(link.histogram()[size_bucket(32)], 10);
+    // A link at the top rate: the ceiling chunk, and nothing counted.
+    link.record_write(1 << 30, 100_000);
+    assert!(link.rate() >= config.top_rate());
+    for _ in 0..1000 {
+        assert_eq!(s.chunk_size(1024), config.ceiling);
+    }
+    assert_eq!(link.histogram().iter().sum::<u32>(), 10);
+    // The link slows down (a 100 ms write at 11,520 B/s): counting resumes, and what was
+    // learned before is still there.
+    link.record_write(1152, 100_000);
+    assert_eq!(link.rate(), 11_520);
+    s.chunk_size(32);
+    s.chunk_size(65_536);
+    let h = link.histogram();
+    assert_eq!(h[size_bucket(32)], 11);
+    assert_eq!(h[size_bucket(65_536)], 1);
 }

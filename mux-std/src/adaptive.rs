@@ -4,7 +4,8 @@
 //! When the node's strategy is [`AnyStrategy::Adaptive`], every write call of the sender (the
 //! blocking [`Sender`](crate::Sender) or the tokio one; an awaited write from its first poll to
 //! its completion) is timed with [`Instant`] and recorded in a [`LinkEstimator`], every
-//! message is counted in its histogram, and each message is framed at the estimated rate (its
+//! message sent while the link is slower than the configuration's top rate is counted in its
+//! histogram, and each message is framed at the estimated rate (its
 //! frames not written yet follow the estimate while it goes). Each write call of the blocking
 //! sender then carries at most one budget's worth of bytes at that rate (plus the frame it
 //! starts with), whoever waits: a message that starts waiting during a call waits for that
@@ -55,6 +56,26 @@ impl Link {
         } else {
             self.est.config_now(&self.config).chunk()
         }
+    }
+
+    /// [`chunk`](Self::chunk) for a message of `len` bytes, counted in the histogram while
+    /// the link is slower than the top rate (as [`Adaptive`](mux_nostd::Adaptive) does: at
+    /// the top rate every chunk is the ceiling and the learned threshold changes nothing).
+    #[inline]
+    fn counted_chunk(&self, len: usize) -> u32 {
+        if self.est.rate() >= self.top_rate {
+            self.top
+        } else {
+            self.count_below_top(len)
+        }
+    }
+
+    /// [`counted_chunk`](Self::counted_chunk) below the top rate.
+    #[inline(never)]
+    fn count_below_top(&self, len: usize) -> u32 {
+        self.est
+            .record_message(u32::try_from(len).unwrap_or(u32::MAX));
+        self.est.config_now(&self.config).chunk()
     }
 }
 
@@ -136,9 +157,9 @@ impl Pace {
         self.link.as_ref().map(|l| &l.est)
     }
 
-    /// How one message of `len` bytes is framed: Adaptive at the rate estimated now (the
-    /// message is counted in the histogram; on a fast link with the sender's own
-    /// configuration that is a load and a comparison), any other strategy as it is.
+    /// How one message of `len` bytes is framed: Adaptive at the rate estimated now (on a
+    /// fast link with the sender's own configuration a load and a comparison; below its top
+    /// rate the message is also counted in the histogram), any other strategy as it is.
     /// `strategy` is the send's own, `default` the sender's.
     #[inline]
     pub(crate) fn resolve(
@@ -152,11 +173,7 @@ impl Pace {
         };
         let (chunk, follows) = match strategy {
             // The sender's own Adaptive configuration: its top rate is known.
-            None => {
-                link.est
-                    .record_message(u32::try_from(len).unwrap_or(u32::MAX));
-                (link.chunk(), true)
-            }
+            None => (link.counted_chunk(len), true),
             Some(AnyStrategy::Adaptive(c)) => {
                 link.est
                     .record_message(u32::try_from(len).unwrap_or(u32::MAX));
@@ -275,7 +292,18 @@ mod tests {
         while est.rate() < cfg.top_rate() {
             est.record_write(1 << 30, 1000);
         }
+        // At the top rate the sender's own configuration counts nothing more; a per-send
+        // configuration still does.
+        let counted = |est: &LinkEstimator| est.histogram().iter().sum::<u32>();
+        let before = counted(est);
         assert_eq!(pace.resolve(None, own, 10).chunk_size(10), 65_536);
+        assert_eq!(counted(est), before);
+        pace.resolve(Some(AnyStrategy::Adaptive(other)), own, 10);
+        assert_eq!(counted(est), before + 1);
+        // Slower again: counted.
+        est.record_write(1150, 100_000);
+        pace.resolve(None, own, 10);
+        assert_eq!(counted(est), before + 2);
         // A sender of another strategy has no estimator and resolves as the strategy says.
         let plain = Pace::new(AnyStrategy::Optimized);
         let r = plain.resolve(None, AnyStrategy::Optimized, 100_000);

@@ -1,5 +1,7 @@
 //! Configuration, with safe defaults.
 
+use std::time::Duration;
+
 use mux_nostd::{AnyStrategy, Limits};
 
 use crate::error::ConfigError;
@@ -172,7 +174,20 @@ pub struct Config {
     /// They cost a few nanoseconds per message; off, [`Metrics::dist`](crate::Metrics::dist)
     /// stays empty.
     pub histograms: bool,
+    /// Autocorking of plain sends (see [`Sender::send`](crate::Sender::send)): small
+    /// messages sent less than this apart with nothing received in between gather in the
+    /// shared write buffer and leave together; a burst's last message waits at most about
+    /// twice this long (plus the OS timer's slack), a lone one not at all. Default 20 µs;
+    /// [`Duration::ZERO`] turns it off; at most [`MAX_AUTOCORK`]. A [`Node`](crate::Node)'s
+    /// sender autocorks (with a thread of its own that writes a burst's tail, idle between
+    /// bursts); a [`Sender`](crate::Sender) made on its own does after
+    /// [`Sender::autocork`](crate::Sender::autocork). The tokio sender does not autocork.
+    pub autocork: Duration,
 }
+
+/// Largest [`Config::autocork`]: 10 ms ([`ConfigError::TooLarge`](crate::ConfigError::TooLarge) gives
+/// both in microseconds).
+pub const MAX_AUTOCORK: Duration = Duration::from_millis(10);
 
 impl Default for Config {
     fn default() -> Self {
@@ -195,6 +210,7 @@ impl Default for Config {
             hold_budget: 0,
             streaming: false,
             histograms: true,
+            autocork: Duration::from_micros(20),
         }
     }
 }
@@ -237,7 +253,10 @@ impl Config {
         check("write_buffer", self.write_buffer, MAX_BUFFER)?;
         check("coalesce_frame", self.coalesce_frame, MAX_BUFFER)?;
         check("link_buffer", self.link_buffer, MAX_BUFFER)?;
-        check("queue_depth", self.queue_depth, MAX_QUEUE_DEPTH)
+        check("queue_depth", self.queue_depth, MAX_QUEUE_DEPTH)?;
+        // In microseconds.
+        let us = |d: Duration| usize::try_from(d.as_micros()).unwrap_or(usize::MAX);
+        check("autocork", us(self.autocork), us(MAX_AUTOCORK))
     }
 
     /// The reader's buffer size in use (`read_buffer`, at least 64).

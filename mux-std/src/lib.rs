@@ -21,7 +21,7 @@ mod sync;
 pub mod tokio;
 mod tx;
 
-pub use config::{Config, LinkProfile, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
+pub use config::{Config, LinkProfile, MAX_AUTOCORK, MAX_BUFFER, MAX_QUEUE_DEPTH, TABLE_CAPACITY};
 pub use error::{ConfigError, RecvError, SendError, TryRecvError};
 pub use link::LinkWrite;
 pub use node::{CloseReport, Iter, Metrics, Node, Receiver};

@@ -439,10 +439,8 @@ impl<W: Write + Send + 'static> Node<W> {
     /// before it spawns or writes anything.
     pub fn new<R: Read + Send + 'static>(read: R, write: W, config: Config) -> io::Result<Self> {
         config.validate()?;
-        Ok(Self {
-            rx: Receiver::spawn(read, &config)?,
-            tx: Sender::new(write, &config)?,
-        })
+        let rx = Receiver::spawn(read, &config)?;
+        Self::corked(Sender::new(write, &config)?, rx)
     }
 
     /// Like [`new`](Self::new), with a way to wake the reader thread when the node is
@@ -456,15 +454,23 @@ impl<W: Write + Send + 'static> Node<W> {
         wake: impl FnOnce() + Send + 'static,
     ) -> io::Result<Self> {
         config.validate()?;
-        Ok(Self {
-            rx: Receiver::spawn_with_read_stop(read, &config, wake)?,
-            tx: Sender::new(write, &config)?,
-        })
+        let rx = Receiver::spawn_with_read_stop(read, &config, wake)?;
+        Self::corked(Sender::new(write, &config)?, rx)
     }
 
-    /// A node from its two halves.
+    /// A node from its two halves. Its sender autocorks as a node's does (see
+    /// [`Config::autocork`]), unless it already did on its own or its thread cannot be
+    /// spawned (then it writes every send through).
     pub fn from_parts(tx: Sender<W>, rx: Receiver) -> Self {
+        let _ = tx.autocork_hearing(Some(rx.shared.arrivals.clone()));
         Self { tx, rx }
+    }
+
+    /// A node of `tx` and `rx`, the sender autocorking (writing a send through once
+    /// anything arrived since the one before).
+    fn corked(tx: Sender<W>, rx: Receiver) -> io::Result<Self> {
+        tx.autocork_hearing(Some(rx.shared.arrivals.clone()))?;
+        Ok(Self { tx, rx })
     }
 
     /// The sending half.
@@ -616,10 +622,8 @@ impl Node<TcpStream> {
         let read = Arc::new(stream.try_clone()?);
         let wake = shut_read(&read, TcpStream::shutdown);
         let closer = Box::new(|s: &mut TcpStream| s.shutdown(Shutdown::Write));
-        Ok(Self {
-            rx: Receiver::spawn_with_read_stop(SharedRead(read), &config, wake)?,
-            tx: Sender::with_closer(stream, &config, Some(closer))?,
-        })
+        let rx = Receiver::spawn_with_read_stop(SharedRead(read), &config, wake)?;
+        Self::corked(Sender::with_closer(stream, &config, Some(closer))?, rx)
     }
 }
 
@@ -633,10 +637,8 @@ impl Node<std::os::unix::net::UnixStream> {
         let read = Arc::new(stream.try_clone()?);
         let wake = shut_read(&read, UnixStream::shutdown);
         let closer = Box::new(|s: &mut UnixStream| s.shutdown(Shutdown::Write));
-        Ok(Self {
-            rx: Receiver::spawn_with_read_stop(SharedRead(read), &config, wake)?,
-            tx: Sender::with_closer(stream, &config, Some(closer))?,
-        })
+        let rx = Receiver::spawn_with_read_stop(SharedRead(read), &config, wake)?;
+        Self::corked(Sender::with_closer(stream, &config, Some(closer))?, rx)
     }
 }
 

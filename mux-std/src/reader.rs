@@ -5,7 +5,7 @@
 //! steps. Each driver supplies only its read call, its waits and its queue.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -73,6 +73,9 @@ pub(crate) struct RxShared {
     pub(crate) budget: Arc<RxBudget>,
     /// Distributions ([`crate::observe`]), recorded by the reader.
     pub(crate) hist: Arc<RxHistograms>,
+    /// Reads that brought bytes (the node's sender writes a send through after one: see
+    /// `tx/cork.rs`).
+    pub(crate) arrivals: Arc<AtomicU64>,
 }
 
 impl RxShared {
@@ -118,6 +121,7 @@ impl RxShared {
             stop: AtomicBool::new(false),
             budget: RxBudget::new(config),
             hist: Arc::default(),
+            arrivals: Arc::default(),
         })
     }
 
@@ -345,6 +349,8 @@ impl Pump {
         match r {
             None | Some(Ok(Ok(0))) => self.eof = true,
             Some(Ok(Ok(n))) => {
+                let a = &self.shared.arrivals;
+                a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
                 if self.link.is_some() {
                     self.filled += n;
                 } else {

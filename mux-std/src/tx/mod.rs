@@ -25,12 +25,14 @@
 //!   keeps to once others wait;
 //! - [`cursor`]: where a message stands between its holds;
 //! - [`coalescer`]: the shared buffer where small frames of several senders gather;
+//! - [`cork`]: autocorking, when a plain send joins that buffer and who writes a burst's tail;
 //! - `hold_async` (feature `tokio`): the tokio sender's holds (the same routine with
 //!   `.await`), and what a hold cut short leaves behind the lock;
 //! - [`options`]: cancel tokens and per-send options; [`stats`]: counters and the link's state.
 
 mod batch;
 mod coalescer;
+mod cork;
 mod cursor;
 mod hold;
 #[cfg(feature = "tokio")]

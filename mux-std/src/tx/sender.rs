@@ -12,6 +12,9 @@ use crate::config::Config;
 use crate::error::{ConfigError, SendError};
 use crate::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::OnceLock;
+
+use super::cork::{Cork, spawn_flusher};
 
 use super::batch::*;
 use super::cursor::*;
@@ -61,11 +64,19 @@ pub(super) struct Shared<W> {
     pub(super) has_orphans: AtomicBool,
     /// [`TxInner::slot_freed`], waited on with the lock of `inner`.
     pub(super) slot_freed: Arc<Condvar>,
+    /// Autocorking, once [`Sender::autocork`] started it.
+    pub(super) cork: OnceLock<Arc<Cork>>,
+    /// [`Config::autocork`] and the largest payload it may hold back (0: none).
+    pub(super) cork_gap: Duration,
+    pub(super) cork_small: usize,
 }
 
 impl<W> Drop for Shared<W> {
     /// The last handle is gone without [`Sender::close`]: close anyway (best effort).
     fn drop(&mut self) {
+        if let Some(c) = self.cork.get() {
+            c.stop();
+        }
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
         let closer = self
             .closer
@@ -183,6 +194,9 @@ impl<W: Write + Send> Sender<W> {
                 stats,
                 orphans: Mutex::new(Vec::new()),
                 has_orphans: AtomicBool::new(false),
+                cork: OnceLock::new(),
+                cork_gap: config.autocork,
+                cork_small: config.coalesce_frame.saturating_sub(3 * HEADER_LEN),
             }),
         })
     }
@@ -193,11 +207,29 @@ impl<W: Write + Send> Sender<W> {
     }
 
     /// Sends `payload` with the next automatic id and returns the id.
+    ///
+    /// Once the sender autocorks ([`autocork`](Self::autocork); nodes do from the start), a
+    /// small message sent less than [`Config::autocork`] after the previous one, with nothing
+    /// received in between, may wait in the shared write buffer for the rest of its burst (at
+    /// most about twice that long) and leave with it in one write; a lone message (a request,
+    /// the reply to one, a periodic reading) is written before `send` returns.
     #[inline]
     pub fn send(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
+        self.send_plain(id, payload).map(|()| id)
+    }
+
+    /// A plain send: corked (see [`send`](Self::send)) or written through.
+    #[inline]
+    fn send_plain(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
+        if let Some(c) = self.shared.cork.get()
+            && c.corks(payload.len())
+        {
+            let r = self.send_inner(id, payload, None, true, None, None);
+            c.joined();
+            return r;
+        }
         self.send_inner(id, payload, None, false, None, None)
-            .map(|()| id)
     }
 
     /// Sends `payload` as message `id`.
@@ -207,9 +239,11 @@ impl<W: Write + Send> Sender<W> {
     /// [`SendError::IdInFlight`] and writes nothing (two messages with one id would splice on
     /// the wire). The same holds for every send with an explicit id, and for an automatic id
     /// that meets one given explicitly.
+    ///
+    /// Autocorks as [`send`](Self::send) does.
     #[inline]
     pub fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
-        self.send_inner(id, payload, None, false, None, None)
+        self.send_plain(id, payload)
     }
 
     /// Sends with [`SendOptions`] (id, strategy, cancel token, deadline); returns the id.
@@ -729,5 +763,52 @@ impl<W: Write + Send> Sender<W> {
         for id in ids {
             g.orphaned(id);
         }
+    }
+}
+
+impl<W: Write + Send + 'static> Sender<W> {
+    /// Starts autocorking plain sends ([`send`](Self::send), [`send_with_id`](Self::send_with_id))
+    /// as [`Config::autocork`] says: a thread of the sender's own writes a burst's last frames
+    /// once no send joined it for that long. Nodes do this when they are made; a sender
+    /// without a receiver beside it judges bursts by time alone. Does nothing when
+    /// `autocork` is zero or coalescing is off ([`Config::coalesce_frame`] below three
+    /// headers), or the second time. Fails only if the thread cannot be spawned.
+    pub fn autocork(&self) -> io::Result<()> {
+        self.autocork_hearing(None)
+    }
+
+    /// [`autocork`](Self::autocork), writing through every send that follows a read of
+    /// `arrivals`' reader (a reply came: the send may be the next request of a ping-pong).
+    pub(crate) fn autocork_hearing(
+        &self,
+        arrivals: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    ) -> io::Result<()> {
+        let s = &self.shared;
+        if s.cork_gap.is_zero() || s.cork_small == 0 || s.cork.get().is_some() {
+            return Ok(());
+        }
+        let cork = std::sync::Arc::new(Cork::new(s.cork_gap, s.cork_small, arrivals));
+        let weak = Arc::downgrade(&self.shared);
+        spawn_flusher(&cork, move || {
+            let Some(shared) = weak.upgrade() else {
+                return false;
+            };
+            let mut g = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if g.link == Link::Open {
+                let r = g.flush_buf().and_then(|()| match g.io.as_mut() {
+                    Some(io) => io.flush(),
+                    None => Ok(()),
+                });
+                if let Err(e) = r {
+                    g.link_failed(e);
+                }
+            }
+            true
+        })?;
+        // Set once: a concurrent second call's cork stops its thread.
+        if let Err(c) = s.cork.set(cork) {
+            c.stop();
+        }
+        Ok(())
     }
 }

@@ -150,10 +150,12 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
     );
     ratios.put("e2e_raw_1KiB_writes_per_s", raw_1k.msgs_per_s);
     println!(
-        "- One write per message cannot reach 2 M messages/s of 1 KiB: the raw pair itself takes {}/s 1 KiB writes. So the mux-std single-sender 1 KiB goal is judged on `send_buffered` + `flush` (the API for streams of small messages: they leave the shared buffer 64 KiB at a time); the plain `send` row, one write per message, is shown for comparison. The mux-nostd sender writes through a {} KiB `BufWriter`, which gathers the same way.",
+        "- One write per message cannot reach 2 M messages/s of 1 KiB: the raw pair itself takes {}/s 1 KiB writes. mux-std's plain `send` autocorks (`Config::autocork`, 20 µs: sends that follow each other faster than that, nothing received in between, gather in the shared buffer and leave together), so its single-sender 1 KiB row is plain `send`, as a node's sender does it; `send_buffered` + `flush` (explicit batching) is shown beside it ({}/s). The mux-nostd sender writes through a {} KiB `BufWriter`, which gathers the same way.",
         fmt_rate(raw_1k.msgs_per_s),
+        fmt_rate(std_buffered.msgs_per_s),
         e2e::TX_BUF / 1024
     );
+    ping_pong(cfg, ratios, goals);
     for product in [Std, Nostd] {
         let (name, short) = (product.name(), product.key());
         let [o1m, o8m] = [1, 8].map(|n| get(product, M1, Senders(n)));
@@ -216,13 +218,12 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
                 r.bytes_per_s >= 0.75 * raw_big,
             );
         }
-        // mux-std's single sender: `send_buffered` (one write per message cannot reach it).
-        let (what_1, r1) = if product == Std {
-            ("1 sender, send_buffered", std_buffered)
+        let what_1 = if product == Std {
+            "1 sender, plain send, autocorking"
         } else {
-            ("1 sender", o1k)
+            "1 sender"
         };
-        for (what, r) in [(what_1, r1), ("8 senders", o8k)] {
+        for (what, r) in [(what_1, o1k), ("8 senders", o8k)] {
             goals.check(
                 format!("{name} end to end 1 KiB ({what}) ≥ 2 M messages/s"),
                 format!("{}/s", fmt_rate(r.msgs_per_s)),
@@ -232,6 +233,33 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
     }
     tcp_summary(&find, raw_tcp, ratios);
     println!();
+}
+
+/// A lone ping-pong's round trip between two nodes with autocorking on (the default) and
+/// off, interleaved: autocorking must not slow a request that waits for its reply.
+fn ping_pong(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
+    let rounds = if cfg.quick { 2_000 } else { 20_000 };
+    let on = mux_std::Config::default().autocork;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..cfg.e2e_reps.max(3) {
+        with.push(e2e::ping_pong(64, rounds, on));
+        without.push(e2e::ping_pong(64, rounds, std::time::Duration::ZERO));
+    }
+    let (w, wo) = (median(&mut with), median(&mut without));
+    println!(
+        "- A lone ping-pong (two nodes over a Unix socket pair, 64 B echoed, {rounds} round trips, median of each run, median of {} interleaved runs): {:.1} µs with autocorking, {:.1} µs without ({:.3}×).",
+        with.len(),
+        w / 1e3,
+        wo / 1e3,
+        w / wo
+    );
+    ratios.put("e2e_std_ping_pong_us", w / 1e3);
+    ratios.put("e2e_std_ping_pong_autocork_vs_off", w / wo);
+    goals.check(
+        "mux-std: a lone ping-pong's round trip with autocorking ≤ 1.10 × without",
+        format!("{:.3}×", w / wo),
+        w <= 1.10 * wo,
+    );
 }
 
 /// The TCP loopback figures of mux-std and mux-nostd: a line and their ratios to the raw TCP
