@@ -46,6 +46,8 @@ pub fn run_batched(msg_len: usize, count: usize, senders: usize, batch: usize) -
     runtime().block_on(async move {
         let (_read, write) = to_tokio(a).into_split();
         let tx = AsyncSender::new(write, &Config::default()).expect("sender");
+        // As a node's sender: plain sends autocork (`Config::autocork`).
+        tx.autocork();
         let payload = crate::payload(msg_len);
         let (tx, payload) = (&tx, &payload);
         let tasks = (0..senders).map(|t| async move {

@@ -56,7 +56,7 @@ use crate::pool::BufferPool;
 use crate::reader::{Item, Pump, RxShared, Step, lock};
 use crate::rx::{Received, RxCounts};
 use crate::tx::{
-    CancelToken, Cursor, HoldEnd, How, Link, SendOptions, TxCounts, TxInner, bump, hold,
+    CancelToken, Cork, Cursor, HoldEnd, How, Link, SendOptions, TxCounts, TxInner, bump, hold,
     timed_write, write_owed,
 };
 
@@ -84,6 +84,71 @@ struct Shared<W> {
     slots: Slots,
     /// Under Adaptive, the link's estimate (shared with `inner`, which times the writes).
     pace: crate::adaptive::Pace,
+    /// Autocorking, once [`AsyncSender::autocork`] started it.
+    cork: std::sync::OnceLock<Arc<AsyncCork<W>>>,
+    /// [`Config::autocork`] and the largest payload it may hold back (0: none).
+    cork_gap: Duration,
+    cork_small: usize,
+}
+
+impl<W> Drop for Shared<W> {
+    /// The flusher task exits.
+    fn drop(&mut self) {
+        if let Some(c) = self.cork.get() {
+            c.gone.store(true, Ordering::SeqCst);
+            c.wake.notify_one();
+        }
+    }
+}
+
+/// The tokio sender's autocorking: the blocking sender's rule ([`Cork`]) for which plain sends
+/// join a burst in the shared buffer, and a flusher task that writes a burst once the tasks
+/// sending it let the runtime run others (a burst is what a task sends without waiting).
+struct AsyncCork<W> {
+    cork: Cork,
+    /// A burst was started: the flusher task runs.
+    wake: tokio::sync::Notify,
+    /// The sender, kept alive by its armed burst until the flusher has written it (so that
+    /// dropping the last handle right after a send does not lose its bytes).
+    keep: Mutex<Option<Arc<Shared<W>>>>,
+    /// The sender is gone: the flusher task exits.
+    gone: AtomicBool,
+}
+
+/// The flusher task of an autocorking sender.
+async fn flusher<W: AsyncWrite + Unpin + Send>(c: Arc<AsyncCork<W>>) {
+    /// If the task is dropped (its runtime shuts down), the sender an armed burst keeps alive
+    /// is let go (else it would keep itself alive through its own cork).
+    struct LetGo<'a, W>(&'a AsyncCork<W>);
+    impl<W> Drop for LetGo<'_, W> {
+        fn drop(&mut self) {
+            drop(lock(&self.0.keep).take());
+        }
+    }
+    let _let_go = LetGo(&c);
+    loop {
+        c.wake.notified().await;
+        if c.gone.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(shared) = lock(&c.keep).take() else {
+            continue;
+        };
+        // The tasks that corked the burst go on until they wait for something: then it leaves.
+        tokio::task::yield_now().await;
+        let mut g = shared.inner.lock().await;
+        // Before the buffer is written: a send corked from here on arms the flusher again.
+        c.cork.disarm();
+        if owes(&g, &shared.orphans) && settle_owed(&mut g, &shared.orphans).await.is_err() {
+            continue; // the link is broken
+        }
+        if g.link == Link::Open
+            && flush_due(&g)
+            && let Err(e) = flush_buf(&mut g).await
+        {
+            g.link_failed(e);
+        }
+    }
 }
 
 /// Started messages whose send stopped outside a hold: the next holder of the write lock
@@ -338,8 +403,52 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
                 strategy: config.strategy,
                 orphans: Orphans::default(),
                 slots: Slots::new(config.sending_cap()),
+                cork: std::sync::OnceLock::new(),
+                cork_gap: config.autocork,
+                cork_small: config
+                    .coalesce_frame
+                    .saturating_sub(3 * mux_nostd::HEADER_LEN),
             }),
         })
+    }
+
+    /// Starts autocorking plain sends ([`send`](Self::send), [`send_with_id`](Self::send_with_id))
+    /// as [`Config::autocork`] says, as the blocking [`Sender::autocork`](crate::Sender::autocork)
+    /// does: a small message sent less than that after the previous one, with nothing received
+    /// in between, waits in the shared write buffer for the rest of its burst; a task spawned
+    /// here writes the burst once the tasks sending it wait for something (or the buffer fills,
+    /// or another send writes). A lone message is written before `send` returns. Nodes do this
+    /// when they are made. Does nothing when `autocork` is zero or coalescing is off, or the
+    /// second time.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn autocork(&self)
+    where
+        W: 'static,
+    {
+        self.autocork_hearing(None);
+    }
+
+    /// [`autocork`](Self::autocork), writing through every send that follows a read of
+    /// `arrivals`' reader (a reply came: the send may be the next request of a ping-pong).
+    fn autocork_hearing(&self, arrivals: Option<Arc<std::sync::atomic::AtomicU64>>)
+    where
+        W: 'static,
+    {
+        let s = &self.shared;
+        if s.cork_gap.is_zero() || s.cork_small == 0 || s.cork.get().is_some() {
+            return;
+        }
+        let c = Arc::new(AsyncCork {
+            cork: Cork::new(s.cork_gap, s.cork_small, arrivals),
+            wake: tokio::sync::Notify::new(),
+            keep: Mutex::new(None),
+            gone: AtomicBool::new(false),
+        });
+        if s.cork.set(c.clone()).is_ok() {
+            tokio::spawn(flusher(c));
+        }
     }
 
     /// Takes the next automatic id (1, 2, …, wrapping).
@@ -435,6 +544,14 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         mut stop: Option<&mut (dyn FnMut() -> Option<SendError> + Send)>,
     ) -> Result<(), SendError> {
         let strategy = (self.shared.pace).resolve(strategy, self.shared.strategy, payload.len());
+        // A plain send of a small message in a burst joins the shared buffer (autocorking).
+        let cork = match self.shared.cork.get() {
+            Some(c) if stop.is_none() && wait.is_none() && !buffered => {
+                c.cork.corks(payload.len()).then_some(c)
+            }
+            _ => None,
+        };
+        let buffered = buffered || cork.is_some();
         let msg = Cursor::new(&strategy, id, payload.len())?;
         // Under Adaptive, a message of the workload's small ones waits as a one-chunk one does.
         let bulk = !msg.small && !self.shared.pace.is_small(&strategy, payload.len());
@@ -596,6 +713,12 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
         drop(fl);
         if orphans.any() {
             self.settle_orphans(&wait).await;
+        }
+        if let Some(c) = cork
+            && c.cork.joined()
+        {
+            *lock(&c.keep) = Some(self.shared.clone());
+            c.wake.notify_one();
         }
         why.map_or(Ok(()), Err)
     }
@@ -1069,14 +1192,17 @@ impl<W: AsyncWrite + Unpin + Send + 'static> AsyncNode<W> {
         config: Config,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self {
-            rx: AsyncReceiver::spawn(read, &config)?,
-            tx: AsyncSender::new(write, &config)?,
-        })
+        Ok(Self::from_parts(
+            AsyncSender::new(write, &config)?,
+            AsyncReceiver::spawn(read, &config)?,
+        ))
     }
 
-    /// A node from its two halves.
+    /// A node from its two halves. Its sender autocorks as a node's does (see
+    /// [`AsyncSender::autocork`]), writing a send through once something was received since
+    /// the previous one, unless it already autocorks on its own.
     pub fn from_parts(tx: AsyncSender<W>, rx: AsyncReceiver) -> Self {
+        tx.autocork_hearing(Some(rx.shared.arrivals.clone()));
         Self { tx, rx }
     }
 

@@ -739,3 +739,49 @@ async fn tasks_receiving_from_one_receiver_each_get_distinct_items_until_the_end
         Err(TryRecvError::Recv(RecvError::Closed))
     ));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_autocorked_burst_reaches_the_peer_without_a_flush_and_a_lone_send_goes_at_once() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let a = AsyncNode::unix(a, Config::default()).unwrap();
+    let b = AsyncNode::unix(b, Config::default()).unwrap();
+    // The first send has no burst to join: it is written before `send` returns.
+    let writes = a.metrics().tx.writes;
+    a.send_with_id(1, b"ping").await.unwrap();
+    assert_eq!(a.metrics().tx.writes, writes + 1);
+    match b.recv().await.unwrap() {
+        Received::Message(m) => assert_eq!(m.body(), b"ping"),
+        other => panic!("{other:?}"),
+    }
+    b.send_with_id(1, b"pong").await.unwrap();
+    assert!(matches!(a.recv().await.unwrap(), Received::Message(_)));
+    // A reply came: the next request is written through however soon it follows.
+    let writes = a.metrics().tx.writes;
+    a.send_with_id(2, b"ping").await.unwrap();
+    assert_eq!(a.metrics().tx.writes, writes + 1);
+    assert!(matches!(b.recv().await.unwrap(), Received::Message(_)));
+    // A burst (some of it may be corked): every message arrives, in order, without a flush
+    // or a close; the last ones are written by the flusher task once this task waits.
+    for id in 10..1010u32 {
+        a.send_with_id(id, &rule_r(200)).await.unwrap();
+    }
+    for id in 10..1010u32 {
+        match b.recv().await.unwrap() {
+            Received::Message(m) => assert_eq!((m.id(), m.body()), (id, &rule_r(200)[..])),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Dropping the sender right after a burst loses nothing: the armed burst keeps it alive
+    // until the flusher has written it.
+    let (tx, _rx) = a.split();
+    for id in 2000..2100u32 {
+        tx.send_with_id(id, b"tail").await.unwrap();
+    }
+    drop(tx);
+    for id in 2000..2100u32 {
+        match b.recv().await.unwrap() {
+            Received::Message(m) => assert_eq!(m.id(), id),
+            other => panic!("{other:?}"),
+        }
+    }
+}

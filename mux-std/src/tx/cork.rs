@@ -89,15 +89,25 @@ impl Cork {
         prev != 0 && now.saturating_sub(prev) < self.gap_ns()
     }
 
-    /// A corked send's frames are in the buffer: the flusher will see them out.
+    /// A corked send's frames are in the buffer: the flusher will see them out. `true` if
+    /// this send started the burst (armed the flusher).
     #[inline]
-    pub(crate) fn joined(&self) {
+    pub(crate) fn joined(&self) -> bool {
         self.joined.fetch_add(1, Ordering::Relaxed);
         if !self.armed.swap(true, Ordering::AcqRel) {
             // Taking the flusher's lock orders this with its check of `armed`.
             drop(self.sleep.lock().unwrap_or_else(|e| e.into_inner()));
             self.wake.notify_one();
+            return true;
         }
+        false
+    }
+
+    /// A flusher of its own (the tokio sender's task) is about to write the buffer: sends
+    /// corked from here on arm it again.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn disarm(&self) {
+        self.armed.store(false, Ordering::Release);
     }
 
     /// The sender is gone: the flusher exits (the sender's own close flushed).

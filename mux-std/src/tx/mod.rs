@@ -45,6 +45,8 @@ mod stats;
 mod tests;
 
 #[cfg(feature = "tokio")]
+pub(crate) use cork::Cork;
+#[cfg(feature = "tokio")]
 pub(crate) use cursor::Cursor;
 #[cfg(feature = "tokio")]
 pub(crate) use hold::{HoldEnd, How};
