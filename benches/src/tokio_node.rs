@@ -74,3 +74,44 @@ pub fn run_batched(msg_len: usize, count: usize, senders: usize, batch: usize) -
         secs: (end - start).as_secs_f64(),
     }
 }
+
+/// A lone ping-pong between two [`AsyncNode`](mux_std::tokio::AsyncNode)s over a Unix socket
+/// pair, each on its own thread's current-thread runtime: `rounds` round trips of a
+/// `len`-byte message echoed back, with [`Config::autocork`] `autocork` on both. Returns the
+/// median round trip in nanoseconds (from just before the send to the reply's arrival).
+pub fn ping_pong(len: usize, rounds: usize, autocork: std::time::Duration) -> f64 {
+    use mux_std::tokio::AsyncNode;
+    let (a, b) = UnixStream::pair().expect("socketpair");
+    let cfg = Config {
+        autocork,
+        ..Config::default()
+    };
+    let server_cfg = cfg.clone();
+    let echo = thread::spawn(move || {
+        runtime().block_on(async move {
+            let server = AsyncNode::unix(to_tokio(b), server_cfg).expect("node");
+            while let Ok(Received::Message(m)) = server.recv().await {
+                server.send(m.body()).await.expect("echo");
+            }
+        })
+    });
+    let rtt = runtime().block_on(async move {
+        let client = AsyncNode::unix(to_tokio(a), cfg).expect("node");
+        let payload = crate::payload(len);
+        let mut rtt = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let t = Instant::now();
+            client.send(&payload).await.expect("send");
+            match client.recv().await {
+                Ok(Received::Message(m)) => assert_eq!(m.body().len(), len),
+                other => panic!("unexpected {other:?}"),
+            }
+            rtt.push(t.elapsed().as_nanos() as f64);
+        }
+        client.close_write().await.expect("close");
+        rtt
+    });
+    echo.join().expect("echo thread");
+    let mut rtt = rtt;
+    crate::timing::median(&mut rtt)
+}
