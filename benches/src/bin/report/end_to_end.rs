@@ -238,28 +238,57 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
 /// A lone ping-pong's round trip between two nodes with autocorking on (the default) and
 /// off, interleaved: autocorking must not slow a request that waits for its reply.
 fn ping_pong(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
-    let rounds = if cfg.quick { 2_000 } else { 20_000 };
-    let on = mux_std::Config::default().autocork;
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..cfg.e2e_reps.max(3) {
-        with.push(e2e::ping_pong(64, rounds, on));
-        without.push(e2e::ping_pong(64, rounds, std::time::Duration::ZERO));
+    let nodes = PingPong {
+        line: "- A lone ping-pong (two nodes over a Unix socket pair",
+        key: "e2e_std",
+        goal: "mux-std",
+        run: e2e::ping_pong,
+    };
+    nodes.check(cfg, ratios, goals);
+}
+
+/// A lone ping-pong between two nodes of one kind, with autocorking on and off.
+pub(crate) struct PingPong {
+    /// How the printed line starts (what runs, over what).
+    pub(crate) line: &'static str,
+    /// The prefix of its JSON figures and of its goal.
+    pub(crate) key: &'static str,
+    pub(crate) goal: &'static str,
+    /// One run: payload length, round trips, `Config::autocork`; the median round trip in ns.
+    pub(crate) run: fn(usize, usize, std::time::Duration) -> f64,
+}
+
+impl PingPong {
+    /// Runs both, interleaved, prints the line and records the figures and the goal (with
+    /// autocorking at most 1.10 × without).
+    pub(crate) fn check(&self, cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
+        let rounds = if cfg.quick { 2_000 } else { 20_000 };
+        let on = mux_std::Config::default().autocork;
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for _ in 0..cfg.e2e_reps.max(3) {
+            with.push((self.run)(64, rounds, on));
+            without.push((self.run)(64, rounds, std::time::Duration::ZERO));
+        }
+        let (w, wo) = (median(&mut with), median(&mut without));
+        println!(
+            "{}, 64 B echoed, {rounds} round trips, median of each run, median of {} interleaved runs): {:.1} µs with autocorking, {:.1} µs without ({:.3}×).",
+            self.line,
+            with.len(),
+            w / 1e3,
+            wo / 1e3,
+            w / wo
+        );
+        ratios.put(format!("{}_ping_pong_us", self.key), w / 1e3);
+        ratios.put(format!("{}_ping_pong_autocork_vs_off", self.key), w / wo);
+        goals.check(
+            format!(
+                "{}: a lone ping-pong's round trip with autocorking ≤ 1.10 × without",
+                self.goal
+            ),
+            format!("{:.3}×", w / wo),
+            w <= 1.10 * wo,
+        );
     }
-    let (w, wo) = (median(&mut with), median(&mut without));
-    println!(
-        "- A lone ping-pong (two nodes over a Unix socket pair, 64 B echoed, {rounds} round trips, median of each run, median of {} interleaved runs): {:.1} µs with autocorking, {:.1} µs without ({:.3}×).",
-        with.len(),
-        w / 1e3,
-        wo / 1e3,
-        w / wo
-    );
-    ratios.put("e2e_std_ping_pong_us", w / 1e3);
-    ratios.put("e2e_std_ping_pong_autocork_vs_off", w / wo);
-    goals.check(
-        "mux-std: a lone ping-pong's round trip with autocorking ≤ 1.10 × without",
-        format!("{:.3}×", w / wo),
-        w <= 1.10 * wo,
-    );
 }
 
 /// The TCP loopback figures of mux-std and mux-nostd: a line and their ratios to the raw TCP

@@ -6,6 +6,7 @@ use mux_benches::tokio_node;
 use mux_benches::yamux_peer::{self, Mapping};
 
 use crate::config::Config;
+use crate::end_to_end::PingPong;
 use crate::fmt::fmt_rate;
 use crate::goals::Goals;
 use crate::json::Ratios;
@@ -63,27 +64,12 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
 /// A lone ping-pong's round trip between two `AsyncNode`s with autocorking on (the default)
 /// and off, interleaved: autocorking must not slow a request that waits for its reply.
 fn ping_pong(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
-    let rounds = if cfg.quick { 2_000 } else { 20_000 };
-    let on = mux_std::Config::default().autocork;
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..cfg.e2e_reps.max(3) {
-        with.push(tokio_node::ping_pong(64, rounds, on));
-        without.push(tokio_node::ping_pong(64, rounds, std::time::Duration::ZERO));
-    }
-    let (w, wo) = (median(&mut with), median(&mut without));
     println!();
-    println!(
-        "A lone ping-pong (two `AsyncNode`s, 64 B echoed, {rounds} round trips, median of each run, median of {} interleaved runs): {:.1} µs with autocorking, {:.1} µs without ({:.3}×).",
-        with.len(),
-        w / 1e3,
-        wo / 1e3,
-        w / wo
-    );
-    ratios.put("tokio_ping_pong_us", w / 1e3);
-    ratios.put("tokio_ping_pong_autocork_vs_off", w / wo);
-    goals.check(
-        "tokio `AsyncNode`: a lone ping-pong's round trip with autocorking ≤ 1.10 × without",
-        format!("{:.3}×", w / wo),
-        w <= 1.10 * wo,
-    );
+    let nodes = PingPong {
+        line: "A lone ping-pong (two `AsyncNode`s over a Unix socket pair",
+        key: "tokio",
+        goal: "tokio `AsyncNode`",
+        run: tokio_node::ping_pong,
+    };
+    nodes.check(cfg, ratios, goals);
 }
