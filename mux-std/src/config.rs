@@ -181,7 +181,9 @@ pub struct Config {
     /// [`Duration::ZERO`] turns it off; at most [`MAX_AUTOCORK`]. A [`Node`](crate::Node)'s
     /// sender autocorks (with a thread of its own that writes a burst's tail, idle between
     /// bursts); a [`Sender`](crate::Sender) made on its own does after
-    /// [`Sender::autocork`](crate::Sender::autocork). The tokio sender does not autocork.
+    /// [`Sender::autocork`](crate::Sender::autocork). The tokio `AsyncNode`'s sender autocorks
+    /// too (feature `tokio`; a task, not a thread, writes a burst once the tasks sending it
+    /// wait for something), an `AsyncSender` on its own after `AsyncSender::autocork`.
     pub autocork: Duration,
 }
 
