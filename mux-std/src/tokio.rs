@@ -457,6 +457,12 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
     }
 
     /// Sends `payload` with the next automatic id; returns the id.
+    ///
+    /// Once the sender autocorks ([`autocork`](Self::autocork); nodes do from the start), a
+    /// small message sent less than [`Config::autocork`] after the previous one, with nothing
+    /// received in between, may wait in the shared write buffer for the rest of its burst and
+    /// leave with it once the sending tasks wait for something; a lone message (a request, the
+    /// reply to one) is written before `send` returns.
     pub async fn send(&self, payload: &[u8]) -> Result<u32, SendError> {
         let id = self.next_id();
         self.send_inner(id, payload, None, false, Wait::NONE, None)
@@ -466,7 +472,8 @@ impl<W: AsyncWrite + Unpin + Send> AsyncSender<W> {
 
     /// Sends `payload` as message `id`. A send of an id whose message another task is still
     /// sending is refused with [`SendError::IdInFlight`] and writes nothing (see
-    /// [`Sender::send_with_id`](crate::Sender::send_with_id)).
+    /// [`Sender::send_with_id`](crate::Sender::send_with_id)). Autocorks as
+    /// [`send`](Self::send) does.
     pub async fn send_with_id(&self, id: u32, payload: &[u8]) -> Result<(), SendError> {
         self.send_inner(id, payload, None, false, Wait::NONE, None)
             .await
