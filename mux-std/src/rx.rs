@@ -88,6 +88,16 @@ pub enum Received {
 }
 
 impl Received {
+    /// Payload bytes it holds (what counts in [`Config::rx_budget`] while it is queued).
+    #[inline]
+    pub(crate) fn held(&self) -> usize {
+        match self {
+            Self::Message(m) => m.len(),
+            Self::Chunk { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+
     /// The message if this is a complete one.
     pub fn into_message(self) -> Option<Message> {
         match self {
@@ -185,23 +195,30 @@ impl RxBudget {
     /// The reader queues `item`: its bytes count until the returned ticket is dropped (the
     /// item is taken, or dropped unreceived).
     pub(crate) fn queue(self: &Arc<Self>, item: &Received) -> Option<Queued> {
-        let bytes = match item {
-            Received::Message(m) => m.len(),
-            Received::Chunk { data, .. } => data.len(),
-            _ => 0,
-        };
+        let bytes = item.held();
         if bytes == 0 {
             return None;
         }
-        self.queued.fetch_add(bytes, Ordering::SeqCst);
-        self.note_peak();
+        self.queued(bytes);
         Some(Queued {
             budget: self.clone(),
             bytes,
         })
     }
 
-    fn taken(&self, bytes: usize) {
+    /// The reader queues items of `bytes` in all, whose bytes count until the receiver
+    /// that takes them calls [`taken`](Self::taken) (the blocking [`Receiver`](crate::Receiver):
+    /// counted once per batch instead of a ticket per item).
+    pub(crate) fn queued(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::SeqCst);
+        self.note_peak();
+    }
+
+    /// Queued bytes were taken (or dropped unreceived).
+    pub(crate) fn taken(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
         self.queued.fetch_sub(bytes, Ordering::SeqCst);
         if self.paused.load(Ordering::SeqCst) {
             let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
