@@ -68,6 +68,7 @@ pub(crate) fn bounded<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
         QueueTx {
             shared: Arc::clone(&shared),
             batch: VecDeque::with_capacity(BATCH.min(cap.max(1))),
+            limit: BATCH.min(cap),
         },
         QueueRx { shared },
     )
@@ -77,19 +78,22 @@ pub(crate) fn bounded<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
 pub(crate) struct QueueTx<T> {
     shared: Arc<Shared<T>>,
     batch: VecDeque<T>,
+    /// Items of a full batch ([`BATCH`], or the queue's capacity if smaller): kept here, so
+    /// that the reader does not read a line of the shared state that receivers write.
+    limit: usize,
 }
 
 impl<T> QueueTx<T> {
     /// Whether the next [`push`](Self::push) hands the batch over.
     pub(crate) fn flushes_next(&self) -> bool {
-        self.batch.len() + 1 >= BATCH.min(self.shared.cap)
+        self.batch.len() + 1 >= self.limit
     }
 
     /// Adds `item` to the batch (handing the batch over when full); `false` once every
     /// receiver is gone.
     pub(crate) fn push(&mut self, item: T) -> bool {
         self.batch.push_back(item);
-        self.batch.len() < BATCH.min(self.shared.cap) || self.flush()
+        self.batch.len() < self.limit || self.flush()
     }
 
     /// Hands the batch over, waiting for room while the queue is full; `false` (the batch
