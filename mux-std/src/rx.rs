@@ -326,24 +326,30 @@ impl RxCore {
         }
     }
 
-    /// Decodes from the front of `input`: bytes consumed and an item, if one completed.
-    /// `(0, None)` only for empty input: every call with input consumes some or delivers an
-    /// item. (The demux may give an event for no input, e.g. the Start of a message
-    /// restarted by a duplicate Start, which is no item in whole-message mode: then this
-    /// goes on decoding.)
+    /// Decodes from the front of `input` until an item completes or the input is used up:
+    /// bytes consumed and the item, if one completed. `(0, None)` only for empty input:
+    /// every call with input consumes some or delivers an item. (The demux may give an
+    /// event for no input, e.g. the Start of a message restarted by a duplicate Start, which
+    /// is no item in whole-message mode: then this goes on decoding.)
     #[inline]
     pub(crate) fn feed(&mut self, input: &[u8]) -> (usize, Option<Received>) {
         if let Some(item) = self.queued.pop_front() {
             return (0, Some(item));
         }
+        let mut used = 0;
         loop {
-            let (n, ev) = self.demux.feed(input);
+            let (n, ev) = self.demux.feed(&input[used..]);
+            used += n;
             let item = match ev {
                 None => None,
                 Some(ev) => self.on_event(ev),
             };
-            if n > 0 || item.is_some() || input.is_empty() {
-                return (n, item);
+            if item.is_some() || used == input.len() {
+                return (used, item);
+            }
+            // Messages dropped to make room in the budget go out first.
+            if !self.queued.is_empty() {
+                return (used, self.queued.pop_front());
             }
         }
     }
