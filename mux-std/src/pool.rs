@@ -103,8 +103,10 @@ impl Inner {
         let cap = data.capacity();
         let mut g = lock(&self.give);
         // Counted under the give side's lock, so that `stats` (which holds both locks) sees
-        // a returned buffer either in `returned` and an idle list, or in neither.
-        self.returned.fetch_add(1, Ordering::Release);
+        // a returned buffer either in `returned` and an idle list, or in neither. Only this
+        // lock's holder writes it: a load and a store, not a read-modify-write.
+        let returned = self.returned.load(Ordering::Relaxed);
+        self.returned.store(returned + 1, Ordering::Release);
         if cap != 0 && cap <= self.retain_capacity {
             // Never below the idle bytes of both sides, so the limit holds: first the bound
             // kept here, then (near the limit) the take side's figure as it is now.
