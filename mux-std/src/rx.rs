@@ -120,10 +120,12 @@ pub struct RxCounts {
     /// Protocol errors reported, by kind.
     pub errors: ErrorCounts,
     /// Payload bytes the receiver holds now: messages being assembled and received items
-    /// not yet taken by the application (what [`Config::rx_budget`] limits).
+    /// not yet taken by the application (what [`Config::rx_budget`] limits). A
+    /// [`Receiver`](crate::Receiver)'s items count from the moment the reader hands their
+    /// batch over, when the other counters are published too.
     pub held_bytes: u64,
     /// Most payload bytes the receiver held at once so far (as seen after each read and
-    /// each item).
+    /// each item, or each batch of a [`Receiver`](crate::Receiver)'s items).
     pub held_peak: u64,
     /// The serial link profile's frame counters ([`Config::link`]; all zero without it).
     pub link: mux_nostd::LinkMetrics,

@@ -126,6 +126,8 @@ pub(super) fn close_on_drop<W: Write>(g: &mut TxInner<W>, closer: Option<Closer<
 /// std::io::Read::read_to_end(&mut b, &mut wire).unwrap();
 /// assert_eq!(wire.len(), 4 * (9 + 9 + 4 + 9)); // Start, Data "ping", End
 /// ```
+///
+/// [`FramePlan`]: mux_nostd::FramePlan
 pub struct Sender<W> {
     pub(super) shared: Arc<Shared<W>>,
 }
