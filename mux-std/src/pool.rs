@@ -155,29 +155,7 @@ impl Inner {
 #[derive(Clone)]
 pub struct BufferPool {
     inner: Arc<Inner>,
-    /// What the buffers handed out hold to find their way back (see [`Handles`]).
-    handles: Arc<Handles>,
 }
-
-/// Every buffer keeps the pool alive until it is dropped: a reference count taken by the
-/// thread that takes it and given back by the thread that drops it. Were it one count for
-/// the whole pool, a reader taking buffers and a receiver dropping them would pull its cache
-/// line back and forth at every message. So the buffers hold one of a few handles (each a
-/// count on a line of its own, each keeping the pool alive), the taker moving on to the next
-/// every [`HANDLE_TURN`] buffers: the receiver drops the buffers of an earlier turn while the
-/// reader takes those of the current one.
-#[derive(Debug)]
-struct Handles([PoolRef; HANDLES]);
-
-/// A buffer's way back to its pool.
-type PoolRef = Arc<CachePadded<Arc<Inner>>>;
-
-/// Handles of a pool ([`Handles`]): together they last 512 buffers, more than a receiver
-/// lags behind its reader (one batch of the receive queue, 256 items), so the two threads
-/// share a handle only while the receiver is less than a turn behind.
-const HANDLES: usize = 16;
-/// Buffers handed out with one handle before the next one's turn.
-const HANDLE_TURN: u64 = 32;
 
 impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -214,21 +192,16 @@ impl BufferPool {
         retain_capacity: usize,
         max_idle_bytes: usize,
     ) -> Self {
-        let inner = Arc::new(Inner {
-            take: CachePadded::new(Mutex::new(TakeSide::default())),
-            take_idle_now: CachePadded::new(AtomicUsize::new(0)),
-            give: CachePadded::new(Mutex::new(GiveSide::default())),
-            returned: CachePadded::new(AtomicU64::new(0)),
-            max_buffers,
-            retain_capacity,
-            max_idle_bytes,
-        });
-        let handles = Handles(std::array::from_fn(|_| {
-            Arc::new(CachePadded::new(inner.clone()))
-        }));
         Self {
-            inner,
-            handles: Arc::new(handles),
+            inner: Arc::new(Inner {
+                take: CachePadded::new(Mutex::new(TakeSide::default())),
+                take_idle_now: CachePadded::new(AtomicUsize::new(0)),
+                give: CachePadded::new(Mutex::new(GiveSide::default())),
+                returned: CachePadded::new(AtomicU64::new(0)),
+                max_buffers,
+                retain_capacity,
+                max_idle_bytes,
+            }),
         }
     }
 
@@ -269,15 +242,12 @@ impl BufferPool {
                 Vec::new()
             }
         };
-        let turn = (t.taken / HANDLE_TURN) as usize % HANDLES;
         t.taken += 1;
         t.high_water = t.high_water.max(in_use + 1);
         drop(t);
-        // The count is taken outside the lock (it is the handle's, not the pool's state).
-        let handle = self.handles.0[turn].clone();
         Some(Buffer {
             data,
-            pool: Some(handle),
+            pool: Some(self.inner.clone()),
         })
     }
 
@@ -309,7 +279,7 @@ impl BufferPool {
 /// Dereferences to `[u8]`; [`extend_from_slice`](Self::extend_from_slice) appends.
 pub struct Buffer {
     data: Vec<u8>,
-    pool: Option<PoolRef>,
+    pool: Option<Arc<Inner>>,
 }
 
 impl Buffer {
@@ -396,29 +366,6 @@ impl Drop for Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buffers_of_every_handle_come_back_even_after_the_pool_handles_are_gone() {
-        let n = 2 * HANDLES * HANDLE_TURN as usize + 7;
-        let pool = BufferPool::new(n, 1 << 20);
-        let bufs: Vec<Buffer> = (0..n)
-            .map(|_| {
-                let mut b = pool.take().unwrap();
-                b.extend_from_slice(b"x");
-                b
-            })
-            .collect();
-        assert!(pool.take().is_none());
-        let other = pool.clone();
-        drop(pool);
-        drop(bufs);
-        let s = other.stats();
-        assert_eq!((s.in_use, s.idle, s.high_water), (0, n, n), "{s:?}");
-        let kept = other.take().unwrap();
-        drop(other);
-        // The last handle on the pool is this buffer's: it goes back, then the pool goes.
-        drop(kept);
-    }
 
     #[test]
     fn oversized_buffers_are_not_kept() {
