@@ -131,8 +131,10 @@ impl Receiver {
         config.validate()?;
         // The read buffer is allocated here, not in the thread: a failure is this call's.
         let (shared, mut pump) = Pump::new(config);
-        // The counters are published once per batch handed over (see `read_loop`).
+        // The counters are published once per batch handed over (see `read_loop`), and the
+        // batch's bytes counted in the receive budget then.
         pump.defer_publish();
+        pump.untracked();
         let (tx, rx) = queue::bounded(config.queue_len());
         let sh = shared.clone();
         let handle = std::thread::Builder::new()
@@ -148,17 +150,38 @@ impl Receiver {
     /// [`RecvError::Closed`] after the end of stream.
     #[inline]
     pub fn recv(&self) -> Result<Received, RecvError> {
-        convert(self.rx.recv_until(None).ok())
+        convert(self.take(None).ok())
     }
 
     /// The next item if one is queued.
     pub fn try_recv(&self) -> Result<Received, TryRecvError> {
-        took(self.rx.try_recv())
+        took(self.take_now())
     }
 
     /// The next item, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Received, TryRecvError> {
-        took(self.rx.recv_until(Some(Instant::now() + timeout)))
+        took(self.take(Some(Instant::now() + timeout)))
+    }
+
+    /// The next item from the queue, waiting until `deadline` (forever if `None`): its
+    /// bytes leave the receive budget (the reader counted them when it handed the batch
+    /// over, see [`Pump::untracked`]).
+    #[inline]
+    fn take(&self, deadline: Option<Instant>) -> Result<Item, Empty> {
+        self.taken(self.rx.recv_until(deadline))
+    }
+
+    /// [`take`](Self::take) without waiting.
+    fn take_now(&self) -> Result<Item, Empty> {
+        self.taken(self.rx.try_recv())
+    }
+
+    #[inline]
+    fn taken(&self, got: Result<Item, Empty>) -> Result<Item, Empty> {
+        if let Ok(Item::Rx(r, _)) = &got {
+            self.shared.budget.taken(r.held());
+        }
+        got
     }
 
     /// Items until the end of stream (a read error is yielded as `Err` once).
@@ -216,7 +239,7 @@ impl Receiver {
         let mut until = timeout.map(|t| Instant::now() + t);
         let mut forced = false;
         let ended = loop {
-            let got = self.rx.recv_until(until);
+            let got = self.take(until);
             match got.map(Item::into_result) {
                 Ok(Ok(item)) => items.push(item),
                 Ok(Err(RecvError::Io(e))) => err = Some(e),
@@ -227,7 +250,7 @@ impl Receiver {
                     forced = true;
                     if !self.stop.stop() {
                         // Nothing can wake the reader: keep what is queued, do not wait.
-                        while let Ok(item) = self.rx.try_recv() {
+                        while let Ok(item) = self.take_now() {
                             match item.into_result() {
                                 Ok(item) => items.push(item),
                                 Err(RecvError::Io(e)) => err = Some(e),
@@ -397,7 +420,10 @@ fn read_loop<R: Read>(mut read: R, mut pump: Pump, mut tx: impl Deliver, shared:
         }
     }));
     if let Err(payload) = run {
-        tx.deliver(pump.caught(payload));
+        let item = pump.caught(payload);
+        // The bytes of the items gathered so far count before they become visible.
+        pump.count_queued();
+        tx.deliver(item);
         pump.publish();
     }
 }

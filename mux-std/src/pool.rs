@@ -6,6 +6,7 @@ use std::ops::Deref;
 
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::sync::{Arc, Mutex, MutexGuard};
+use crossbeam_utils::CachePadded;
 
 /// Counters of a [`BufferPool`]. The request counts saturate at `u64::MAX`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,6 +50,10 @@ struct TakeSide {
     misses: u64,
     exhausted: u64,
     high_water: usize,
+    /// [`Inner::returned`] when last read: it only grows, so `taken` minus this bounds the
+    /// buffers in use from above, and the giving side's counter is read only when that bound
+    /// reaches the cap or the high-water mark.
+    returned_seen: u64,
 }
 
 /// The side buffers come back to.
@@ -68,17 +73,19 @@ struct GiveSide {
 /// reader) and threads giving them back (receivers dropping messages) do not contend for one
 /// lock per buffer: returned buffers gather on the give side and the take side moves them
 /// all over in one swap when it runs out. The lock order is take side, then give side.
+/// The two sides and what each writes sit on cache lines of their own: a reader taking
+/// buffers and a receiver giving them back do not pull the same line back and forth.
 #[derive(Debug)]
 struct Inner {
-    take: Mutex<TakeSide>,
-    give: Mutex<GiveSide>,
-    /// Buffers given back ever (a buffer is in use from its take to its give-back). Written
-    /// under the give side's lock; read by the take side for the cap, without that lock.
-    returned: AtomicU64,
+    take: CachePadded<Mutex<TakeSide>>,
     /// The take side's `idle_bytes`, written under its lock; read by the give side without
     /// it, when the bound it keeps itself says the idle limit is reached (it grows only in a
     /// swap, under both locks, so a giver never reads it too low).
-    take_idle_now: AtomicUsize,
+    take_idle_now: CachePadded<AtomicUsize>,
+    give: CachePadded<Mutex<GiveSide>>,
+    /// Buffers given back ever (a buffer is in use from its take to its give-back). Written
+    /// under the give side's lock; read by the take side for the cap, without that lock.
+    returned: CachePadded<AtomicU64>,
     max_buffers: usize,
     retain_capacity: usize,
     /// Most bytes of idle buffers kept, all together.
@@ -96,8 +103,10 @@ impl Inner {
         let cap = data.capacity();
         let mut g = lock(&self.give);
         // Counted under the give side's lock, so that `stats` (which holds both locks) sees
-        // a returned buffer either in `returned` and an idle list, or in neither.
-        self.returned.fetch_add(1, Ordering::Release);
+        // a returned buffer either in `returned` and an idle list, or in neither. Only this
+        // lock's holder writes it: a load and a store, not a read-modify-write.
+        let returned = self.returned.load(Ordering::Relaxed);
+        self.returned.store(returned + 1, Ordering::Release);
         if cap != 0 && cap <= self.retain_capacity {
             // Never below the idle bytes of both sides, so the limit holds: first the bound
             // kept here, then (near the limit) the take side's figure as it is now.
@@ -185,10 +194,10 @@ impl BufferPool {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                take: Mutex::new(TakeSide::default()),
-                give: Mutex::new(GiveSide::default()),
-                returned: AtomicU64::new(0),
-                take_idle_now: AtomicUsize::new(0),
+                take: CachePadded::new(Mutex::new(TakeSide::default())),
+                take_idle_now: CachePadded::new(AtomicUsize::new(0)),
+                give: CachePadded::new(Mutex::new(GiveSide::default())),
+                returned: CachePadded::new(AtomicU64::new(0)),
                 max_buffers,
                 retain_capacity,
                 max_idle_bytes,
@@ -200,7 +209,12 @@ impl BufferPool {
     pub fn take(&self) -> Option<Buffer> {
         let inner = &*self.inner;
         let mut t = lock(&inner.take);
-        let in_use = inner.in_use(&t);
+        let mut in_use = (t.taken - t.returned_seen) as usize;
+        if in_use >= inner.max_buffers || in_use >= t.high_water {
+            // The bound may be too high: the count as it is now.
+            t.returned_seen = inner.returned.load(Ordering::Acquire);
+            in_use = (t.taken - t.returned_seen) as usize;
+        }
         if in_use >= inner.max_buffers {
             t.exhausted = t.exhausted.saturating_add(1);
             return None;

@@ -67,7 +67,8 @@ pub(crate) fn bounded<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
     (
         QueueTx {
             shared: Arc::clone(&shared),
-            batch: Vec::with_capacity(BATCH.min(cap.max(1))),
+            batch: VecDeque::with_capacity(BATCH.min(cap.max(1))),
+            limit: BATCH.min(cap),
         },
         QueueRx { shared },
     )
@@ -76,20 +77,23 @@ pub(crate) fn bounded<T>(cap: usize) -> (QueueTx<T>, QueueRx<T>) {
 /// The reader's end: gathers items and hands them over in batches.
 pub(crate) struct QueueTx<T> {
     shared: Arc<Shared<T>>,
-    batch: Vec<T>,
+    batch: VecDeque<T>,
+    /// Items of a full batch ([`BATCH`], or the queue's capacity if smaller): kept here, so
+    /// that the reader does not read a line of the shared state that receivers write.
+    limit: usize,
 }
 
 impl<T> QueueTx<T> {
     /// Whether the next [`push`](Self::push) hands the batch over.
     pub(crate) fn flushes_next(&self) -> bool {
-        self.batch.len() + 1 >= BATCH.min(self.shared.cap)
+        self.batch.len() + 1 >= self.limit
     }
 
     /// Adds `item` to the batch (handing the batch over when full); `false` once every
     /// receiver is gone.
     pub(crate) fn push(&mut self, item: T) -> bool {
-        self.batch.push(item);
-        self.batch.len() < BATCH.min(self.shared.cap) || self.flush()
+        self.batch.push_back(item);
+        self.batch.len() < self.limit || self.flush()
     }
 
     /// Hands the batch over, waiting for room while the queue is full; `false` (the batch
@@ -99,6 +103,16 @@ impl<T> QueueTx<T> {
             return self.shared.lock().receivers > 0;
         }
         let mut st = self.shared.lock();
+        if st.receivers > 0 && self.batch.len() <= self.shared.cap.saturating_sub(st.items.len()) {
+            // The whole batch fits (the usual case): moved in one piece.
+            let wake = st.waiting > 0;
+            st.items.append(&mut self.batch);
+            drop(st);
+            if wake {
+                self.shared.ready.notify_one();
+            }
+            return true;
+        }
         let mut items = self.batch.drain(..);
         loop {
             if st.receivers == 0 {

@@ -248,6 +248,11 @@ pub(crate) struct Pump {
     /// [`publish`](Self::publish) before items become visible: see
     /// [`defer_publish`](Self::defer_publish)).
     publish_items: bool,
+    /// Items carry no ticket of the receive budget: their bytes are counted in it when the
+    /// counters are published ([`untracked`](Self::untracked)).
+    untracked: bool,
+    /// Bytes of the items handed out since the counters were last published (`untracked`).
+    unqueued: usize,
 }
 
 impl Pump {
@@ -273,6 +278,8 @@ impl Pump {
             eof: false,
             phase: Phase::Feeding,
             publish_items: true,
+            untracked: false,
+            unqueued: 0,
         };
         pump.core.obs.hist = config.histograms.then(|| shared.hist.clone());
         (shared, pump)
@@ -287,6 +294,26 @@ impl Pump {
         self.publish_items = false;
     }
 
+    /// Items are handed out without a ticket of the receive budget: their bytes are counted
+    /// in it once per batch, when [`publish`](Self::publish) runs (before they become
+    /// visible), and the receiver that takes an item gives its bytes back
+    /// ([`RxBudget::taken`]). Only with [`defer_publish`](Self::defer_publish).
+    pub(crate) fn untracked(&mut self) {
+        self.untracked = true;
+    }
+
+    /// `r` as an item to hand out: with a ticket of the receive budget, or counted in the
+    /// batch ([`untracked`](Self::untracked)).
+    #[inline]
+    fn item(&mut self, r: Received) -> Item {
+        if self.untracked {
+            self.unqueued += r.held();
+            Item::Rx(r, None)
+        } else {
+            self.shared.item(r)
+        }
+    }
+
     /// The next step.
     pub(crate) fn next(&mut self) -> Step<'_> {
         if let Some(item) = self.pending.take() {
@@ -297,15 +324,16 @@ impl Pump {
                 let (used, item) = self.core.feed(&self.buf[self.at..self.end]);
                 self.at += used;
                 if let Some(item) = item {
-                    // Counters first, so that they include every item handed out.
+                    // Counters first, so that they include every item handed out (and the
+                    // bytes of a message leave the partial ones before it is queued).
                     if self.publish_items {
-                        self.shared.publish(&mut self.core);
+                        self.publish();
                     }
-                    return Step::Deliver(self.shared.item(item));
+                    return Step::Deliver(self.item(item));
                 }
             }
             if self.end > 0 {
-                self.shared.publish(&mut self.core);
+                self.publish();
                 (self.at, self.end) = (0, 0);
             }
             let Some(link) = self.link.as_mut() else {
@@ -335,9 +363,9 @@ impl Pump {
         }
         if self.phase == Phase::Finishing {
             let item = self.core.finish();
-            self.shared.publish(&mut self.core);
+            self.publish();
             match item {
-                Some(item) => return Step::Deliver(self.shared.item(item)),
+                Some(item) => return Step::Deliver(self.item(item)),
                 None => self.phase = Phase::Done,
             }
         }
@@ -378,7 +406,7 @@ impl Pump {
             (self.at, self.end) = (0, 0);
             self.phase = Phase::Finishing;
         } else {
-            self.shared.publish(&mut self.core);
+            self.publish();
             self.phase = Phase::Done;
         }
     }
@@ -395,5 +423,17 @@ impl Pump {
     /// inconsistent, and nothing more is reported).
     pub(crate) fn publish(&mut self) {
         self.shared.publish(&mut self.core);
+        // After the partial bytes, which no longer hold the completed messages among these.
+        self.count_queued();
+    }
+
+    /// Counts the bytes of the items handed out since the last time in the receive budget
+    /// ([`untracked`](Self::untracked)).
+    pub(crate) fn count_queued(&mut self) {
+        if self.unqueued > 0 {
+            self.shared
+                .budget
+                .queued(std::mem::take(&mut self.unqueued));
+        }
     }
 }

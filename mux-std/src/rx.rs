@@ -88,6 +88,16 @@ pub enum Received {
 }
 
 impl Received {
+    /// Payload bytes it holds (what counts in [`Config::rx_budget`] while it is queued).
+    #[inline]
+    pub(crate) fn held(&self) -> usize {
+        match self {
+            Self::Message(m) => m.len(),
+            Self::Chunk { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+
     /// The message if this is a complete one.
     pub fn into_message(self) -> Option<Message> {
         match self {
@@ -110,10 +120,12 @@ pub struct RxCounts {
     /// Protocol errors reported, by kind.
     pub errors: ErrorCounts,
     /// Payload bytes the receiver holds now: messages being assembled and received items
-    /// not yet taken by the application (what [`Config::rx_budget`] limits).
+    /// not yet taken by the application (what [`Config::rx_budget`] limits). A
+    /// [`Receiver`](crate::Receiver)'s items count from the moment the reader hands their
+    /// batch over, when the other counters are published too.
     pub held_bytes: u64,
     /// Most payload bytes the receiver held at once so far (as seen after each read and
-    /// each item).
+    /// each item, or each batch of a [`Receiver`](crate::Receiver)'s items).
     pub held_peak: u64,
     /// The serial link profile's frame counters ([`Config::link`]; all zero without it).
     pub link: mux_nostd::LinkMetrics,
@@ -185,23 +197,30 @@ impl RxBudget {
     /// The reader queues `item`: its bytes count until the returned ticket is dropped (the
     /// item is taken, or dropped unreceived).
     pub(crate) fn queue(self: &Arc<Self>, item: &Received) -> Option<Queued> {
-        let bytes = match item {
-            Received::Message(m) => m.len(),
-            Received::Chunk { data, .. } => data.len(),
-            _ => 0,
-        };
+        let bytes = item.held();
         if bytes == 0 {
             return None;
         }
-        self.queued.fetch_add(bytes, Ordering::SeqCst);
-        self.note_peak();
+        self.queued(bytes);
         Some(Queued {
             budget: self.clone(),
             bytes,
         })
     }
 
-    fn taken(&self, bytes: usize) {
+    /// The reader queues items of `bytes` in all, whose bytes count until the receiver
+    /// that takes them calls [`taken`](Self::taken) (the blocking [`Receiver`](crate::Receiver):
+    /// counted once per batch instead of a ticket per item).
+    pub(crate) fn queued(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::SeqCst);
+        self.note_peak();
+    }
+
+    /// Queued bytes were taken (or dropped unreceived).
+    pub(crate) fn taken(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
         self.queued.fetch_sub(bytes, Ordering::SeqCst);
         if self.paused.load(Ordering::SeqCst) {
             let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -309,24 +328,30 @@ impl RxCore {
         }
     }
 
-    /// Decodes from the front of `input`: bytes consumed and an item, if one completed.
-    /// `(0, None)` only for empty input: every call with input consumes some or delivers an
-    /// item. (The demux may give an event for no input, e.g. the Start of a message
-    /// restarted by a duplicate Start, which is no item in whole-message mode: then this
-    /// goes on decoding.)
+    /// Decodes from the front of `input` until an item completes or the input is used up:
+    /// bytes consumed and the item, if one completed. `(0, None)` only for empty input:
+    /// every call with input consumes some or delivers an item. (The demux may give an
+    /// event for no input, e.g. the Start of a message restarted by a duplicate Start, which
+    /// is no item in whole-message mode: then this goes on decoding.)
     #[inline]
     pub(crate) fn feed(&mut self, input: &[u8]) -> (usize, Option<Received>) {
         if let Some(item) = self.queued.pop_front() {
             return (0, Some(item));
         }
+        let mut used = 0;
         loop {
-            let (n, ev) = self.demux.feed(input);
+            let (n, ev) = self.demux.feed(&input[used..]);
+            used += n;
             let item = match ev {
                 None => None,
                 Some(ev) => self.on_event(ev),
             };
-            if n > 0 || item.is_some() || input.is_empty() {
-                return (n, item);
+            if item.is_some() || used == input.len() {
+                return (used, item);
+            }
+            // Messages dropped to make room in the budget go out first.
+            if !self.queued.is_empty() {
+                return (used, self.queued.pop_front());
             }
         }
     }

@@ -93,6 +93,22 @@ impl Coalescer {
         true
     }
 
+    /// Copies the frames of a small message — `heads` (two headers), `body` (the second
+    /// one's), `end` (a header or nothing) — if every one of them is small and all fit, as
+    /// [`put`](Self::put) of each in turn would.
+    #[inline]
+    pub(super) fn put_all(&mut self, heads: &[u8], body: &[u8], end: &[u8]) -> bool {
+        let n = heads.len() + body.len() + end.len();
+        // The largest frame is the second header with the body.
+        if HEADER_LEN + body.len() > self.frame_max || self.buf.len() + n > self.cap {
+            return false;
+        }
+        self.buf.extend_from_slice(heads);
+        self.buf.extend_from_slice(body);
+        self.buf.extend_from_slice(end);
+        true
+    }
+
     /// Buffered bytes not yet written.
     #[inline]
     pub(crate) fn pending(&self) -> &[u8] {

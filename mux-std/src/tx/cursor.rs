@@ -92,3 +92,50 @@ impl Cursor {
         body
     }
 }
+
+/// The frames of a message of one chunk at most, for the fast paths: the Start header with
+/// the next one (Data, or End for an empty message), the payload, the End header after a
+/// Data frame.
+pub(super) struct SmallFrames<'p> {
+    pub(super) heads: [u8; 2 * HEADER_LEN],
+    pub(super) body: &'p [u8],
+    pub(super) end: Option<[u8; HEADER_LEN]>,
+    /// Frames of the message (2 or 3).
+    pub(super) count: u32,
+}
+
+impl<'p> SmallFrames<'p> {
+    /// The core's plan of `payload` as message `id`; `None` if it takes more than one Data
+    /// frame (or does not fit the wire format).
+    #[inline]
+    pub(super) fn plan(strategy: &Resolved, id: u32, payload: &'p [u8]) -> Option<Self> {
+        let mut plan = FramePlan::new(strategy, id, payload.len()).ok()?;
+        let (start, second) = (plan.next()?, plan.next()?);
+        let third = plan.next();
+        if plan.next().is_some() {
+            return None; // more than one Data frame
+        }
+        let mut heads = [0u8; 2 * HEADER_LEN];
+        heads[..HEADER_LEN].copy_from_slice(&start.header.to_bytes());
+        heads[HEADER_LEN..].copy_from_slice(&second.header.to_bytes());
+        let at = second.offset as usize;
+        Some(Self {
+            heads,
+            body: payload.get(at..at + second.body_len() as usize)?,
+            end: third.map(|f| f.header.to_bytes()),
+            count: 2 + u32::from(third.is_some()),
+        })
+    }
+
+    /// The End header after a Data frame (empty for an empty message).
+    #[inline]
+    pub(super) fn end(&self) -> &[u8] {
+        self.end.as_ref().map_or(&[][..], |e| &e[..])
+    }
+
+    /// Bytes of the whole message on the wire.
+    #[inline]
+    pub(super) fn wire_len(&self) -> usize {
+        2 * HEADER_LEN + self.body.len() + self.end().len()
+    }
+}

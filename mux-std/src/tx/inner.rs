@@ -275,6 +275,38 @@ impl<W: Write> TxInner<W> {
         }
     }
 
+    /// Writes the frames of a small message (the shared buffer is empty): usually one call
+    /// takes them all, otherwise the slices move on by what was written. `None`: no sink.
+    #[inline]
+    pub(super) fn write_small(&mut self, frames: &SmallFrames<'_>) -> Option<io::Result<()>> {
+        let Self {
+            io, stats, pace, ..
+        } = self;
+        let io = io.as_mut()?;
+        let mut iov = [
+            IoSlice::new(&frames.heads),
+            IoSlice::new(frames.body),
+            IoSlice::new(frames.end()),
+        ];
+        let mut left: &mut [IoSlice<'_>] = if frames.end.is_some() {
+            &mut iov
+        } else {
+            &mut iov[..1]
+        };
+        let mut len = frames.wire_len();
+        while len > 0 {
+            match pace.write(io, left, len, &stats.writes) {
+                Ok(n) if n == len => break,
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut left, n);
+                    len -= n;
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(()))
+    }
+
     /// Writes the shared buffer out.
     #[inline]
     pub(super) fn flush_buf(&mut self) -> io::Result<()> {

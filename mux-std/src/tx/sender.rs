@@ -1,11 +1,11 @@
 //! The public [`Sender`]: sends, their slots, the lock, flush and close.
 
 use std::fmt;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 
 use std::time::{Duration, Instant};
 
-use mux_nostd::{AnyStrategy, FramePlan, HEADER_LEN};
+use mux_nostd::{AnyStrategy, HEADER_LEN};
 
 use crate::adaptive::{Pace, Resolved};
 use crate::config::Config;
@@ -138,6 +138,8 @@ pub(super) fn close_on_drop<W: Write>(g: &mut TxInner<W>, closer: Option<Closer<
 /// std::io::Read::read_to_end(&mut b, &mut wire).unwrap();
 /// assert_eq!(wire.len(), 4 * (9 + 9 + 4 + 9)); // Start, Data "ping", End
 /// ```
+///
+/// [`FramePlan`]: mux_nostd::FramePlan
 pub struct Sender<W> {
     pub(super) shared: Arc<Shared<W>>,
 }
@@ -305,9 +307,8 @@ impl<W: Write + Send> Sender<W> {
         mut stop: Option<&mut dyn FnMut() -> Option<SendError>>,
     ) -> Result<(), SendError> {
         let strategy = (self.shared.pace).resolve(strategy, self.shared.strategy, payload.len());
-        if !buffered
-            && stop.is_none()
-            && let Some(r) = self.send_small(id, payload, &strategy)
+        if stop.is_none()
+            && let Some(r) = self.send_small(id, payload, &strategy, buffered)
         {
             return r;
         }
@@ -391,65 +392,52 @@ impl<W: Write + Send> Sender<W> {
         }
     }
 
-    /// The fast path of a plain send: a message of one chunk at most on a free, idle link
-    /// (lock free, nobody waiting, shared buffer empty, no Abort owed) goes out in one
+    /// The fast path of a message of one chunk at most on a free, idle link (lock free,
+    /// nobody waiting, no Abort owed). A plain send on an empty shared buffer goes out in one
     /// vectored write — the Start header with the next one, the payload, the End header —
-    /// without a cursor or a batch. `None`: not the case, take the general path.
+    /// without a cursor or a batch; a `buffered` one whose frames all fit the shared buffer is
+    /// copied there in one go, as the general path would copy it frame by frame. `None`: not
+    /// the case, take the general path.
     #[inline]
     pub(super) fn send_small(
         &self,
         id: u32,
         payload: &[u8],
         strategy: &Resolved,
+        buffered: bool,
     ) -> Option<Result<(), SendError>> {
+        let frames = SmallFrames::plan(strategy, id, payload)?;
+        let mut g = self.idle_lock(id)?;
+        if buffered {
+            if !g.co.put_all(&frames.heads, frames.body, frames.end()) {
+                return None;
+            }
+        } else {
+            if !g.co.pending().is_empty() {
+                return None;
+            }
+            if let Err(e) = g.write_small(&frames)? {
+                return Some(Err(g.broke(id, e)));
+            }
+        }
+        g.completed(id, payload.len(), frames.count, false);
+        Some(self.release(g, buffered, id))
+    }
+
+    /// The write lock for a fast path, if it is free and the link idle: nobody waits for
+    /// the lock, no Abort is owed, the link is open, a slot is free and `id` is not in
+    /// flight. `None`: take the general path (which reports whatever is wrong).
+    #[inline]
+    fn idle_lock(&self, id: u32) -> Option<MutexGuard<'_, TxInner<W>>> {
         let s = &self.shared;
         if s.contenders.load(Ordering::Relaxed) > 0 || s.has_orphans.load(Ordering::Relaxed) {
             return None;
         }
-        // The core's plan: Start, then Data and End, or End alone for an empty message.
-        let mut plan = FramePlan::new(strategy, id, payload.len()).ok()?;
-        let (start, second) = (plan.next()?, plan.next()?);
-        let third = plan.next();
-        if plan.next().is_some() {
-            return None; // more than one Data frame
-        }
-        let mut g = s.inner.try_lock().ok()?;
-        if g.link != Link::Open || !g.co.pending().is_empty() || g.in_flight(id) || !g.slot_free() {
+        let g = s.inner.try_lock().ok()?;
+        if g.link != Link::Open || g.in_flight(id) || !g.slot_free() {
             return None;
         }
-        let mut heads = [0u8; 2 * HEADER_LEN];
-        heads[..HEADER_LEN].copy_from_slice(&start.header.to_bytes());
-        heads[HEADER_LEN..].copy_from_slice(&second.header.to_bytes());
-        let at = second.offset as usize;
-        let body = payload.get(at..at + second.body_len() as usize)?;
-        let end = third.map(|f| f.header.to_bytes());
-        let mut iov = [
-            IoSlice::new(&heads),
-            IoSlice::new(body),
-            IoSlice::new(end.as_ref().map_or(&[][..], |e| &e[..])),
-        ];
-        let (mut left, mut len): (&mut [IoSlice<'_>], usize) = if end.is_some() {
-            (&mut iov, 3 * HEADER_LEN + body.len())
-        } else {
-            (&mut iov[..1], 2 * HEADER_LEN)
-        };
-        let TxInner {
-            io, stats, pace, ..
-        } = &mut *g;
-        let io = io.as_mut()?;
-        // Usually one call takes it all; otherwise the slices move on by what was written.
-        while len > 0 {
-            match pace.write(io, left, len, &stats.writes) {
-                Ok(n) if n == len => break,
-                Ok(n) => {
-                    IoSlice::advance_slices(&mut left, n);
-                    len -= n;
-                }
-                Err(e) => return Some(Err(g.broke(id, e))),
-            }
-        }
-        g.completed(id, payload.len(), 2 + u32::from(third.is_some()), false);
-        Some(self.release(g, false, id))
+        Some(g)
     }
 
     /// Before message `id` starts (nothing of it written): waits, with the lock released,

@@ -242,6 +242,61 @@ fn buffered_small_messages_wait_for_a_full_buffer_or_flush() {
     assert_eq!(sink.bytes, want);
 }
 
+/// Buffered sends of every size, between plain ones, under configurations where a small
+/// message fits the shared buffer whole, in part (a frame too large to copy, a buffer that
+/// fills in the middle of a message) or not at all: the core's bytes, in order, and the
+/// counters of every message.
+#[test]
+fn buffered_sends_of_any_size_give_the_core_bytes() {
+    let sizes = [0, 1, 64, 100, 250, 1024, 1025, 5000, 64, 0, 9];
+    let configs = [
+        Config::default(),
+        Config {
+            write_buffer: 300,
+            ..Config::default()
+        },
+        Config {
+            coalesce_frame: 40,
+            ..Config::default()
+        },
+        Config {
+            coalesce_frame: 0,
+            ..Config::default()
+        },
+        Config {
+            write_buffer: 100,
+            coalesce_frame: 100,
+            ..Config::with_strategy(Original)
+        },
+    ];
+    for config in configs {
+        let mut sink = Slices::default();
+        let mut want = Vec::new();
+        let sent = {
+            let tx = Sender::new(&mut sink, &config).unwrap();
+            for round in 0..3 {
+                for &n in &sizes {
+                    let p = payload(n);
+                    let id = if round == 1 && n == 64 {
+                        tx.send(&p).unwrap()
+                    } else {
+                        tx.send_buffered(&p).unwrap()
+                    };
+                    let mut frames = vec![0; n + 64 * HEADER_LEN];
+                    let k = encode_into(&config.strategy, id, &p, &mut frames).unwrap();
+                    want.extend_from_slice(&frames[..k]);
+                }
+            }
+            tx.flush().unwrap();
+            tx.counts()
+        };
+        assert_eq!(sink.bytes, want, "{config:?}");
+        assert_eq!(sent.messages, 3 * sizes.len() as u64);
+        assert_eq!(sent.bytes, 3 * sizes.iter().sum::<usize>() as u64);
+        assert_eq!(sent.writes, sink.calls.len() as u64);
+    }
+}
+
 /// A sink that takes at most `step` bytes per call; on call `pause_at` it reports the
 /// bytes it holds and waits to be resumed.
 struct Gate {
