@@ -103,7 +103,7 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
         );
         println!();
         goals.check(
-            "pipe: muxpipe write | read, 2,000,000 × 64 B ≤ 0.45 s",
+            "pipe: muxpipe write \\| read, 2,000,000 × 64 B ≤ 0.45 s",
             "muxpipe missing".into(),
             false,
         );
@@ -176,7 +176,7 @@ pub fn section(cfg: &Config, ratios: &mut Ratios, goals: &mut Goals) {
     );
     println!();
     goals.check(
-        "pipe: muxpipe write | read, 2,000,000 × 64 B ≤ 0.45 s",
+        "pipe: muxpipe write \\| read, 2,000,000 × 64 B ≤ 0.45 s",
         format!("{rw:.3} s"),
         rw <= GOAL_WRITE_READ_S,
     );
