@@ -93,7 +93,15 @@ impl Cork {
     /// this send started the burst (armed the flusher).
     #[inline]
     pub(crate) fn joined(&self) -> bool {
-        self.joined.fetch_add(1, Ordering::Relaxed);
+        // A load and a store: senders racing here may lose an increment, but the count still
+        // moves, which is all the flusher looks for.
+        let n = self.joined.load(Ordering::Relaxed);
+        self.joined.store(n.wrapping_add(1), Ordering::Relaxed);
+        // Seen armed: the flusher disarms only before it writes the buffer, which holds this
+        // send's frames already (or a later send arms it again).
+        if self.armed.load(Ordering::Acquire) {
+            return false;
+        }
         if !self.armed.swap(true, Ordering::AcqRel) {
             // Taking the flusher's lock orders this with its check of `armed`.
             drop(self.sleep.lock().unwrap_or_else(|e| e.into_inner()));
