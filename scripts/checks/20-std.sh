@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo clippy -p mux-std --all-targets --all-features --locked -- -D warnings
+# Default features alone (in the workspace-wide run the benches turn tokio on): no code left
+# unused without it.
+cargo clippy -p mux-std --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc -p mux-std --no-deps --all-features --locked
 # Every mux-std test with tokio on: unit, doc (crate example: a child-process exchange),
 # golden vectors, muxpipe shell pipes and child process, allocation counts, tokio round trips.

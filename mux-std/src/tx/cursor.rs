@@ -1,6 +1,8 @@
 //! Where a message stands between its holds.
 
-use mux_nostd::{FramePlan, HEADER_LEN, Outgoing, PlannedFrame, Strategy};
+#[cfg(feature = "tokio")]
+use mux_nostd::Outgoing;
+use mux_nostd::{FramePlan, HEADER_LEN, PlannedFrame, Strategy};
 
 use crate::adaptive::Resolved;
 
@@ -36,12 +38,14 @@ impl Cursor {
     }
 
     /// Whether the message's last frame is written.
+    #[cfg(feature = "tokio")]
     #[inline]
     pub(crate) fn is_done(&self) -> bool {
         self.next.is_none()
     }
 
     /// Frames of the whole message.
+    #[cfg(feature = "tokio")]
     #[inline]
     pub(crate) fn frame_count(&self) -> u32 {
         self.rest.frame_count()
@@ -49,6 +53,7 @@ impl Cursor {
 
     /// Hands what is left of the message over as an [`Outgoing`] (which can settle it: finish
     /// the frame in flight, then Abort), leaving this cursor done; `None` if nothing is left.
+    #[cfg(feature = "tokio")]
     pub(crate) fn take_owed(&mut self) -> Option<Outgoing> {
         let frame = self.next.take()?;
         let written = std::mem::take(&mut self.written);
